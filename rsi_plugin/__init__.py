@@ -1,0 +1,52 @@
+"""rsi_plugin: scale invariance in the residual stream, for nnsight and Captum users.
+
+The public API is re-exported here and loaded on first use, so ``import rsi_plugin`` stays
+light (no nnsight, pandas or transformer-lens until a function needs them)::
+
+    import rsi_plugin as rsi
+    model = rsi.load_model("tiny")
+    acts = rsi.capture(model, rsi.normalize(images, model), blocks=["2.1"])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    "load_model": "models",
+    "MODEL_NAMES": "models",
+    "RESNET_FAMILY": "models",
+    "ResidualBlock": "nodes",
+    "NodeSite": "nodes",
+    "NODES": "nodes",
+    "residual_blocks": "nodes",
+    "get_block": "nodes",
+    "capture": "trace",
+    "ablate": "trace",
+    "wrap": "trace",
+    "normalize": "images",
+    "denormalize": "images",
+    "ModelInfo": "images",
+    "model_info": "images",
+    "S": "transforms",
+    "scale_crop": "transforms",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rsi_plugin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,28 @@
+"""``rsi inspect``: the residual blocks of a model, their node paths and the identity check."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_model_arguments, load_model_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("inspect", help="table of every residual block: In/Pre/Post paths, sizes, Post == relu(In + Pre)")
+    add_model_arguments(parser, default="resnet18")
+    parser.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..overview import block_table
+
+    model = load_model_from_args(args)
+    table = block_table(model)
+    print(f"{args.model} ({model.rsi_info.weights} weights), {len(table)} residual blocks")
+    print(table.to_string(index=False))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    ok = bool(table["post_eq_relu_in_plus_pre"].all())
+    print("Post == relu(In + Pre) at every block:", "yes" if ok else "NO")
+    return 0 if ok else 1

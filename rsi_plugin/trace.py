@@ -1,0 +1,299 @@
+"""Read and patch the residual nodes In / Pre / Sum / Post through nnsight traces.
+
+Both :func:`capture` and :func:`ablate` take what the model takes (normalised image tensors,
+see :func:`rsi_plugin.normalize`) and run the model through an ``nnsight.NNsight`` wrapper
+that is built once per model and reused (:func:`wrap`). Extra keyword arguments reach
+``model.trace(...)``, so a backend that nnsight offers (for example ``remote=``) plugs in.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Iterator, Sequence
+
+import nnsight
+import torch
+from nnsight import NNsight
+from torch import nn
+
+from .nodes import ResidualBlock, check_nodes, get_block, resolve_blocks, residual_blocks
+
+__all__ = ["wrap", "capture", "ablate", "iter_batches", "check_images", "channel_values", "envoy_at"]
+
+logger = logging.getLogger(__name__)
+
+NodeKey = tuple[str, str]
+Images = torch.Tensor | Sequence[torch.Tensor] | Iterable[Any]
+
+
+def wrap(model: nn.Module | NNsight) -> NNsight:
+    """The ``nnsight.NNsight`` wrapper of ``model``, built on first use and reused.
+
+    nnsight instruments every submodule once, when the wrapper is built (it installs
+    its own ``forward`` controllers, inert outside a trace, and no hooks); building a
+    wrapper per call would redo that work. The wrapper is kept on the model itself, so
+    it lives exactly as long as the model does. An ``NNsight`` passed in is returned as is.
+
+    Args:
+        model (nn.Module or NNsight): the model.
+
+    Returns:
+        NNsight: the wrapper; its ``._module`` is ``model``.
+    """
+    if isinstance(model, NNsight):
+        return model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
+    cached = model.__dict__.get("_rsi_nnsight")
+    if isinstance(cached, NNsight) and cached._module is model:
+        return cached
+    envoy = NNsight(model)
+    model.__dict__["_rsi_nnsight"] = envoy
+    return envoy
+
+
+def envoy_at(envoy: NNsight, path: str):
+    """The nnsight envoy of the submodule at a dotted ``path`` (``""``: the model)."""
+    node = envoy
+    for part in filter(None, path.split(".")):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    return node
+
+
+def _expected_channels(model: nn.Module) -> int | None:
+    conv = getattr(model, "conv1", None)
+    return conv.in_channels if isinstance(conv, nn.Conv2d) else None
+
+
+def check_images(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Validate one batch of model input.
+
+    Raises:
+        TypeError: if ``images`` is not a floating-point tensor.
+        ValueError: if it is not ``[N, C, H, W]`` with the model's ``C``.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor [N, 3, H, W], got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise TypeError(
+            f"images must be floating point (normalised model input), got {images.dtype}; "
+            "convert uint8 images with images.float() / 255 and rsi.normalize"
+        )
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape [N, C, H, W], got {tuple(images.shape)}")
+    expected = _expected_channels(getattr(model, "_module", model))
+    if expected is not None and images.shape[1] != expected:
+        raise ValueError(f"images must have {expected} channels, got shape {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError("images is an empty batch")
+    return images
+
+
+def iter_batches(images: Images, batch_size: int | None = None) -> Iterator[torch.Tensor]:
+    """Batches from a tensor, a list of tensors or a DataLoader.
+
+    A tensor ``[N, C, H, W]`` is split into ``batch_size`` chunks (one batch if ``None``);
+    a list holds batches ``[n, C, H, W]`` or single images ``[C, H, W]`` (stacked into
+    ``batch_size`` chunks); a DataLoader yields tensors or ``(images, labels, ...)``.
+    """
+    if batch_size is not None and batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    if isinstance(images, torch.Tensor):
+        if batch_size is None or images.dim() != 4:
+            yield images
+        else:
+            yield from images.split(batch_size)
+        return
+    if isinstance(images, (list, tuple)) and images and all(isinstance(i, torch.Tensor) and i.dim() == 3 for i in images):
+        stacked = torch.stack(list(images))
+        yield from iter_batches(stacked, batch_size)
+        return
+    for item in images:
+        batch = item[0] if isinstance(item, (list, tuple)) else item
+        yield from iter_batches(batch, batch_size)
+
+
+def _centre(value: torch.Tensor) -> torch.Tensor:
+    return value[:, :, value.shape[2] // 2, value.shape[3] // 2]
+
+
+def _read(envoy: NNsight, block: ResidualBlock, node: str):
+    site = block.site(node)
+    module = envoy_at(envoy, site.path)
+    return module.output if site.attr == "output" else module.input
+
+
+def capture(
+    model: nn.Module | NNsight,
+    images: Images,
+    blocks: str | Sequence[str] | None = "all",
+    nodes: str | Sequence[str] = ("in", "pre", "post"),
+    center: bool = True,
+    stop_early: bool = True,
+    batch_size: int | None = None,
+    **trace_kwargs: Any,
+) -> dict[NodeKey, torch.Tensor]:
+    r"""Read residual nodes in one nnsight trace per batch.
+
+    The nodes are requested in execution order (in a block with a downsample, In is the
+    downsample's output and runs after Pre), Pre is cloned before it is saved (torchvision
+    adds the identity into it in place), ``"sum"`` is computed as ``in + pre``, and the
+    forward is stopped after the deepest node asked for unless ``stop_early=False``.
+    Runs under ``torch.no_grad()``.
+
+    Args:
+        model (nn.Module or NNsight): a model with residual blocks, in the mode you want
+            (``load_model`` returns eval mode).
+        images (Tensor, list or DataLoader): model-ready input ``[N, 3, H, W]``, a list of
+            batches or single images, or a DataLoader of ``images`` or ``(images, labels)``.
+        blocks (str or list of str): block names (``"2.1"``) or ``"all"``.
+        nodes (str or list of str): any of ``"in"``, ``"pre"``, ``"sum"``, ``"post"``.
+        center (bool): if True return the centre neuron ``[N, C]`` at
+            ``(H // 2, W // 2)`` (the convention of Lucent's ``neuron()``); else the whole
+            map ``[N, C, H, W]``.
+        stop_early (bool): stop the forward after the deepest requested node.
+        batch_size (int, optional): split a tensor input into batches of this size.
+        **trace_kwargs: passed to ``model.trace`` (e.g. a backend).
+
+    Returns:
+        dict mapping ``(block_name, node)`` to a tensor ``[N, C]`` (``center=True``) or
+        ``[N, C, H, W]``, batches concatenated along dim 0, on the model's device.
+
+    Raises:
+        ValueError: unknown block (lists the valid names) or node, or bad image shape.
+        TypeError: images not a floating-point tensor.
+    """
+    envoy = wrap(model)
+    nodes = check_nodes(nodes)
+    chosen = resolve_blocks(envoy._module, blocks)
+    wanted = sorted(((b, n) for b in chosen for n in dict.fromkeys(nodes)), key=lambda bn: bn[0].order(bn[1]))
+    # What the trace must read: "sum" needs both In and Pre of its block.
+    reads = []
+    for block, node in wanted:
+        needs = ("in", "pre") if node == "sum" else (node,)
+        for need in needs:
+            if (block, need) not in reads:
+                reads.append((block, need))
+    reads.sort(key=lambda bn: bn[0].order(bn[1]))
+
+    parts: dict[NodeKey, list[torch.Tensor]] = {(b.name, n): [] for b, n in wanted}
+    for batch in iter_batches(images, batch_size):
+        check_images(envoy._module, batch)
+        with torch.no_grad():
+            with envoy.trace(batch, **trace_kwargs) as tracer:
+                got = {}
+                for block, node in reads:
+                    value = _read(envoy, block, node)
+                    value = _centre(value).clone() if center else value.clone() if node == "pre" else value
+                    got[(block.name, node)] = value
+                out = {}
+                for block, node in wanted:
+                    key = (block.name, node)
+                    out[key] = got[(block.name, "in")] + got[(block.name, "pre")] if node == "sum" else got[key]
+                nnsight.save(out)
+                if stop_early:
+                    tracer.stop()
+        for key, value in out.items():
+            parts[key].append(value)
+    if not any(parts.values()):
+        raise ValueError("images held no batch")
+    return {key: torch.cat(values) for key, values in parts.items()}
+
+
+def channel_values(channels: Sequence[int], values: Any, num_channels: int,
+                   device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate channels and per-channel values.
+
+    Args:
+        channels (sequence of int): channel indices in ``[0, num_channels)``.
+        values (float, sequence or Tensor): one value for all, or one per channel (``[K]``).
+        num_channels (int): channels of the node.
+
+    Returns:
+        (index LongTensor ``[K]``, values Tensor ``[K]``).
+
+    Raises:
+        IndexError: a channel out of range. ValueError: values of the wrong length.
+    """
+    if isinstance(channels, torch.Tensor):
+        channels = channels.tolist()
+    channels = [int(c) for c in channels]
+    bad = [c for c in channels if not 0 <= c < num_channels]
+    if bad:
+        raise IndexError(f"channel(s) {bad} out of range: the node has {num_channels} channels (0..{num_channels - 1})")
+    if len(set(channels)) != len(channels):
+        raise ValueError(f"channels contain duplicates: {channels}")
+    vals = torch.as_tensor(values, dtype=dtype, device=device).flatten()
+    if vals.numel() == 1:
+        vals = vals.expand(len(channels)).clone()
+    if vals.numel() != len(channels):
+        raise ValueError(f"values must be one number or one per channel ({len(channels)}), got {vals.numel()}")
+    return torch.tensor(channels, dtype=torch.long, device=device), vals
+
+
+def ablate(
+    model: nn.Module | NNsight,
+    images: Images,
+    block: str | ResidualBlock,
+    channels: Sequence[int],
+    values: float | Sequence[float] | torch.Tensor = 0.0,
+    node: str = "post",
+    batch_size: int | None = None,
+    **trace_kwargs: Any,
+) -> torch.Tensor:
+    r"""Logits with the chosen channels of one node overwritten, as an nnsight intervention.
+
+    Each chosen channel ``c`` is set to ``values[c]`` at every spatial position (the
+    paper's mean ablation when ``values`` are the channels' means). ``node="sum"`` patches
+    the pre-ReLU sum as the paper's code does; since Post is ``relu(sum)`` channel by
+    channel this is written as Post ``= relu(values)``, which is exactly the same network.
+    Runs under ``torch.no_grad()``.
+
+    Args:
+        model (nn.Module or NNsight): a model with residual blocks.
+        images (Tensor, list or DataLoader): model-ready input, as in :func:`capture`.
+        block (str): block name, e.g. ``"3.1"``.
+        channels (sequence of int): channels to overwrite; empty means no intervention.
+        values (float, sequence or Tensor): one value for all or one per channel ``[K]``.
+        node (str): ``"post"`` (default), ``"sum"``, ``"pre"`` or ``"in"``.
+        batch_size (int, optional): split a tensor input into batches of this size.
+        **trace_kwargs: passed to ``model.trace``.
+
+    Returns:
+        Tensor ``[N, num_classes]``, the logits.
+
+    Raises:
+        ValueError: unknown block or node, bad values. IndexError: channel out of range.
+    """
+    envoy = wrap(model)
+    check_nodes([node])
+    target = get_block(residual_blocks(envoy._module), block)
+    index, vals = channel_values(channels, values, target.channels, device=envoy.device)
+    logits = []
+    for batch in iter_batches(images, batch_size):
+        check_images(envoy._module, batch)
+        with torch.no_grad():
+            with envoy.trace(batch, **trace_kwargs):
+                if len(index):
+                    _patch(envoy, target, node, index, vals.to(batch.dtype))
+                out = envoy.output.save()
+        logits.append(out)
+    if not logits:
+        raise ValueError("images held no batch")
+    return torch.cat(logits)
+
+
+def _patch(envoy: NNsight, block: ResidualBlock, node: str, index: torch.Tensor, vals: torch.Tensor) -> None:
+    """Inside a trace: overwrite ``index`` channels of ``node`` with ``vals`` everywhere."""
+    fill = vals[None, :, None, None]
+    if node == "sum":
+        envoy_at(envoy, block.path).output[:, index] = torch.relu(fill)
+        return
+    site = block.site(node)
+    module = envoy_at(envoy, site.path)
+    if site.attr == "output":
+        module.output[:, index] = fill
+    else:  # the block's input feeds the branch and the identity: patch a copy
+        patched = module.input.clone()
+        patched[:, index] = fill
+        module.input = patched
