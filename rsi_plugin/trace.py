@@ -108,8 +108,14 @@ def iter_batches(images: Images, batch_size: int | None = None) -> Iterator[torc
         stacked = torch.stack(list(images))
         yield from iter_batches(stacked, batch_size)
         return
+    if not isinstance(images, Iterable) or type(images).__module__.startswith("numpy"):
+        raise TypeError(f"images must be a torch.Tensor [N, 3, H, W], a list of tensors or a DataLoader, "
+                        f"got {type(images).__name__}")
     for item in images:
         batch = item[0] if isinstance(item, (list, tuple)) else item
+        if not isinstance(batch, torch.Tensor):
+            raise TypeError(f"each batch must be a torch.Tensor [N, 3, H, W] or (images, labels), "
+                            f"got {type(batch).__name__}")
         yield from iter_batches(batch, batch_size)
 
 
