@@ -1,9 +1,11 @@
 """Image transforms of the paper: ``S(x)`` of §3, the §4 sweep crop, and other families.
 
-Every function here is tensor in, tensor out, batched (``[N, C, H, W]``) and pure: it
-works on [0, 1] images and on normalised ones alike, because a centre crop and a bilinear
-resize act on each channel separately and so commute with the per-channel normalisation
-``(x - mean) / std``.
+Every function here is tensor in, tensor out, batched (``[N, C, H, W]``) and pure. The
+crops, resizes and the flip work on [0, 1] images and on normalised ones alike: they act on
+each channel separately with weights that sum to one, so they commute with the per-channel
+normalisation ``(x - mean) / std`` (the paper's code applies ``S`` to normalised tensors).
+:func:`rotate` does not quite: it fills the corners with 0, which is black for [0, 1]
+images and the dataset mean colour for normalised ones.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "rotate",
     "hflip",
     "get_transform",
+    "transform_name",
     "TRANSFORM_FAMILIES",
 ]
 
@@ -149,19 +152,55 @@ def hflip(images: torch.Tensor) -> torch.Tensor:
 
 TRANSFORM_FAMILIES: dict[str, Transform] = {"scale": S, "rotate": rotate, "hflip": hflip}
 
+# families that take one numeric parameter, written "name:value" ("rotate:45", "scale:1.5")
+_PARAMETRIC: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {"scale": scale, "rotate": rotate}
+
 
 def get_transform(name_or_fn: str | Transform) -> Transform:
-    """Resolve a transform family name (``"scale"``, ``"rotate"``, ``"hflip"``) or pass a
-    callable through.
+    """Resolve a transform family name or pass a callable through.
+
+    Names: ``"scale"`` (:func:`S`, a 2x zoom), ``"rotate"`` (90 degrees), ``"hflip"``, or a
+    family with its parameter after a colon: ``"scale:1.5"`` (zoom factor),
+    ``"rotate:45"`` (degrees). The returned callable carries the spec it was made from
+    as ``__name__`` (see :func:`transform_name`).
 
     Raises:
-        ValueError: for an unknown name, listing the valid ones.
+        ValueError: for an unknown name or a bad parameter, listing the valid ones.
     """
     if callable(name_or_fn):
         return name_or_fn
-    try:
+    if not isinstance(name_or_fn, str):
+        raise TypeError(f"transform must be a name or a callable, got {type(name_or_fn).__name__}")
+    valid = f"valid: {sorted(TRANSFORM_FAMILIES)}, 'scale:<factor>', 'rotate:<degrees>', or a callable"
+    if name_or_fn in TRANSFORM_FAMILIES:
         return TRANSFORM_FAMILIES[name_or_fn]
-    except KeyError:
-        raise ValueError(
-            f"unknown transform {name_or_fn!r}; valid: {sorted(TRANSFORM_FAMILIES)} or a callable"
-        ) from None
+    family, sep, value = name_or_fn.partition(":")
+    if not sep or family not in _PARAMETRIC:
+        raise ValueError(f"unknown transform {name_or_fn!r}; {valid}")
+    try:
+        parameter = float(value)
+    except ValueError:
+        raise ValueError(f"transform {name_or_fn!r}: {value!r} is not a number; {valid}") from None
+    if not math.isfinite(parameter) or (family == "scale" and parameter <= 0):
+        raise ValueError(f"transform {name_or_fn!r}: the parameter must be finite"
+                         f"{' and > 0' if family == 'scale' else ''}; {valid}")
+    fn = _PARAMETRIC[family]
+
+    def transform(images: torch.Tensor) -> torch.Tensor:
+        return fn(images, parameter)
+
+    transform.__name__ = transform.__qualname__ = name_or_fn
+    transform.__doc__ = f"{family} with parameter {parameter:g} (from get_transform({name_or_fn!r}))."
+    return transform
+
+
+def transform_name(name_or_fn: str | Transform) -> str:
+    """A short name for a transform, as tables record it: the family name for the
+    registered families (:func:`S` is ``"scale"``), the spec for ``"rotate:45"``-style
+    names, else the callable's ``__name__``."""
+    if isinstance(name_or_fn, str):
+        return name_or_fn
+    for name, fn in TRANSFORM_FAMILIES.items():
+        if fn is name_or_fn:
+            return name
+    return getattr(name_or_fn, "__name__", type(name_or_fn).__name__)
