@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "model_info": "images",
     "S": "transforms",
     "scale_crop": "transforms",
+    "bench": "bench",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,41 @@
+"""``rsi bench``: what reading and patching the residual stream costs on your model and hardware."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..bench import BENCH_CASES
+
+    parser = sub.add_parser("bench", help="time plain forward vs hooks vs nnsight capture/ablate, per batch size")
+    parser.add_argument("--model", default="resnet18", help="resnet18, resnet50, tiny, ... or a .pth path")
+    parser.add_argument("--weights", default=None, help="weights for a named model (enum name or .pth)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32], help="batch sizes (default 1 8 32)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per case and batch (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
+    parser.add_argument("--cases", nargs="+", default=None, metavar="CASE",
+                        help=f"subset of cases: {', '.join(BENCH_CASES)}")
+    parser.add_argument("--block", default="3.1", help="block for the read/ablate cases (default 3.1)")
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--plot", default=None, help="write overhead vs batch size here (PNG)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import bench, plot_bench, save_bench
+
+    frame = bench(args.model, batches=args.batch, device=args.device, repeats=args.repeats, warmup=args.warmup,
+                  cases=args.cases, block=args.block, weights=args.weights)
+    env = frame.attrs["environment"]
+    print(f"{env['model']} on {env['device']}, {env['threads']} threads, torch {env['torch']}, "
+          f"nnsight {env.get('nnsight')}, {env['image_size']} px")
+    shown = frame.assign(median_ms=frame.median_s * 1e3, iqr_ms=frame.iqr_s * 1e3)
+    print(shown[["case", "batch", "median_ms", "iqr_ms", "images_per_s", "overhead", "peak_mem_mb"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.json:
+        print("wrote", save_bench(frame, args.json))
+    if args.plot:
+        print("wrote", plot_bench(frame, args.plot))
+    return 0
