@@ -1,0 +1,59 @@
+"""``rsi featureviz``: render (and cache) feature visualisations of one node's channels."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_model_arguments, load_model_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "featureviz",
+        help="feature visualisations of a block's In/Pre/Post channels (cached, resumable)",
+        description="Optimise one image per channel to excite its centre neuron, as the paper does with "
+                    "Lucent, many channels per batch. PNGs and records go to --out; rerunning resumes.",
+    )
+    add_model_arguments(parser, default="tiny")
+    parser.add_argument("--block", required=True, help="block name, e.g. 2.1")
+    parser.add_argument("--node", default="pre", choices=("in", "pre", "sum", "post"), help="node (default pre)")
+    parser.add_argument("--channels", type=int, nargs="*", default=None,
+                        help="channels to render (default: all of the node's)")
+    parser.add_argument("--steps", type=int, default=2560, help="optimisation steps (default 2560, the paper's)")
+    parser.add_argument("--size", type=int, default=None, help="image size (default: the model's input size)")
+    parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+    parser.add_argument("--objective", default="neuron", choices=("neuron", "channel"),
+                        help="centre neuron (default) or whole-channel mean")
+    parser.add_argument("--jitter", type=int, default=None,
+                        help="jitter in pixels (default: the paper's per block and node)")
+    parser.add_argument("--jitter-schedule", default="text", choices=("text", "code"),
+                        help="the paper's jitter from its text (default) or its code")
+    parser.add_argument("--batch", type=int, default=32, help="channels per batch (default 32)")
+    parser.add_argument("--fz-seed", type=int, default=0, help="seed of the visualisations (default 0)")
+    parser.add_argument("--paper-compat", action="store_true",
+                        help="read Pre as Lucent does (aliased to Post), to compare with the paper's FZs")
+    parser.add_argument("--out", required=True, help="cache directory for PNGs and records")
+    parser.add_argument("--force", action="store_true", help="recompute cached channels")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..featureviz import FeatureVizConfig, render
+
+    config = FeatureVizConfig(
+        image_size=args.size, steps=args.steps, lr=args.lr, objective=args.objective, jitter=args.jitter,
+        jitter_schedule=args.jitter_schedule, seed=args.fz_seed, channels_per_batch=args.batch,
+        paper_compat=args.paper_compat,
+    )
+    model = load_model_from_args(args)
+    result = render(model, args.block, args.node, channels=args.channels, config=config, cache_dir=args.out,
+                    force=args.force, progress=not args.no_progress)
+    cfg = result.config
+    print(f"{args.model} block {result.block} node {result.node}: {len(result.channels)} channel(s), "
+          f"{len(result.computed)} computed, {len(result.channels) - len(result.computed)} from cache "
+          f"({cfg.image_size} px, {cfg.steps} steps, jitter {cfg.jitter}, objective {cfg.objective})")
+    print(f"{'channel':>7}  {'activation':>11}  png")
+    for channel, value, path in zip(result.channels, result.activations.tolist(), result.paths):
+        print(f"{channel:>7}  {value:>11.4f}  {path}")
+    return 0

@@ -1,0 +1,649 @@
+r"""Feature visualisations (FZs) of residual nodes: many channels per batch, stopped at the node.
+
+For each channel ``c`` of a node (In, Pre, Post — or Sum) of a residual block, an image in
+[0, 1] is optimised to excite the channel's centre neuron ``act[c, H // 2, W // 2]`` (the
+convention of Lucent's ``objectives.neuron``), as the paper does with Lucent
+(§2.2, appendix 7.1). What is the same as the paper's Lucent runs:
+
+* the image parameterisation (FFT spectrum, colour decorrelation, sigmoid), Adam at
+  ``lr = 0.05``, 2560 steps, and the paper's code's transforms (pad, jitter, random scale
+  from ``[1, .975, 1.025, .95, 1.05]``, random rotation in -5..5 degrees, jitter / 2,
+  centre crop; only scale and rotation below jitter 4) — see :mod:`rsi_plugin.fzparam`
+  for the exact semantics and the interpolation-level deviations;
+* the paper's jitter per block and node (:func:`paper_jitter`).
+
+What is different, and why:
+
+* **Batched.** Lucent renders one channel per call. Here each batch element optimises its
+  own channel; the loss is the *sum* over elements, so each element's gradient (and its
+  Adam update, which is element-wise) is exactly what it would be alone. Every random draw
+  of channel ``c`` — its initial spectrum and each step's transform — comes from a
+  generator seeded by ``(seed, c)`` (:func:`channel_seed`), and each element is
+  transformed with its own draw, so a channel's image does not depend on which channels
+  share its batch. BatchNorm runs in eval mode (per sample).
+* **Stopped at the node.** The forward is run with plain PyTorch forward hooks
+  (:class:`NodeProbe`) that read the node and raise a private exception, so nothing after
+  the node is computed (Lucent always runs the whole network and hooks every module).
+  nnsight is not used here: the optimisation loop needs autograd through the value for
+  thousands of steps, and an nnsight trace costs about 1.5 ms of set-up per call on top of
+  the forward.
+* **Pre is Pre.** torchvision's blocks add the identity into bn2's (bn3's) output in place
+  and apply an in-place ReLU. Lucent's hook keeps a *reference* to that output, so what
+  it optimises as ``layer3_1_bn2`` is Post. Here Pre is a clone of bn's output, read
+  before the sum. ``paper_compat=True`` reproduces Lucent's reading (a reference to bn's
+  output, evaluated after the block has run), to compare with published FZs.
+* The image size defaults to the model's input size (:func:`rsi_plugin.model_info`; 224
+  for ImageNet models) and is not upsampled to 224 as Lucent's ``render_vis`` does for
+  smaller images.
+
+During a call the model is put in eval mode and its parameters stop requiring gradients;
+both are restored afterwards (also when the call raises), and no ``.grad`` is accumulated.
+On CUDA, ``grid_sample``'s backward is not deterministic, so equal seeds give equal images
+on the CPU only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .fzcache import config_hash, model_fingerprint, read_record, record_path, write_record
+from .fzparam import (
+    PAPER_ANGLES,
+    PAPER_SCALES,
+    ImageParam,
+    TransformSpec,
+    draw_transforms,
+    init_params,
+    transform_images,
+    transform_thetas,
+)
+from .images import model_info
+from .nodes import ResidualBlock, check_nodes, get_block, get_module, residual_blocks
+
+__all__ = [
+    "FeatureVizConfig",
+    "FeatureVizResult",
+    "Visualization",
+    "NodeProbe",
+    "visualize",
+    "render",
+    "paper_jitter",
+    "channel_seed",
+    "model_fingerprint",
+    "OBJECTIVES",
+]
+
+logger = logging.getLogger(__name__)
+
+#: bump when a change of the algorithm makes cached records stale
+FORMAT_VERSION = 1
+OBJECTIVES: tuple[str, ...] = ("neuron", "channel")
+JITTER_SCHEDULES: tuple[str, ...] = ("text", "code")
+PAD_MODES: tuple[str, ...] = ("reflect", "constant", "replicate", "circular")
+
+
+# --------------------------------------------------------------------------- the paper's jitter
+
+def _split_name(block_name: str) -> tuple[int, int] | None:
+    parts = str(block_name).split(".")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def paper_jitter(block_name: str, node: str, schedule: Literal["text", "code"] = "text") -> int:
+    r"""The jitter the paper used for a block's node.
+
+    ``schedule="text"`` (default) follows appendix 7.1: no jitter for the entire blocks 1.1
+    and 2.0, 4 for 2.1 Pre and the entire block 3.0, 16 for everything else.
+
+    ``schedule="code"`` follows the paper's ``batch_process.sh``, which renders *modules*:
+    In of a block without a downsample is the previous block's output and gets that
+    module's jitter (2.1 In: 0 as ``layer2.0``; 3.1 In: 4 as ``layer3.0``), and 2.1 Post
+    gets 4 (the text says 16). ``layer1.0`` (1.0 Post, 1.1 In) gets 0. Nodes the script
+    never rendered (1.0 In and Pre) fall back to the text's value.
+
+    Sum gets Post's jitter. Blocks of other models follow the same rules by name.
+
+    Args:
+        block_name (str): ``"<stage>.<index>"``, e.g. ``"2.1"``.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+        schedule (str): ``"text"`` or ``"code"``.
+
+    Returns:
+        int: 0, 4 or 16.
+
+    Raises:
+        ValueError: unknown node or schedule.
+    """
+    check_nodes([node])
+    if schedule not in JITTER_SCHEDULES:
+        raise ValueError(f"unknown jitter schedule {schedule!r}; valid: {', '.join(JITTER_SCHEDULES)}")
+    node = "post" if node == "sum" else node
+    name = str(block_name)
+    if schedule == "code":
+        split = _split_name(name)
+        if split is not None and node == "in" and split[1] > 0:
+            return paper_jitter(f"{split[0]}.{split[1] - 1}", "post", "code")
+        code = {("1.0", "post"): 0, ("1.1", "pre"): 0, ("1.1", "post"): 0,
+                ("2.1", "pre"): 4, ("2.1", "post"): 4}
+        if (name, node) in code:
+            return code[(name, node)]
+        if name == "2.0":
+            return 0
+        if name == "3.0":
+            return 4
+        return paper_jitter(name, node, "text")
+    if name in ("1.1", "2.0"):
+        return 0
+    if name == "3.0" or (name == "2.1" and node == "pre"):
+        return 4
+    return 16
+
+
+def channel_seed(seed: int, channel: int) -> int:
+    """The seed of channel ``channel``'s generator, derived from ``(seed, channel)`` only.
+
+    Derived with :class:`numpy.random.SeedSequence`, so nearby seeds and channels give
+    unrelated streams. In, Pre and Post FZs of one channel rendered with the same ``seed``
+    share their random draws; pass different seeds for independent draws.
+    """
+    state = np.random.SeedSequence([int(seed), int(channel)]).generate_state(1, dtype=np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+# --------------------------------------------------------------------------- configuration
+
+@dataclass(frozen=True)
+class FeatureVizConfig:
+    r"""How feature visualisations are rendered. Defaults are the paper's.
+
+    Attributes:
+        image_size (int, optional): side of the image; ``None``: the model's input size
+            (``model.rsi_info.input_size``; 224 for ImageNet models).
+        steps (int): optimisation steps (the paper's code: 2560).
+        lr (float): Adam's learning rate (Lucent's default 0.05).
+        objective (str): ``"neuron"``: the centre neuron ``(H // 2, W // 2)``;
+            ``"channel"``: the mean over the channel's map.
+        jitter (int, optional): ``None``: :func:`paper_jitter` of the block and node;
+            ``d >= 4``: pad, jitter ``d``, scale, rotate, jitter ``d // 2``, crop;
+            ``d < 4``: scale and rotate only.
+        jitter_schedule (str): ``"text"`` (appendix 7.1) or ``"code"`` (the paper's script)
+            when ``jitter`` is ``None``.
+        scales (tuple of float): random scales (the paper's ``[1, .975, 1.025, .95, 1.05]``).
+        angles (tuple of float): random rotations in degrees (the paper's -5..5).
+        pad_mode (str): mode of the pad (Lucent's ``pad`` default ``"reflect"``).
+        seed (int): seed; channel ``c`` draws from :func:`channel_seed` ``(seed, c)``.
+        channels_per_batch (int): channels optimised together (does not change results).
+        fft (bool): FFT-spectrum parameterisation (else pixels).
+        decorrelate (bool): Lucent's colour decorrelation.
+        decay_power (float): spectrum decay (Lucent: 1).
+        sd (float): standard deviation of the initial parameters (Lucent: 0.01).
+        paper_compat (bool): read Pre as Lucent does (a reference to bn's output, which the
+            block's in-place sum and ReLU turn into Post). Only Pre is affected.
+    """
+
+    image_size: int | None = None
+    steps: int = 2560
+    lr: float = 0.05
+    objective: Literal["neuron", "channel"] = "neuron"
+    jitter: int | None = None
+    jitter_schedule: Literal["text", "code"] = "text"
+    scales: tuple[float, ...] = PAPER_SCALES
+    angles: tuple[float, ...] = PAPER_ANGLES
+    pad_mode: str = "reflect"
+    seed: int = 0
+    channels_per_batch: int = 32
+    fft: bool = True
+    decorrelate: bool = True
+    decay_power: float = 1.0
+    sd: float = 0.01
+    paper_compat: bool = False
+
+    def __post_init__(self) -> None:
+        def integer(name: str, low: int, allow_none: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}{' or None' if allow_none else ''}, got {value!r}")
+        integer("image_size", 16, allow_none=True)
+        integer("steps", 1)
+        integer("jitter", 0, allow_none=True)
+        integer("seed", 0)
+        integer("channels_per_batch", 1)
+        for name in ("lr", "sd"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
+        if self.jitter_schedule not in JITTER_SCHEDULES:
+            raise ValueError(f"unknown jitter_schedule {self.jitter_schedule!r}; valid: {', '.join(JITTER_SCHEDULES)}")
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"unknown pad_mode {self.pad_mode!r}; valid: {', '.join(PAD_MODES)}")
+        scales = tuple(float(s) for s in self.scales)
+        angles = tuple(float(a) for a in self.angles)
+        if not scales or min(scales) <= 0:
+            raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {self.scales!r}")
+        if not angles:
+            raise ValueError("angles must be a non-empty sequence of degrees")
+        object.__setattr__(self, "scales", scales)
+        object.__setattr__(self, "angles", angles)
+
+    def resolved(self, model: nn.Module, block: ResidualBlock | str, node: str) -> "FeatureVizConfig":
+        """This config with ``image_size`` and ``jitter`` filled in for a model, block and node.
+
+        Raises:
+            ValueError: a pad (``jitter >= 4``) that is not smaller than the image.
+        """
+        name = block.name if isinstance(block, ResidualBlock) else str(block)
+        size = self.image_size if self.image_size is not None else int(model_info(_unwrap(model)).input_size)
+        jitter = self.jitter if self.jitter is not None else paper_jitter(name, node, self.jitter_schedule)
+        if jitter >= 4 and jitter >= size:
+            raise ValueError(f"jitter {jitter} needs an image larger than {jitter} px, got image_size {size}")
+        return dataclasses.replace(self, image_size=int(size), jitter=int(jitter))
+
+    def transform_spec(self) -> TransformSpec:
+        """The transforms of a resolved config."""
+        if self.jitter is None:
+            raise ValueError("resolve the config first (FeatureVizConfig.resolved)")
+        return TransformSpec(jitter=int(self.jitter), scales=self.scales, angles=self.angles, pad_mode=self.pad_mode)
+
+    def cache_key(self) -> dict[str, Any]:
+        """What determines a channel's result: every field but ``channels_per_batch``."""
+        key = dataclasses.asdict(self)
+        key.pop("channels_per_batch")
+        key["format"] = FORMAT_VERSION
+        return key
+
+
+# --------------------------------------------------------------------------- reading a node
+
+class _StopForward(Exception):
+    """Raised by a hook once the target node is read, to skip the rest of the forward."""
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    module = getattr(model, "_module", model)
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
+    return module
+
+
+class NodeProbe:
+    r"""Read one node of a residual block with forward hooks, stopping the forward there.
+
+    A context manager: hooks are registered on entry and removed on exit (also on error).
+    Calling it runs ``model(x)`` up to the node and returns the node's value, with autograd.
+
+    ======== ===================================================================
+    node     read as
+    ======== ===================================================================
+    in       the downsample's output, or the block's input (forward pre-hook)
+    pre      a clone of the last BatchNorm's output, before the in-place sum
+    sum      ``in + pre`` (clone of Pre), after the block
+    post     the block's output
+    ======== ===================================================================
+
+    With ``paper_compat=True``, Pre is what Lucent's ``ModuleHook`` records: a reference
+    to bn's output, returned after the block has run its in-place ``out += identity`` and
+    ``relu`` — for a torchvision block that is Post.
+
+    Args:
+        model (nn.Module): the model (an ``nnsight.NNsight`` is unwrapped).
+        block (str or ResidualBlock): the block, e.g. ``"2.1"``.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+        paper_compat (bool): read Pre as Lucent does.
+
+    Shapes:
+        ``probe(x)``: input ``[K, 3, H, W]`` (normalised) to ``[K, C, h, w]``.
+    """
+
+    def __init__(self, model: nn.Module, block: str | ResidualBlock, node: str, paper_compat: bool = False) -> None:
+        check_nodes([node])
+        self.model = _unwrap(model)
+        self.block = get_block(residual_blocks(self.model), block)
+        self.node = node
+        self.paper_compat = bool(paper_compat)
+        self._handles: list[Any] = []
+        self._seen: dict[str, torch.Tensor] = {}
+
+    # hooks --------------------------------------------------------------
+    def _store(self, key: str, clone: bool = False, stop: bool = False):
+        def hook(module, args, output):
+            self._seen[key] = output.clone() if clone else output
+            if stop:
+                self._seen["value"] = self._seen[key]
+                raise _StopForward
+        return hook
+
+    def _store_input(self, key: str, stop: bool = False):
+        def hook(module, args):
+            self._seen[key] = args[0]
+            if stop:
+                self._seen["value"] = args[0]
+                raise _StopForward
+        return hook
+
+    def _finish(self, module, args, output):
+        if self.node == "sum":
+            self._seen["value"] = self._seen["in"] + self._seen["pre"]
+        else:  # paper_compat Pre: the reference, as it is after the block's in-place ops
+            self._seen["value"] = self._seen["pre"]
+        raise _StopForward
+
+    def __enter__(self) -> "NodeProbe":
+        block, node = self.block, self.node
+        bn = get_module(self.model, block.pre_path)
+        unit = get_module(self.model, block.path)
+        register = self._handles.append
+        try:
+            if node == "post":
+                register(unit.register_forward_hook(self._store("post", stop=True)))
+            elif node == "pre" and not self.paper_compat:
+                register(bn.register_forward_hook(self._store("pre", clone=True, stop=True)))
+            elif node == "pre":
+                register(bn.register_forward_hook(self._store("pre", clone=False)))
+                register(unit.register_forward_hook(self._finish))
+            else:
+                stop = node == "in"
+                if block.downsample_path is not None:
+                    ds = get_module(self.model, block.downsample_path)
+                    register(ds.register_forward_hook(self._store("in", stop=stop)))
+                else:
+                    register(unit.register_forward_pre_hook(self._store_input("in", stop=stop)))
+                if node == "sum":
+                    register(bn.register_forward_hook(self._store("pre", clone=True)))
+                    register(unit.register_forward_hook(self._finish))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+        self._seen = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._handles:
+            raise RuntimeError("NodeProbe is not active: use it as `with NodeProbe(...) as probe: probe(x)`")
+        self._seen = {}
+        try:
+            self.model(x)
+        except _StopForward:
+            pass
+        value = self._seen.get("value")
+        self._seen = {}
+        if value is None:
+            raise RuntimeError(f"the forward never reached node {self.node!r} of block {self.block.name}")
+        return value
+
+
+# --------------------------------------------------------------------------- optimisation
+
+class Visualization(NamedTuple):
+    """What :func:`visualize` returns.
+
+    Attributes:
+        images (Tensor): ``[K, 3, H, W]`` in [0, 1], on the model's device.
+        activations (Tensor): ``[K]``, each channel's objective on its final, untransformed
+            image (the centre neuron for ``"neuron"``; the value that was optimised, so the
+            aliased Post for Pre with ``paper_compat=True``).
+        history (Tensor): ``[steps, K]``, the objective on each step's transformed image.
+    """
+
+    images: torch.Tensor
+    activations: torch.Tensor
+    history: torch.Tensor
+
+
+def _device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """Eval mode, parameters not requiring grad; both restored on exit."""
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        model.eval()
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+
+
+def _objective(act: torch.Tensor, rows: torch.Tensor, channels: torch.Tensor, objective: str) -> torch.Tensor:
+    maps = act[rows, channels]  # [K, h, w]
+    if objective == "neuron":
+        return maps[:, maps.shape[1] // 2, maps.shape[2] // 2]
+    return maps.mean(dim=(1, 2))
+
+
+def _check_channels(channels: Sequence[int] | torch.Tensor | None, block: ResidualBlock) -> list[int]:
+    if channels is None:
+        return list(range(block.channels))
+    if isinstance(channels, torch.Tensor):
+        channels = channels.flatten().tolist()
+    if isinstance(channels, (int, np.integer)):
+        channels = [channels]
+    out = []
+    for c in channels:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+            raise TypeError(f"channels must be integers, got {c!r}")
+        out.append(int(c))
+    bad = [c for c in out if not 0 <= c < block.channels]
+    if bad:
+        raise IndexError(f"channel(s) {bad} out of range: block {block.name} has {block.channels} channels "
+                         f"(0..{block.channels - 1})")
+    if len(set(out)) != len(out):
+        raise ValueError(f"channels contain duplicates: {out}")
+    if not out:
+        raise ValueError(f"no channel given; block {block.name} has channels 0..{block.channels - 1}")
+    return out
+
+
+def _optimize_batch(model: nn.Module, block: ResidualBlock, node: str, channels: list[int],
+                    cfg: FeatureVizConfig) -> Visualization:
+    """Optimise one batch, one channel per element (``cfg`` resolved)."""
+    device = _device(model)
+    size, steps = int(cfg.image_size), int(cfg.steps)
+    spec = cfg.transform_spec()
+    generators = [torch.Generator().manual_seed(channel_seed(cfg.seed, c)) for c in channels]
+    params0 = init_params(generators, size, fft=cfg.fft, sd=cfg.sd)
+    draws = torch.stack([draw_transforms(g, steps, spec) for g in generators], dim=1)  # [steps, K, 6]
+    thetas = transform_thetas(draws, size, spec).to(device=device, dtype=torch.float32)
+    image_of = ImageParam(size, fft=cfg.fft, decorrelate=cfg.decorrelate, decay_power=cfg.decay_power, device=device)
+    info = model_info(model)
+    mean = torch.tensor(info.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(info.std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
+    rows = torch.arange(len(channels), device=device)
+    index = torch.tensor(channels, device=device)
+
+    params = params0.to(device).requires_grad_(True)
+    optimizer = torch.optim.Adam([params], lr=cfg.lr)
+    history = []
+    with _frozen(model), NodeProbe(model, block, node, cfg.paper_compat) as probe, torch.enable_grad():
+        for step in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            seen = transform_images(image_of(params), thetas[step], spec)
+            value = _objective(probe((seen - mean) / std), rows, index, cfg.objective)
+            (-value.sum()).backward()
+            optimizer.step()
+            history.append(value.detach())
+        with torch.no_grad():
+            images = image_of(params)
+            final = _objective(probe((images - mean) / std), rows, index, cfg.objective)
+    return Visualization(images.detach(), final.detach(), torch.stack(history))
+
+
+def visualize(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | torch.Tensor,
+              config: FeatureVizConfig | None = None, progress: bool = False) -> Visualization:
+    r"""Feature visualisations of some channels of one node, ``config.channels_per_batch`` at a time.
+
+    No cache: see :func:`render` for cached, resumable runs.
+
+    Args:
+        model (nn.Module): a model with residual blocks (its device is used).
+        block (str): block name, e.g. ``"2.1"``.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+        channels (sequence of int): channels of the node.
+        config (FeatureVizConfig, optional): defaults to the paper's settings.
+        progress (bool): show a tqdm bar over batches.
+
+    Returns:
+        :class:`Visualization` with ``images [K, 3, H, W]`` in [0, 1], ``activations [K]``
+        and ``history [steps, K]``.
+
+    Raises:
+        ValueError: unknown block or node, bad config. IndexError: channel out of range.
+    """
+    module = _unwrap(model)
+    target = get_block(residual_blocks(module), block)
+    check_nodes([node])
+    chosen = _check_channels(channels, target)
+    cfg = (config or FeatureVizConfig()).resolved(module, target, node)
+    parts = [_optimize_batch(module, target, node, chosen[i:i + cfg.channels_per_batch], cfg)
+             for i in tqdm(range(0, len(chosen), cfg.channels_per_batch), disable=not progress,
+                           desc=f"FZ {target.name} {node}", unit="batch")]
+    return Visualization(torch.cat([p.images for p in parts]), torch.cat([p.activations for p in parts]),
+                         torch.cat([p.history for p in parts], dim=1))
+
+
+# --------------------------------------------------------------------------- cached rendering
+
+@dataclass
+class FeatureVizResult:
+    """What :func:`render` returns, one entry per requested channel, in the requested order.
+
+    Attributes:
+        block (str), node (str): where the channels live.
+        channels (list of int): the channels.
+        images (Tensor): ``[K, 3, H, W]`` in [0, 1], on the CPU.
+        activations (Tensor): ``[K]`` achieved objective (see :class:`Visualization`).
+        paths (list): the PNG of each channel, or ``None`` without a cache.
+        config (FeatureVizConfig): the resolved config.
+        computed (list of int): channels computed by this call (the rest came from the cache).
+        histories (list): each channel's objective per step ``[steps]``.
+    """
+
+    block: str
+    node: str
+    channels: list[int]
+    images: torch.Tensor
+    activations: torch.Tensor
+    paths: list[Path | None]
+    config: FeatureVizConfig
+    computed: list[int] = field(default_factory=list)
+    histories: list[torch.Tensor] = field(default_factory=list)
+
+
+BatchCallback = Callable[[list[int], torch.Tensor, torch.Tensor], Any]
+
+
+def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | None = None,
+           config: FeatureVizConfig | None = None, cache_dir: str | os.PathLike | None = None, force: bool = False,
+           progress: bool = True, callback: BatchCallback | None = None) -> FeatureVizResult:
+    r"""Feature visualisations of a node's channels, cached and resumable.
+
+    With a ``cache_dir``, each channel's result is one record keyed by the model's
+    fingerprint (:func:`model_fingerprint`), the block, the node, the channel and the hash
+    of the resolved config (all fields but ``channels_per_batch``); see
+    :mod:`rsi_plugin.fzcache`. Records are written after each batch, atomically, so an
+    interrupted run, rerun, computes only the channels that are missing.
+
+    Args:
+        model (nn.Module): a model with residual blocks.
+        block (str): block name, e.g. ``"2.1"``.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+        channels (sequence of int, optional): channels; ``None``: all of the node's.
+        config (FeatureVizConfig, optional): defaults to the paper's settings.
+        cache_dir (path, optional): where records live; ``None``: no cache.
+        force (bool): recompute (and overwrite) cached channels.
+        progress (bool): a tqdm bar over channel batches.
+        callback (callable, optional): ``callback(channels, images, activations)`` after
+            each computed batch has been written (an exception it raises stops the run;
+            finished batches stay cached).
+
+    Returns:
+        :class:`FeatureVizResult`.
+
+    Raises:
+        ValueError: unknown block or node, bad config. IndexError: channel out of range.
+    """
+    module = _unwrap(model)
+    target = get_block(residual_blocks(module), block)
+    check_nodes([node])
+    chosen = _check_channels(channels, target)
+    cfg = (config or FeatureVizConfig()).resolved(module, target, node)
+
+    found: dict[int, dict[str, Any]] = {}
+    paths: dict[int, Path | None] = {c: None for c in chosen}
+    if cache_dir is not None:
+        fingerprint = model_fingerprint(module)
+        key = cfg.cache_key()
+        chash = config_hash(key)
+        expect = {"config_hash": chash, "fingerprint": fingerprint}
+        where = {c: record_path(cache_dir, fingerprint, target.name, node, chash, c) for c in chosen}
+        for c in chosen:
+            paths[c] = where[c].with_suffix(".png")
+            if not force:
+                record = read_record(where[c], expect)
+                if record is not None:
+                    found[c] = record
+    missing = [c for c in chosen if c not in found]
+    logger.info("FZ block %s node %s: %d channel(s), %d cached, %d to compute (size %d, %d steps, jitter %d)",
+                target.name, node, len(chosen), len(found), len(missing), cfg.image_size, cfg.steps, cfg.jitter)
+    batches = [missing[i:i + cfg.channels_per_batch] for i in range(0, len(missing), cfg.channels_per_batch)]
+    computed: list[int] = []
+    for batch in tqdm(batches, disable=not progress, desc=f"FZ {target.name} {node}", unit="batch"):
+        vis = _optimize_batch(module, target, node, batch, cfg)
+        for i, c in enumerate(batch):
+            record = {
+                "image": vis.images[i].detach().float().cpu(),
+                "activation": float(vis.activations[i]),
+                "history": vis.history[:, i].detach().float().cpu(),
+                "block": target.name,
+                "node": node,
+                "channel": c,
+            }
+            if cache_dir is not None:
+                record.update(config_hash=chash, fingerprint=fingerprint)
+                paths[c] = write_record(where[c], record, key)
+            found[c] = record
+        computed.extend(batch)
+        if callback is not None:
+            callback(list(batch), vis.images, vis.activations)
+    return FeatureVizResult(
+        block=target.name,
+        node=node,
+        channels=chosen,
+        images=torch.stack([found[c]["image"] for c in chosen]),
+        activations=torch.tensor([float(found[c]["activation"]) for c in chosen]),
+        paths=[paths[c] for c in chosen],
+        config=cfg,
+        computed=computed,
+        histories=[found[c].get("history") for c in chosen],
+    )
