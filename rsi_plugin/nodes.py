@@ -1,6 +1,8 @@
 """Residual blocks and their named nodes In, Pre, Sum and Post.
 
-For a torchvision ``BasicBlock`` / ``Bottleneck`` (and subclasses) the paper's nodes are:
+Blocks are found with block specs (:mod:`rsi_plugin.specs`): torchvision's ResNet family
+and ConvNeXt by default, any other family by a spec attached to the model. For a
+torchvision ``BasicBlock`` / ``Bottleneck`` (and subclasses) the paper's nodes are:
 
 =======  =========================================================================
 node     where it is read
@@ -11,7 +13,9 @@ node     where it is read
 ``post`` ``relu(in + pre)``, the block's output
 =======  =========================================================================
 
-Blocks are named ``"<stage>.<index>"`` as in the paper (``layer2[1]`` is ``"2.1"``).
+Blocks are named ``"<stage>.<index>"`` as in the paper (``layer2[1]`` is ``"2.1"``). In a
+ConvNeXt ``CNBlock`` In is the block's input, Pre the output of ``stochastic_depth`` (the
+branch before the in-place add), Post the block's output, and Sum = Post (no activation).
 Nothing here imports nnsight: a :class:`ResidualBlock` is a plain description of where the
 nodes live, turned into module paths by one method, :meth:`ResidualBlock.site`.
 """
@@ -22,8 +26,10 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
 
+import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from .specs import BlockSpec, activation_fn, model_specs
 
 __all__ = [
     "NODES",
@@ -60,11 +66,17 @@ class ResidualBlock:
     Attributes:
         name (str): the paper's name, e.g. ``"2.1"``.
         path (str): module path of the block, e.g. ``"layer2.1"``.
-        kind (str): class name of the block (``"BasicBlock"``, ``"Bottleneck"``, ...).
-        pre_path (str): module path of Pre, the branch's last BatchNorm.
-        downsample_path (str or None): module path of the downsample, if the block has one.
+        kind (str): class name of the block (``"BasicBlock"``, ``"Bottleneck"``, ``"CNBlock"``).
+        pre_path (str): module path of Pre, the branch's last value before the sum (the
+            last BatchNorm in a ResNet block).
+        downsample_path (str or None): module path of the shortcut module (the
+            downsample), if the block has one; In is then its output.
         channels (int): number of channels of In, Pre and Post.
         index (int): position of the block in execution order (0 for the first block).
+        family (str): the spec family, ``"resnet"`` or ``"convnext"``.
+        activation (str): Post ``= activation(Sum)``: ``"relu"`` or ``"identity"``.
+        post_path (str or None): module path of Post; ``None`` is the block's output.
+        shortcut_after_branch (bool): the shortcut module runs after Pre (torchvision).
     """
 
     name: str
@@ -74,6 +86,14 @@ class ResidualBlock:
     downsample_path: str | None
     channels: int
     index: int
+    family: str = "resnet"
+    activation: str = "relu"
+    post_path: str | None = None
+    shortcut_after_branch: bool = True
+
+    def activate(self, value: torch.Tensor) -> torch.Tensor:
+        """Post from Sum: ``relu(value)`` or ``value``, as the block computes it."""
+        return activation_fn(self.activation)(value)
 
     def site(self, node: str) -> NodeSite:
         """The :class:`NodeSite` of ``node`` (``"in"``, ``"pre"`` or ``"post"``).
@@ -92,7 +112,7 @@ class ResidualBlock:
         if node == "pre":
             return NodeSite(self.pre_path, "output")
         if node == "post":
-            return NodeSite(self.path, "output")
+            return NodeSite(self.post_path or self.path, "output")
         raise ValueError("node 'sum' has no module of its own: it is computed as in + pre")
 
     def order(self, node: str) -> tuple[int, int]:
@@ -103,7 +123,7 @@ class ResidualBlock:
         """
         check_nodes([node])
         if node == "in":
-            rank = 2 if self.downsample_path is not None else 0
+            rank = 2 if self.downsample_path is not None and self.shortcut_after_branch else 0
         else:
             rank = {"pre": 1, "sum": 3, "post": 4}[node]
         return (self.index, rank)
@@ -126,56 +146,90 @@ def check_nodes(nodes: Iterable[str]) -> tuple[str, ...]:
     return nodes
 
 
-def _last_batchnorm(block: nn.Module) -> str:
-    for attr in ("bn3", "bn2"):
-        if isinstance(getattr(block, attr, None), nn.BatchNorm2d):
-            return attr
-    raise ValueError(f"block {type(block).__name__} has no bn2/bn3 BatchNorm2d to read Pre from")
+def _join(path: str, sub: str) -> str:
+    return f"{path}.{sub}" if path and sub else (path or sub)
 
 
-def _stage_names(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, (BasicBlock, Bottleneck)) and n]
+def _find(module: nn.Module, specs: Sequence[BlockSpec]) -> list[tuple[str, nn.Module, BlockSpec]]:
+    """Blocks in ``named_modules`` order (execution order for torchvision); a block's own
+    submodules are not searched."""
+    found: list[tuple[str, nn.Module, BlockSpec]] = []
+    inside: str | None = None
+    for path, sub in module.named_modules():
+        if not path or (inside is not None and path.startswith(inside + ".")):
+            continue
+        spec = next((s for s in specs if s.matches(sub)), None)
+        if spec is not None:
+            found.append((path, sub, spec))
+            inside = path
+    return found
 
 
-def residual_blocks(model: nn.Module) -> list[ResidualBlock]:
+def _names(found: list[tuple[str, nn.Module, BlockSpec]]) -> list[str]:
+    """``"<stage>.<index>"`` per block: by the spec's pattern, else by stage counting."""
+    parents: dict[str, int] = {}
+    for path, _, _ in found:
+        parents.setdefault(path.rpartition(".")[0], len(parents) + 1)
+    names = []
+    for path, _, spec in found:
+        if spec.name_pattern is not None:
+            match = re.fullmatch(spec.name_pattern, path)
+            names.append(f"{match.group(1)}.{match.group(2)}" if match else path)
+        else:
+            parent, _, last = path.rpartition(".")
+            names.append(f"{parents[parent]}.{last}")
+    return names
+
+
+def residual_blocks(model: nn.Module, specs: Sequence[BlockSpec] | None = None) -> list[ResidualBlock]:
     """All residual blocks of a model, in execution order.
 
-    Blocks are found by type (torchvision ``BasicBlock`` / ``Bottleneck`` and their
-    subclasses), so any width or depth of the ResNet family works. A block at
-    ``layer<S>.<I>`` is named ``"<S>.<I>"``; a block anywhere else keeps its module path
-    as its name.
+    Blocks are found by type with block specs (:mod:`rsi_plugin.specs`): torchvision's
+    ``BasicBlock`` / ``Bottleneck`` (and subclasses, so any width or depth of the ResNet
+    family) and ConvNeXt's ``CNBlock`` by default, or the specs attached to the model with
+    :func:`rsi_plugin.specs.attach_specs`. A ResNet block at ``layer<S>.<I>`` is named
+    ``"<S>.<I>"`` (a ResNet block anywhere else keeps its module path as its name); a
+    ConvNeXt block is named ``"<stage>.<index>"`` with stages counted from 1.
 
     Args:
-        model (nn.Module): a ResNet-like model (plain module or ``nnsight.NNsight``).
+        model (nn.Module): a residual model (plain module or ``nnsight.NNsight``).
+        specs (sequence of BlockSpec, optional): the specs to search with; by default the
+            model's own (:func:`~rsi_plugin.specs.model_specs`).
 
     Returns:
         list of :class:`ResidualBlock`.
 
     Raises:
-        ValueError: if the model has no residual block.
+        ValueError: if the model has no residual block, or a block lacks a module its spec
+            names.
     """
     module = getattr(model, "_module", model)
-    found = _stage_names(module)
+    specs = model_specs(module) if specs is None else tuple(specs)
+    found = _find(module, specs)
     if not found:
+        families = ", ".join(sorted({s.family for s in specs}))
         raise ValueError(
-            f"{type(module).__name__} has no residual block: expected torchvision BasicBlock or "
-            "Bottleneck modules (resnet18/34/50/101/152, wide_resnet50_2, resnext50_32x4d, 'tiny')"
+            f"{type(module).__name__} has no residual block: expected modules described by the "
+            f"block specs ({families}): torchvision BasicBlock or Bottleneck (resnet18/34/50/101/152, "
+            "wide_resnet50_2, resnext50_32x4d, 'tiny'), ConvNeXt CNBlock (convnext_tiny, ...), or "
+            "a BlockSpec attached with rsi_plugin.specs.attach_specs"
         )
     blocks = []
-    for index, (path, block) in enumerate(found):
-        match = re.fullmatch(r"layer(\d+)\.(\d+)", path)
-        name = f"{match.group(1)}.{match.group(2)}" if match else path
-        bn = _last_batchnorm(block)
-        downsample = getattr(block, "downsample", None)
+    for index, ((path, block, spec), name) in enumerate(zip(found, _names(found))):
+        spec.check(block)
+        shortcut = spec.shortcut_of(block)
         blocks.append(ResidualBlock(
             name=name,
             path=path,
             kind=type(block).__name__,
-            pre_path=f"{path}.{bn}",
-            downsample_path=f"{path}.downsample" if downsample is not None else None,
-            channels=getattr(block, bn).num_features,
+            pre_path=_join(path, spec.pre),
+            downsample_path=_join(path, shortcut) if shortcut is not None else None,
+            channels=spec.channels_of(block),
             index=index,
+            family=spec.family,
+            activation=spec.activation,
+            post_path=_join(path, spec.post) if spec.post else None,
+            shortcut_after_branch=spec.shortcut_after_branch,
         ))
     return blocks
 

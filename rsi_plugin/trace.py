@@ -3,7 +3,10 @@
 Both :func:`capture` and :func:`ablate` take what the model takes (normalised image tensors,
 see :func:`rsi_plugin.normalize`) and run the model through an ``nnsight.NNsight`` wrapper
 that is built once per model and reused (:func:`wrap`). Extra keyword arguments reach
-``model.trace(...)``, so a backend that nnsight offers (for example ``remote=``) plugs in.
+``model.trace(...)``, so a backend that nnsight offers plugs in: the wrapper is a
+:class:`rsi_plugin.remote.VisionModel`, so ``remote="local"`` (nnsight's serverless
+simulation of a remote run), ``remote=True`` or ``remote="http://host:port"`` work for
+every trace here (see :mod:`rsi_plugin.remote`).
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from typing import Any, Iterable, Iterator, Sequence
 import nnsight
 import torch
 from nnsight import NNsight
+from nnsight.intervention.envoy import Envoy
+from nnsight.modeling.mixins.remotable import Remotable
 from torch import nn
 
 from .nodes import ResidualBlock, check_nodes, get_block, resolve_blocks, residual_blocks
 
-__all__ = ["wrap", "capture", "ablate", "iter_batches", "check_images", "channel_values", "envoy_at"]
+__all__ = ["wrap", "capture", "ablate", "node_gradient", "iter_batches", "check_images", "channel_values",
+           "envoy_at"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +38,11 @@ def wrap(model: nn.Module | NNsight) -> NNsight:
     nnsight instruments every submodule once, when the wrapper is built (it installs
     its own ``forward`` controllers, inert outside a trace, and no hooks); building a
     wrapper per call would redo that work. The wrapper is kept on the model itself, so
-    it lives exactly as long as the model does. An ``NNsight`` passed in is returned as is.
+    it lives exactly as long as the model does. An nnsight wrapper (any ``Envoy``, e.g.
+    ``NNsight`` or a :class:`~rsi_plugin.remote.VisionModel`) passed in is returned as is.
+
+    The wrapper built here is a :class:`rsi_plugin.remote.VisionModel`: an ``NNsight``
+    whose ``trace`` also takes nnsight's ``remote=``.
 
     Args:
         model (nn.Module or NNsight): the model.
@@ -40,16 +50,34 @@ def wrap(model: nn.Module | NNsight) -> NNsight:
     Returns:
         NNsight: the wrapper; its ``._module`` is ``model``.
     """
-    if isinstance(model, NNsight):
+    if isinstance(model, Envoy):
         return model
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
+    from .remote import VisionModel  # remote imports models and this module's users; import on use
+
     cached = model.__dict__.get("_rsi_nnsight")
-    if isinstance(cached, NNsight) and cached._module is model:
+    if isinstance(cached, VisionModel) and cached._module is model:
         return cached
-    envoy = NNsight(model)
+    envoy = VisionModel(model)
     model.__dict__["_rsi_nnsight"] = envoy
     return envoy
+
+
+def _check_trace_kwargs(envoy: Envoy, trace_kwargs: dict[str, Any]) -> None:
+    """``remote=`` needs a remote-ready wrapper (a plain NNsight hands it to ``forward``);
+    a bad ``remote=`` value or a missing API key is reported before anything runs."""
+    remote = trace_kwargs.get("remote")
+    if remote is None or remote is False:
+        return
+    if not isinstance(envoy, Remotable):
+        raise TypeError(
+            f"remote={remote!r} needs a remote-ready wrapper, but the model is a {type(envoy).__name__} "
+            "(nnsight would pass remote= into the model's forward); pass the plain model, which "
+            "rsi_plugin wraps in a rsi_plugin.remote.VisionModel")
+    from .remote import check_remote
+
+    check_remote(remote)
 
 
 def envoy_at(envoy: NNsight, path: str):
@@ -62,7 +90,10 @@ def envoy_at(envoy: NNsight, path: str):
 
 def _expected_channels(model: nn.Module) -> int | None:
     conv = getattr(model, "conv1", None)
-    return conv.in_channels if isinstance(conv, nn.Conv2d) else None
+    if isinstance(conv, nn.Conv2d):
+        return conv.in_channels
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return first.in_channels if first is not None else None
 
 
 def check_images(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -170,6 +201,7 @@ def capture(
         TypeError: images not a floating-point tensor.
     """
     envoy = wrap(model)
+    _check_trace_kwargs(envoy, trace_kwargs)
     nodes = check_nodes(nodes)
     chosen = resolve_blocks(envoy._module, blocks)
     wanted = sorted(((b, n) for b in chosen for n in dict.fromkeys(nodes)), key=lambda bn: bn[0].order(bn[1]))
@@ -252,7 +284,8 @@ def ablate(
     Each chosen channel ``c`` is set to ``values[c]`` at every spatial position (the
     paper's mean ablation when ``values`` are the channels' means). ``node="sum"`` patches
     the pre-ReLU sum as the paper's code does; since Post is ``relu(sum)`` channel by
-    channel this is written as Post ``= relu(values)``, which is exactly the same network.
+    channel this is written as Post ``= relu(values)``, which is exactly the same network
+    (Post ``= values`` in a block without activation, such as ConvNeXt's).
     Runs under ``torch.no_grad()``.
 
     Args:
@@ -272,16 +305,19 @@ def ablate(
         ValueError: unknown block or node, bad values. IndexError: channel out of range.
     """
     envoy = wrap(model)
+    _check_trace_kwargs(envoy, trace_kwargs)
     check_nodes([node])
     target = get_block(residual_blocks(envoy._module), block)
-    index, vals = channel_values(channels, values, target.channels, device=envoy.device)
+    index, vals = channel_values(channels, values, target.channels)
     logits = []
     for batch in iter_batches(images, batch_size):
         check_images(envoy._module, batch)
+        # on the images' device, not the wrapper's: a keyed model may sit on meta until used
+        index_b, vals_b = index.to(batch.device), vals.to(batch.device, batch.dtype)
         with torch.no_grad():
             with envoy.trace(batch, **trace_kwargs):
-                if len(index):
-                    _patch(envoy, target, node, index, vals.to(batch.dtype))
+                if len(index_b):
+                    _patch(envoy, target, node, index_b, vals_b)
                 out = envoy.output.save()
         logits.append(out)
     if not logits:
@@ -293,7 +329,7 @@ def _patch(envoy: NNsight, block: ResidualBlock, node: str, index: torch.Tensor,
     """Inside a trace: overwrite ``index`` channels of ``node`` with ``vals`` everywhere."""
     fill = vals[None, :, None, None]
     if node == "sum":
-        envoy_at(envoy, block.path).output[:, index] = torch.relu(fill)
+        envoy_at(envoy, block.site("post").path).output[:, index] = block.activate(fill)
         return
     site = block.site(node)
     module = envoy_at(envoy, site.path)
@@ -303,3 +339,82 @@ def _patch(envoy: NNsight, block: ResidualBlock, node: str, index: torch.Tensor,
         patched = module.input.clone()
         patched[:, index] = fill
         module.input = patched
+
+
+GRADIENT_OBJECTIVES: tuple[str, ...] = ("neuron", "channel")
+
+
+def _objective_of(act: torch.Tensor, index: torch.Tensor, objective: str) -> torch.Tensor:
+    rows = torch.arange(act.shape[0], device=act.device)
+    maps = act[rows, index]  # [N, h, w]
+    if objective == "neuron":
+        return maps[:, maps.shape[1] // 2, maps.shape[2] // 2]
+    return maps.mean(dim=(1, 2))
+
+
+def node_gradient(
+    model: nn.Module | NNsight,
+    images: torch.Tensor,
+    block: str | ResidualBlock,
+    node: str,
+    channels: Sequence[int] | torch.Tensor,
+    objective: str = "neuron",
+    **trace_kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""One feature-visualisation step as an nnsight trace: objectives and their input gradient.
+
+    Image ``i`` is scored by channel ``channels[i]`` of ``node`` in ``block`` (the centre
+    neuron ``(H // 2, W // 2)`` for ``"neuron"``, the spatial mean for ``"channel"``) and
+    the gradient of the sum of the scores with respect to the images is computed inside
+    the trace (``torch.autograd.grad``, so no parameter's ``.grad`` is touched) and the
+    forward stopped there. The caller keeps its own graph from its image parameters to
+    ``images`` and finishes the step with ``images.backward(-grad)`` (ascent), so the
+    optimisation runs here while the model may run elsewhere (``remote=``).
+
+    Args:
+        model (nn.Module or NNsight): a model with residual blocks.
+        images (Tensor): model-ready input ``[N, 3, H, W]`` (its own graph is not used).
+        block (str): block name, e.g. ``"2.1"``.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+        channels (sequence of int or Tensor): ``N`` channels, one per image.
+        objective (str): ``"neuron"`` or ``"channel"``.
+        **trace_kwargs: passed to ``model.trace`` (e.g. ``remote="local"``).
+
+    Returns:
+        (Tensor ``[N]`` objectives, Tensor ``[N, 3, H, W]`` gradient of their sum).
+
+    Raises:
+        ValueError: unknown block, node or objective, or not one channel per image.
+        IndexError: a channel out of range.
+    """
+    envoy = wrap(model)
+    _check_trace_kwargs(envoy, trace_kwargs)
+    node = check_nodes([node])[0]
+    if objective not in GRADIENT_OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(GRADIENT_OBJECTIVES)}")
+    target = get_block(residual_blocks(envoy._module), block)
+    check_images(envoy._module, images)
+    index = torch.as_tensor(channels).flatten().long() if not isinstance(channels, torch.Tensor) else channels.flatten().long()
+    if index.numel() != images.shape[0]:
+        raise ValueError(f"channels must hold one channel per image ({images.shape[0]}), got {index.numel()}")
+    bad = [c for c in index.tolist() if not 0 <= c < target.channels]
+    if bad:
+        raise IndexError(f"channel(s) {bad} out of range: block {target.name} has {target.channels} channels "
+                         f"(0..{target.channels - 1})")
+    index = index.to(images.device)
+    reads = sorted(("in", "pre") if node == "sum" else (node,), key=target.order)
+    x = images.detach()
+    with torch.enable_grad():
+        with envoy.trace(x, **trace_kwargs) as tracer:
+            start = envoy.input.detach().requires_grad_(True)
+            envoy.input = start
+            got = {}
+            for need in reads:
+                value = _read(envoy, target, need)
+                got[need] = value.clone() if need == "pre" else value
+            act = got["in"] + got["pre"] if node == "sum" else got[node]
+            score = _objective_of(act, index, objective)
+            (grad,) = torch.autograd.grad(score.sum(), start)
+            result = nnsight.save((score.detach(), grad.detach()))
+            tracer.stop()
+    return result
