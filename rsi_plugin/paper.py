@@ -73,11 +73,12 @@ def compare_to_paper(table: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         DataFrame with one row per group: the group keys, ``probed`` (whether the paper
-        probed the block), ``found`` (passing channels in ``table``), ``paper`` (the
-        paper's count), ``overlap``, ``precision = overlap / found``,
-        ``recall = overlap / paper`` and ``jaccard = overlap / |found ∪ paper|``. A ratio
-        with a zero denominator is NaN, and every ratio is NaN for a block the paper did
-        not probe.
+        probed the block), ``scanned`` (channels in ``table``), ``found`` (passing
+        channels in ``table``), ``paper`` (the paper's passing channels among those
+        scanned: a scan of some channels is compared on those only), ``overlap``,
+        ``precision = overlap / found``, ``recall = overlap / paper`` and
+        ``jaccard = overlap / |found ∪ paper|``. A ratio with a zero denominator is NaN,
+        and every ratio is NaN for a block the paper did not probe.
 
     Raises:
         ValueError: if a required column is missing.
@@ -98,14 +99,16 @@ def compare_to_paper(table: pd.DataFrame) -> pd.DataFrame:
         group = group if isinstance(group, tuple) else (group,)
         row = dict(zip(keys, group))
         block = str(row["block"])
+        scanned = set(int(c) for c in part["channel"])
         found = set(int(c) for c in part.loc[part["passes"].astype(bool), "channel"])
         probed = block in PAPER_BLOCKS
-        paper = sets.get(block, set())
+        paper = sets.get(block, set()) & scanned  # a scan of some channels is compared on those
         overlap = len(found & paper)
         union = len(found | paper)
         nan = float("nan")
         row.update({
             "probed": probed,
+            "scanned": len(scanned),
             "found": len(found),
             "paper": len(paper) if probed else pd.NA,
             "overlap": overlap if probed else pd.NA,
@@ -114,5 +117,5 @@ def compare_to_paper(table: pd.DataFrame) -> pd.DataFrame:
             "jaccard": _ratio(overlap, union) if probed else nan,
         })
         rows.append(row)
-    columns = keys + ["probed", "found", "paper", "overlap", "precision", "recall", "jaccard"]
+    columns = keys + ["probed", "scanned", "found", "paper", "overlap", "precision", "recall", "jaccard"]
     return pd.DataFrame(rows, columns=columns)

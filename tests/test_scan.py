@@ -1,0 +1,262 @@
+"""scan end to end on a small model (FZs, natural images, both), its cache, the top-k search,
+the paper's channel lists and compare_to_paper, and `rsi scan`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+import rsi_plugin as rsi
+from rsi_plugin import featureviz
+from rsi_plugin.cli import main
+from rsi_plugin.criteria import TABLE_COLUMNS, ScaleInvariance, summarize
+from rsi_plugin.featureviz import FeatureVizConfig
+from rsi_plugin.natural import top_k_images
+from rsi_plugin.paper import PAPER_BLOCKS, compare_to_paper, paper_channels
+from rsi_plugin.scan import ScanConfig, natural_data, scan
+
+FAST = FeatureVizConfig(image_size=32, steps=2, jitter=0, channels_per_batch=4)
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return ResNet(BasicBlock, [2, 1, 1, 1], num_classes=10).eval()
+
+
+@pytest.fixture(scope="module")
+def data() -> torch.Tensor:
+    return torch.randn(30, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+
+
+def close(a, b, tol=1e-4) -> bool:
+    return np.allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), atol=tol, rtol=tol)
+
+
+# --------------------------------------------------------------------------- scan with FZs
+
+
+def test_scan_end_to_end_then_rerun_uses_the_cache(model, tmp_path, monkeypatch):
+    config = ScanConfig(featureviz=FAST, channels=[0, 1, 2], cache_dir=tmp_path)
+    table = scan(model, ["1.1", "2.0"], config, progress=False)
+    assert list(table.columns[:1 + len(TABLE_COLUMNS)]) == ["source", *TABLE_COLUMNS]
+    assert len(table) == 6 and (table["source"] == "fz").all()
+    assert table["block"].tolist() == ["1.1"] * 3 + ["2.0"] * 3
+    assert table["fz_computed"].all()
+    # the activation each FZ achieved (the renderer's own reading) equals In_c / Pre_c of
+    # the same image read back through capture
+    assert close(table["in_fz_act"], table["in_in"])
+    assert close(table["pre_fz_act"], table["pre_pre"])
+    assert table["passes"].equals(table["eq1"] & table["eq2"])
+    for path in table["in_fz_path"].tolist() + table["pre_fz_path"].tolist():
+        assert Path(path).is_file() and path.endswith(".png")
+    assert table.attrs["node_variant"] == "text" and table.attrs["transform"] == "scale"
+    summary = summarize(table)
+    assert summary["channels"].tolist() == [3, 3]
+    assert summary["passing"].tolist() == [int(table.loc[table.block == b, "passes"].sum()) for b in ("1.1", "2.0")]
+
+    def no_optimisation(*args, **kwargs):
+        raise AssertionError("an FZ was recomputed")
+
+    monkeypatch.setattr(featureviz, "_optimize_batch", no_optimisation)
+    again = scan(model, ["1.1", "2.0"], config, progress=False)
+    assert not again["fz_computed"].any()
+    numeric = ["pre_in", "pre_scaled", "post_in", "post_pre", "in_fz_act", "pre_fz_act"]
+    assert close(again[numeric], table[numeric], tol=1e-6)
+    assert again["passes"].tolist() == table["passes"].tolist()
+
+
+def test_scan_matches_scale_invariance_on_the_rendered_images(model, tmp_path):
+    config = ScanConfig(featureviz=FAST, channels=[3, 4], cache_dir=tmp_path, transform="rotate:90", tolerance=2.0)
+    table = scan(model, "2.0", config, progress=False)
+    fz_in = featureviz.render(model, "2.0", "in", [3, 4], FAST, cache_dir=tmp_path, progress=False)
+    fz_pre = featureviz.render(model, "2.0", "pre", [3, 4], FAST, cache_dir=tmp_path, progress=False)
+    assert fz_in.computed == [] and fz_pre.computed == []
+    si = ScaleInvariance(model, "2.0")
+    si.attribute((rsi.normalize(fz_in.images), rsi.normalize(fz_pre.images)), channels=[3, 4],
+                 transform="rotate:90", tolerance=2.0)
+    expected = si.table()
+    assert (table["transform"] == "rotate:90").all() and (table["tolerance"] == 2.0).all()
+    assert close(table["pre_scaled"], expected["pre_scaled"]) and close(table["post_pre"], expected["post_pre"])
+
+
+def test_code_variant_renders_in_at_the_previous_sum(model, tmp_path):
+    config = ScanConfig(featureviz=FAST, channels=[0, 1], cache_dir=tmp_path, node_variant="code")
+    table = scan(model, "1.1", config, progress=False)
+    for path in table["in_fz_path"]:
+        assert Path(path).parent.parent.parent.name == "1.0" and Path(path).parent.parent.name == "sum"
+    for path in table["pre_fz_path"]:
+        assert Path(path).parent.parent.parent.name == "1.1" and Path(path).parent.parent.name == "pre"
+    assert close(table["in_fz_act"], table["in_in"])  # In read at 1.0's pre-ReLU sum
+    assert (table["node_variant"] == "code").all()
+
+
+def test_paper_compat_optimises_the_aliased_post(model, tmp_path):
+    config = ScanConfig(featureviz=FAST, channels=[0, 1, 2], cache_dir=tmp_path, paper_compat=True)
+    assert config.featureviz.paper_compat
+    table = scan(model, "1.1", config, progress=False)
+    # Lucent's reading of bn2 is Post: the achieved "Pre" activation is Post of the Pre FZ
+    assert close(table["pre_fz_act"], table["post_pre"])
+    assert not close(table["pre_fz_act"], table["pre_pre"])
+
+
+# --------------------------------------------------------------------------- natural images
+
+
+def test_top_k_images_equal_a_brute_force_search(model, data):
+    keys = [("1.1", "in"), ("2.0", "pre")]
+    found = top_k_images(model, data, keys, k=4, batch_size=7, progress=False)
+    assert found.num_images == 30
+    for key in keys:
+        acts = rsi.capture(model, data, blocks=key[0], nodes=key[1])[key]  # [30, C]
+        values, index = acts.T.sort(dim=1, descending=True, stable=True)  # ties: earlier image first
+        values, index = values[:, :4], index[:, :4]
+        assert close(found.values[key], values, tol=1e-5)
+        assert torch.equal(found.indices[key], index)
+        torch.testing.assert_close(found.images(key, [0, 5], k=2), data[index[[0, 5], :2]])
+    assert len(found.bank) == len(set(torch.cat([i.flatten() for i in found.indices.values()]).tolist()))
+    with pytest.raises(ValueError, match="fewer than k"):
+        top_k_images(model, data[:3], keys, k=4, progress=False)
+    with pytest.raises(KeyError, match="searched"):
+        found.images(("3.0", "in"))
+
+
+@pytest.mark.parametrize("reduce", ["top1", "mean"])
+def test_natural_source(model, data, reduce):
+    config = ScanConfig(source="natural", top_k=3, natural_reduce=reduce, channels=[0, 1, 2, 3])
+    table = scan(model, ["1.1", "2.0"], config, data=data, progress=False)
+    assert (table["source"] == "natural").all() and len(table) == 8
+    assert (table["images_per_channel"] == (1 if reduce == "top1" else 3)).all()
+    # the top activations are In_c / Pre_c of the very images that drive the criteria
+    assert close(table["in_top_act"], table["in_in"])
+    assert close(table["pre_top_act"], table["pre_pre"])
+    acts = rsi.capture(model, data, blocks="2.0", nodes="in")[("2.0", "in")]
+    assert table.loc[table.block == "2.0", "in_top_index"].tolist() == acts[:, :4].argmax(0).tolist()
+
+
+def test_both_sources_and_the_paper_comparison(model, data, tmp_path):
+    config = ScanConfig(featureviz=FAST, source="both", top_k=2, channels=[0, 1], cache_dir=tmp_path)
+    table = scan(model, "1.1", config, data=data, progress=False)
+    assert table["source"].tolist() == ["fz", "fz", "natural", "natural"]
+    summary = summarize(table)
+    assert summary[["source", "block", "channels"]].values.tolist() == [["fz", "1.1", 2], ["natural", "1.1", 2]]
+    comparison = compare_to_paper(table)
+    assert comparison["source"].tolist() == ["fz", "natural"] and (comparison["scanned"] == 2).all()
+
+
+def test_natural_data_needs_the_tiny_model_or_data(model):
+    with pytest.raises(ValueError, match="data="):
+        scan(model, "1.1", ScanConfig(source="natural"), progress=False)
+    with pytest.raises(ValueError, match="data="):
+        natural_data(model)
+
+
+def test_scan_config_errors(model):
+    with pytest.raises(ValueError, match="source"):
+        ScanConfig(source="imagenet")
+    with pytest.raises(ValueError, match="tolerance"):
+        ScanConfig(tolerance=0.9)
+    with pytest.raises(ValueError, match="valid"):
+        ScanConfig(transform="zoom")
+    with pytest.raises(ValueError, match="natural_reduce"):
+        ScanConfig(natural_reduce="median")
+    with pytest.raises(ValueError, match="top_k"):
+        ScanConfig(top_k=0)
+    with pytest.raises(ValueError, match="node_variant"):
+        ScanConfig(node_variant="lucent")
+    with pytest.raises(TypeError, match="FeatureVizConfig"):
+        ScanConfig(featureviz={"steps": 3})
+    with pytest.raises(IndexError, match="0..63"):
+        scan(model, "1.1", ScanConfig(featureviz=FAST, channels=[64]), progress=False)
+    with pytest.raises(ValueError, match="valid blocks"):
+        scan(model, "7.7", ScanConfig(featureviz=FAST), progress=False)
+
+
+# --------------------------------------------------------------------------- the paper's channels
+
+
+def test_paper_channel_lists_match_the_counts_of_section_3():
+    table = paper_channels()
+    assert table.groupby("block").size().to_dict() == {"1.1": 6, "2.0": 2, "2.1": 23, "3.1": 46}
+    # the shares the paper quotes: ~9.4 % of 1.1's 64 channels, ~18 % of 2.1's 128 and 3.1's 256
+    assert round(100 * 6 / 64, 1) == 9.4
+    assert round(100 * 23 / 128) == 18 and round(100 * 46 / 256) == 18
+    assert not table.duplicated(["block", "channel"]).any()
+    fig1 = table[table.source == "Fig. 1"]
+    assert fig1.loc[fig1.block == "2.1", "channel"].tolist() == [15, 21, 48, 68, 88, 108]
+    assert fig1.loc[fig1.block == "3.1", "channel"].tolist() == [22, 29, 80, 113, 178, 215]
+    assert set(table.loc[table.block == "3.1", "source"]) == {"Fig. 1", "Fig. 4"}
+    assert paper_channels("2.0")["channel"].tolist() == [50, 53]
+    with pytest.raises(ValueError, match="probed"):
+        paper_channels("1.0")
+
+
+def test_compare_to_paper_counts():
+    channels = list(range(128))
+    found_21 = {15, 21, 48, 0, 1}  # three of the paper's 23, two others
+    table = pd.DataFrame({
+        "block": ["2.1"] * 128 + ["3.0"] * 4 + ["1.0"] * 2,
+        "channel": channels + [0, 1, 2, 3] + [0, 1],
+        "passes": [c in found_21 for c in channels] + [False] * 4 + [True, False],
+    })
+    result = compare_to_paper(table).set_index("block")
+    row = result.loc["2.1"]
+    assert (row.found, row.paper, row.overlap) == (5, 23, 3)
+    assert row.precision == pytest.approx(3 / 5) and row.recall == pytest.approx(3 / 23)
+    assert row.jaccard == pytest.approx(3 / 25)
+    empty = result.loc["3.0"]  # probed, nothing found on either side: ratios undefined
+    assert empty.probed and empty.found == 0 and math.isnan(empty.precision) and math.isnan(empty.jaccard)
+    assert not result.loc["1.0"].probed and math.isnan(result.loc["1.0"].recall)
+    assert set(PAPER_BLOCKS) == {"1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"}
+    # a scan of a few channels is compared on those only
+    some = compare_to_paper(table[table.channel.isin([15, 21, 29])]).set_index("block").loc["2.1"]
+    assert (some.scanned, some.paper, some.found) == (3, 2, 2)
+    with pytest.raises(ValueError, match="passes"):
+        compare_to_paper(table.drop(columns="passes"))
+
+
+# --------------------------------------------------------------------------- rsi scan
+
+
+def test_cli_scan_writes_tables_and_resumes(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["scan", "--model", "resnet18", "--blocks", "1.1", "--channels", "0", "1", "--steps", "2",
+            "--image-size", "32", "--jitter", "0", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "agreement with the paper" in printed
+    table = pd.read_csv(out / "scan.csv", dtype={"block": str})
+    assert len(table) == 2 and table["fz_computed"].all()
+    assert pd.read_parquet(out / "scan.parquet")["channel"].tolist() == [0, 1]
+    summary = pd.read_csv(out / "summary.csv", dtype={"block": str})
+    assert summary[["block", "channels"]].values.tolist() == [["1.1", 2]]
+    assert (out / "paper_comparison.csv").is_file()
+    assert len(list((out / "fz").rglob("*.png"))) == 4
+    assert main(argv) == 0  # resumes: every FZ from the cache
+    assert not pd.read_csv(out / "scan.csv")["fz_computed"].any()
+    assert not list(out.glob("*.tmp"))
+
+
+def test_cli_scan_natural_images_from_a_folder(tmp_path):
+    root = tmp_path / "val"
+    g = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(g.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
+    out = tmp_path / "out"
+    argv = ["scan", "--model", "resnet18", "--blocks", "1.1", "--channels", "3", "4", "--source", "natural",
+            "--top-k", "2", "--data", str(root), "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    table = pd.read_csv(out / "scan.csv")
+    assert table["source"].tolist() == ["natural", "natural"]
+    assert table["in_top_index"].between(0, 5).all()
+    assert main(argv + ["--tolerance", "1"]) == 2  # a bad tolerance is an error, not a traceback
