@@ -7,7 +7,7 @@ For every scale ``p`` and random trial ``i`` the ratio of accuracies
 
 is averaged over the ``N`` trials, :math:`\bar r(p) = \frac1N \sum_i r_i(p)`, with its standard
 error :math:`\mathrm{sd}(r(p)) / \sqrt N` (sample standard deviation, ``ddof = 1``; NaN for a
-single trial). The no-scale ratio :math:`\bar r(0)` is the paper's blue line in Fig. 2: under
+single trial or an infinite ratio). The no-scale ratio :math:`\bar r(0)` is the paper's blue line in Fig. 2: under
 the null hypothesis the scaled ratios equal it; the paper's finding is that they lie below.
 A random trial with accuracy 0 gives an infinite ratio.
 
@@ -47,7 +47,7 @@ def _check(results: pd.DataFrame) -> None:
 
 def _se(values: pd.Series) -> float:
     values = values.dropna()
-    if len(values) < 2:
+    if len(values) < 2 or values.isin([math.inf, -math.inf]).any():
         return float("nan")
     return float(values.std(ddof=1) / math.sqrt(len(values)))
 
@@ -146,8 +146,12 @@ def plot_eq3(summary: pd.DataFrame, path: str | os.PathLike, title: str | None =
     axes = figure.add_subplot()
     scaled = summary[summary["scale"] != round(float(no_scale), 6)]
     positions = range(len(scaled))
-    axes.bar(positions, scaled["ratio_mean"], color="0.7", edgecolor="0.3",
-             yerr=scaled["ratio_se"].fillna(0.0), ecolor="black", capsize=4)
+    infinite = scaled["ratio_mean"].isin([math.inf, -math.inf]).to_numpy()
+    heights = scaled["ratio_mean"].mask(infinite)  # a random trial at accuracy 0: no bar, marked
+    errors = scaled["ratio_se"].mask(infinite | scaled["ratio_se"].isna().to_numpy(), 0.0)
+    axes.bar(positions, heights.fillna(0.0), color="0.7", edgecolor="0.3", yerr=errors, ecolor="black", capsize=4)
+    for position in [p for p, inf in zip(positions, infinite) if inf]:
+        axes.annotate("inf", (position, 0), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
     base = summary["no_scale_ratio"].iloc[0] if len(summary) else float("nan")
     if math.isfinite(base):
         axes.axhline(base, color="tab:blue", linewidth=2, label=f"no scale ({base:.3f})")

@@ -71,9 +71,11 @@ class SweepStore:
         self._means: torch.Tensor | None = None
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self._cells = self._read_cells()
-            self._draws = self._read_draws()
-            self._means = self._read_means()
+
+    def _load(self) -> None:
+        self._cells = self._read_cells()
+        self._draws = self._read_draws()
+        self._means = self._read_means()
 
     def path(self, name: str) -> Path | None:
         """Path of a file in the output folder (None in memory)."""
@@ -81,7 +83,8 @@ class SweepStore:
 
     # -- the manifest ---------------------------------------------------------------------
     def check_manifest(self, manifest: dict[str, Any]) -> None:
-        """Refuse a folder holding another sweep; record ``manifest`` in a new one.
+        """Refuse a folder holding another sweep; record ``manifest`` in a new one, or load
+        what a resumed one has finished.
 
         Raises:
             ValueError: the folder's ``sweep.json`` differs (the differing keys are named),
@@ -98,6 +101,7 @@ class SweepStore:
                 details = "; ".join(f"{k}: {old.get(k)!r} in the folder, {manifest.get(k)!r} now" for k in diff)
                 raise ValueError(f"{self.dir} holds a sweep with other settings ({details}); "
                                  "use another output folder or remove it")
+            self._load()
             return
         if any((self.dir / name).exists() for name in ("ablation.csv", "draws.csv", "means.csv")):
             raise ValueError(f"{self.dir} holds sweep files but no sweep.json; use an empty output folder")
@@ -130,6 +134,9 @@ class SweepStore:
         if not path.is_file():
             return pd.DataFrame(columns=list(RESULT_COLUMNS))
         frame = pd.read_csv(path, dtype={"condition": str})
+        missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {missing}: not a table this sweep wrote")
         frame["scale"] = frame["scale"].astype(float).round(6)
         return frame
 
