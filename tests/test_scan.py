@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_same_state, model_state
 from PIL import Image
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
@@ -46,7 +47,9 @@ def close(a, b, tol=1e-4) -> bool:
 
 def test_scan_end_to_end_then_rerun_uses_the_cache(model, tmp_path, monkeypatch):
     config = ScanConfig(featureviz=FAST, channels=[0, 1, 2], cache_dir=tmp_path)
+    before = model_state(model)
     table = scan(model, ["1.1", "2.0"], config, progress=False)
+    assert_same_state(before, model_state(model))  # no hook left, weights, modes and flags as they were
     assert list(table.columns[:1 + len(TABLE_COLUMNS)]) == ["source", *TABLE_COLUMNS]
     assert len(table) == 6 and (table["source"] == "fz").all()
     assert table["block"].tolist() == ["1.1"] * 3 + ["2.0"] * 3
@@ -150,6 +153,23 @@ def test_both_sources_and_the_paper_comparison(model, data, tmp_path):
     assert summary[["source", "block", "channels"]].values.tolist() == [["fz", "1.1", 2], ["natural", "1.1", 2]]
     comparison = compare_to_paper(table)
     assert comparison["source"].tolist() == ["fz", "natural"] and (comparison["scanned"] == 2).all()
+
+
+def test_natural_default_data_for_the_tiny_architecture():
+    from rsi_plugin.images import ModelInfo
+    from rsi_plugin.zoo import build_tiny_resnet, generate
+
+    torch.manual_seed(0)
+    tiny = build_tiny_resnet().eval()
+    tiny.rsi_info = ModelInfo(name="tiny", weights="random", input_size=64, resize_size=73,
+                              mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), num_classes=10)
+    images = natural_data(tiny, n=24, seed=3)
+    expected = rsi.normalize(generate(24, 3, size=64)[0], tiny)
+    torch.testing.assert_close(images, expected)
+    table = scan(tiny, "2.1", ScanConfig(source="natural", top_k=2, natural_samples=24, seed=3, channels=[0, 1]),
+                 progress=False)
+    assert len(table) == 2 and table["in_top_index"].between(0, 23).all()
+    assert table.attrs["model"] == "tiny"
 
 
 def test_natural_data_needs_the_tiny_model_or_data(model):
