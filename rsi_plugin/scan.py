@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .criteria import NODE_VARIANTS, TOLERANCE, ScaleInvariance, check_tolerance, node_sites, summarize
+from .criteria import NODE_VARIANTS, TOLERANCE, ScaleInvariance, check_tolerance, node_sites
 from .featureviz import FeatureVizConfig, render
 from .images import model_info, normalize
 from .natural import TopKImages, top_k_images

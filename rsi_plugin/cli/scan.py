@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fz.add_argument("--steps", type=int, default=2560, help="optimisation steps (default 2560, the paper's)")
     fz.add_argument("--image-size", type=int, default=None, help="FZ side (default: the model's input size)")
     fz.add_argument("--jitter", type=int, default=None, help="fixed jitter (default: the paper's per block)")
+    fz.add_argument("--jitter-schedule", choices=("text", "code"), default="text",
+                    help="the paper's jitter per block from its appendix (text, default) or its script (code)")
     fz.add_argument("--channels-per-batch", type=int, default=32, help="channels optimised together (default 32)")
     fz.add_argument("--paper-compat", action="store_true",
                     help="render Pre as Lucent did in the paper (its bn2 reading is Post)")
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model_from_args(args)
-    featureviz = FeatureVizConfig(image_size=args.image_size, steps=args.steps, jitter=args.jitter, seed=args.seed,
+    featureviz = FeatureVizConfig(image_size=args.image_size, steps=args.steps, jitter=args.jitter,
+                                  jitter_schedule=args.jitter_schedule, seed=args.seed,
                                   channels_per_batch=args.channels_per_batch, paper_compat=args.paper_compat)
     config = ScanConfig(featureviz=featureviz, transform=args.transform, tolerance=args.tolerance,
                         source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
