@@ -1,0 +1,151 @@
+"""``rsi ablate``: the scale-robust ablation experiment (§4, Eq. 3, Fig. 2).
+
+Mean-ablates a block's scale-invariant channels (from a scan CSV or a list) and as many
+screened random channels, at every scale of the sweep, and writes to ``--out``:
+``ablation.csv`` (one row per condition, trial and scale), ``eq3.csv`` and ``eq3.png`` (Fig. 2),
+``accuracy.png``, ``draws.csv`` (screened random sets), ``means.csv`` and ``sweep.json``. A rerun
+with the same settings resumes. Under ``torchrun --nproc_per_node K -m rsi_plugin.cli ablate ...``
+the data is split across the K processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .common import add_model_arguments, load_model_from_args
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("ablate", help="mean-ablate scale-invariant vs random channels across scales; "
+                                           "writes ablation.csv, eq3.csv and Fig. 2")
+    add_model_arguments(parser, default="tiny")
+    parser.add_argument("--data", default=None,
+                        help="ImageNet-layout validation folder (default for tiny: the generated centred "
+                             "evaluation set of shapes)")
+    parser.add_argument("--samples", type=int, default=1000, help="generated images for tiny without --data (default 1000)")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the generated tiny evaluation set (default 0)")
+    parser.add_argument("--limit", type=int, default=None, help="use only N images, evenly spaced")
+    parser.add_argument("--block", required=True, help="block name, e.g. 3.1")
+    parser.add_argument("--channels", nargs="+", required=True,
+                        help="a scan CSV (rows with block == --block and passes true) or channel numbers")
+    parser.add_argument("--source", default=None,
+                        help="rows of this source (fz, natural) when the scan CSV holds several")
+    parser.add_argument("--out", required=True, help="output folder (rerun to resume)")
+    parser.add_argument("--trials", type=int, default=10, help="random control sets (default 10)")
+    parser.add_argument("--tolerance", type=float, default=0.0,
+                        help="screening slack: keep a random set if its no-scale accuracy <= the invariant "
+                             "set's + this (default 0; the paper used 0.01 for block 3.1)")
+    parser.add_argument("--max-draws", type=int, default=100, help="bound on random sets drawn (default 100)")
+    parser.add_argument("--scales", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+                        help="scale fractions (default 0 0.1 0.2 0.3 0.4 0.5; 0 is always included)")
+    parser.add_argument("--node", choices=("post", "sum"), default="post",
+                        help="post: ablate Post (the paper's text, default); sum: the pre-ReLU sum (its code)")
+    parser.add_argument("--variant", choices=("text", "code"), default="text",
+                        help="crop: text R - floor(R p) of the resized image (default); code int(S (1 - p))")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
+    parser.add_argument("--stack", type=int, default=None,
+                        help="most conditions stacked in one trace (default all; lower to save memory)")
+    parser.add_argument("--naive", action="store_true",
+                        help="one full forward per condition (the reference path; slower)")
+    parser.add_argument("--screen-batch", type=int, default=None,
+                        help="random sets screened per pass over the data (default --trials)")
+    parser.add_argument("--checkpoint-every", type=int, default=20, help="save partial counts every N batches")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def parse_channels(values: list[str], block: str, source: str | None = None) -> list[int]:
+    """Channels from ``--channels``: one CSV path, or integers (``1 9 23`` or ``1,9,23``).
+
+    A scan CSV needs columns ``block, channel, passes``; the rows with ``block == block`` and
+    a true ``passes`` are taken (of ``source`` when the table has several sources).
+
+    Raises:
+        FileNotFoundError: a ``.csv`` that does not exist.
+        ValueError: neither a CSV nor integers; missing columns; no passing channel.
+    """
+    if len(values) == 1 and (values[0].lower().endswith(".csv") or Path(values[0]).is_file()):
+        return _channels_from_csv(Path(values[0]), block, source)
+    items = [v for value in values for v in value.split(",") if v.strip()]
+    try:
+        return [int(v) for v in items]
+    except ValueError:
+        raise ValueError(f"--channels takes a scan CSV or channel numbers, got {' '.join(values)!r}") from None
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def _channels_from_csv(path: Path, block: str, source: str | None) -> list[int]:
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"channel table not found: {path}")
+    table = pd.read_csv(path, dtype={"block": str})
+    missing = [c for c in ("block", "channel", "passes") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {missing}; a scan CSV has block, channel, passes")
+    if "source" in table.columns:
+        sources = sorted(set(table["source"].astype(str)))
+        if source is not None:
+            if source not in sources:
+                raise ValueError(f"--source {source!r} not in {path}; it holds {', '.join(sources)}")
+            table = table[table["source"].astype(str) == source]
+        elif len(sources) > 1:
+            raise ValueError(f"{path} holds several sources ({', '.join(sources)}); pick one with --source")
+    rows = table[(table["block"].astype(str) == str(block)) & table["passes"].map(_truthy)]
+    if rows.empty:
+        blocks = sorted(set(table.loc[table["passes"].map(_truthy), "block"].astype(str)))
+        raise ValueError(f"no passing channel of block {block} in {path}; blocks with passing channels: "
+                         f"{', '.join(blocks) or 'none'}")
+    return sorted({int(c) for c in rows["channel"]})
+
+
+def _default_data(args: argparse.Namespace, model):
+    if args.data is not None:
+        return args.data
+    if args.model != "tiny":
+        raise ValueError(f"--data is required for model {args.model} (an ImageNet-layout validation folder)")
+    from ..images import model_info
+    from ..zoo.shapes import ShapesDataset, eval_seed
+
+    return ShapesDataset(args.samples, eval_seed(args.data_seed), size=model_info(model).resize_size, centered=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..distributed import init_from_env, is_main
+    from ..sweep import SweepConfig, sweep
+
+    init_from_env()
+    channels = parse_channels(args.channels, args.block, args.source)
+    model = load_model_from_args(args)
+    batch_conditions = False if args.naive else (args.stack if args.stack else True)
+    config = SweepConfig(scales=tuple(args.scales), trials=args.trials, seed=args.seed, tolerance=args.tolerance,
+                         max_draws=args.max_draws, node=args.node, variant=args.variant,
+                         batch_conditions=batch_conditions, screen_batch=args.screen_batch,
+                         batch_size=args.batch_size, workers=args.workers, limit=args.limit,
+                         checkpoint_every=args.checkpoint_every)
+    data = _default_data(args, model)
+    result = sweep(model, data, args.block, channels, config, out_dir=args.out, progress=not args.no_progress)
+    if not is_main():
+        return 0
+    kept = int(result.draws["kept"].sum()) if len(result.draws) else 0
+    print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), block {args.block}, node {args.node}: "
+          f"{len(channels)} scale-invariant channels vs {kept} random sets "
+          f"({len(result.draws)} drawn, tolerance {args.tolerance})")
+    n = int(result.results["n_images"].max()) if len(result.results) else 0
+    print(f"{n} images; {result.skipped.summary()}")
+    with pd.option_context("display.width", 200):
+        print(result.summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {Path(args.out) / 'ablation.csv'}, eq3.csv, eq3.png, accuracy.png, draws.csv")
+    return 0
