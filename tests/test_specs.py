@@ -12,7 +12,8 @@ from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 
 import rsi_plugin as rsi
 from rsi_plugin.criteria import ScaleInvariance
-from rsi_plugin.featureviz import FeatureVizConfig, visualize
+from rsi_plugin.featureviz import FeatureVizConfig, render, visualize
+from rsi_plugin.scan import ScanConfig, scan
 from rsi_plugin.specs import (CONVNEXT, DEFAULT_SPECS, RESNET_BASIC, BlockSpec, attach_specs,
                               model_specs)
 
@@ -160,6 +161,30 @@ def test_convnext_criteria_and_feature_visualisation(convnext):
     # the FZ of Pre drives Pre as it was optimised to
     assert torch.allclose(fz_pre.activations, rsi.capture(convnext, x_pre, blocks=["2.0"], nodes=("pre",))[
         ("2.0", "pre")][rows, channels], rtol=1e-4, atol=1e-5)
+
+
+def test_scan_on_convnext(convnext, tmp_path):
+    """The paper's scan on a random-init ConvNeXt: FZs (few steps) -> Eq. (1)/(2) per channel;
+    the table's Pre values are what capture reads on the cached In FZs."""
+    fast = FeatureVizConfig(image_size=32, steps=2, jitter=0, channels_per_batch=4)
+    config = ScanConfig(featureviz=fast, channels=[0, 1, 2, 3], cache_dir=tmp_path)
+    before = model_state(convnext)
+    table = scan(convnext, ["1.1", "3.0"], config, progress=False)
+    assert_same_state(before, model_state(convnext))
+    assert list(table["block"].unique()) == ["1.1", "3.0"] and len(table) == 8
+    assert table["passes"].dtype == bool
+    assert ((table["eq1"] & table["eq2"]) == table["passes"]).all()
+    # the table's values are capture's centre neurons on the FZs the scan cached
+    fz_in = render(convnext, "3.0", "in", [0, 1, 2, 3], fast, cache_dir=tmp_path, progress=False)
+    fz_pre = render(convnext, "3.0", "pre", [0, 1, 2, 3], fast, cache_dir=tmp_path, progress=False)
+    assert fz_in.computed == [] and fz_pre.computed == [], "the scan rendered and cached them"
+    rows, channels = table[table["block"] == "3.0"], torch.arange(4)
+    on_in = rsi.capture(convnext, rsi.normalize(fz_in.images), blocks=["3.0"], nodes=("pre", "post"))
+    on_pre = rsi.capture(convnext, rsi.normalize(fz_pre.images), blocks=["3.0"], nodes=("post",))
+    torch.testing.assert_close(torch.tensor(rows["pre_in"].tolist()), on_in[("3.0", "pre")][channels, channels],
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(rows["post_pre"].tolist()),
+                               on_pre[("3.0", "post")][channels, channels], rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- a hand-built family
