@@ -34,7 +34,18 @@ _EXPORTS: dict[str, str] = {
     "model_info": "images",
     "S": "transforms",
     "scale_crop": "transforms",
-    "bench": "bench",
+    "get_transform": "transforms",
+    "bench": "overhead",
+    "ScaleInvariance": "criteria",
+    "invariance_criteria": "criteria",
+    "summarize": "criteria",
+    "node_sites": "criteria",
+    "scan": "scanning",
+    "ScanConfig": "scanning",
+    "top_k_images": "natural",
+    "TopKImages": "natural",
+    "paper_channels": "paper",
+    "compare_to_paper": "paper",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

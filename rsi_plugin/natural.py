@@ -6,7 +6,7 @@ limitation: "future work must incorporate responses to a wider range of natural 
 images that drive its centre neuron ``(H // 2, W // 2)`` hardest — the third row of the
 paper's Fig. 1 — in a single pass of :func:`rsi_plugin.capture` over the data. The images
 can then stand in for the FZs in :class:`rsi_plugin.criteria.ScaleInvariance`
-(``source="natural"`` of :func:`rsi_plugin.scan`).
+(``source="natural"`` of :func:`rsi_plugin.scanning.scan`).
 
 Only the images that are in some channel's current top-k are kept (on the CPU), so memory
 is bounded by ``channels x k x nodes`` images, whatever the dataset's size.

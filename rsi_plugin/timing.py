@@ -1,7 +1,7 @@
 """Sound wall-clock timing of several cases in one run: warm-up excluded, cases interleaved
 (A B C A B C ...) so that drift hits them alike, CUDA synchronised, environment recorded.
 
-Used by ``benchmarks/`` and by :func:`rsi_plugin.bench` (``rsi bench``)."""
+Used by ``benchmarks/`` and by :func:`rsi_plugin.overhead.bench` (``rsi bench``)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rsi_plugin as rsi
-from rsi_plugin.bench import BENCH_CASES, bench, load_bench, make_cases, save_bench
+from rsi_plugin.overhead import BENCH_CASES, bench, load_bench, make_cases, save_bench
 from rsi_plugin.cli import main
 
 

@@ -22,7 +22,7 @@ from rsi_plugin.criteria import TABLE_COLUMNS, ScaleInvariance, summarize
 from rsi_plugin.featureviz import FeatureVizConfig
 from rsi_plugin.natural import top_k_images
 from rsi_plugin.paper import PAPER_BLOCKS, compare_to_paper, paper_channels
-from rsi_plugin.scan import ScanConfig, natural_data, scan
+from rsi_plugin.scanning import ScanConfig, natural_data, scan
 
 FAST = FeatureVizConfig(image_size=32, steps=2, jitter=0, channels_per_batch=4)
 

@@ -13,7 +13,7 @@ from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 import rsi_plugin as rsi
 from rsi_plugin.criteria import ScaleInvariance
 from rsi_plugin.featureviz import FeatureVizConfig, render, visualize
-from rsi_plugin.scan import ScanConfig, scan
+from rsi_plugin.scanning import ScanConfig, scan
 from rsi_plugin.specs import (CONVNEXT, DEFAULT_SPECS, RESNET_BASIC, BlockSpec, attach_specs,
                               model_specs)
 

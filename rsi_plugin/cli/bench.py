@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..bench import BENCH_CASES
+    from ..overhead import BENCH_CASES
 
     parser = sub.add_parser("bench", help="time plain forward vs hooks vs nnsight capture/ablate, per batch size")
     parser.add_argument("--model", default="resnet18", help="resnet18, resnet50, tiny, ... or a .pth path")
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import bench, plot_bench, save_bench
+    from ..overhead import bench, plot_bench, save_bench
 
     frame = bench(args.model, batches=args.batch, device=args.device, repeats=args.repeats, warmup=args.warmup,
                   cases=args.cases, block=args.block, weights=args.weights)

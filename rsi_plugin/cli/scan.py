@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from ..criteria import summarize
     from ..featureviz import FeatureVizConfig
     from ..paper import compare_to_paper
-    from ..scan import ScanConfig, scan
+    from ..scanning import ScanConfig, scan
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
