@@ -108,7 +108,7 @@ def channel_means(
         ValueError: unknown block or node; no readable image.
         IndexError: a channel out of range.
     """
-    target = get_block(residual_blocks(model), block)
+    target = block if isinstance(block, ResidualBlock) else get_block(residual_blocks(model), block)
     if not isinstance(loader, ValidationLoader):
         loader = validation_loader(loader, model, batch_size=batch_size)
     sums = torch.zeros(loader.num_batches, target.channels, dtype=torch.float64)
@@ -188,7 +188,7 @@ def ablate_conditions(
     envoy = wrap(model)
     if node not in SWEEP_NODES:
         raise ValueError(f"node must be one of {', '.join(SWEEP_NODES)} to ablate conditions, got {node!r}")
-    target = get_block(residual_blocks(envoy._module), block)
+    target = block if isinstance(block, ResidualBlock) else get_block(residual_blocks(envoy._module), block)
     check_images(envoy._module, images)
     if not conditions:
         raise ValueError("no condition given")

@@ -45,7 +45,7 @@ from .data import SkippedFiles, ValidationLoader, check_labels, describe, valida
 from .distributed import all_reduce_sum, barrier, rank_and_world
 from .eq3 import CONDITIONS, RESULT_COLUMNS, eq3_summary, plot_accuracy, plot_eq3
 from .images import model_info
-from .mean_ablation import SWEEP_NODES, ablate_conditions, channel_means, prepare_batch
+from .mean_ablation import SWEEP_NODES, ablate_conditions, channel_means, model_device, prepare_batch
 from .nodes import get_block, residual_blocks
 from .screening import Draw, draws_frame, random_sets, screen
 from .sweep_store import CellKey, SweepStore, cell_key
@@ -180,6 +180,7 @@ class _Run:
     progress: bool
     num_classes: int
     trace_kwargs: dict[str, Any]
+    device: torch.device = torch.device("cpu")
 
 
 def _logits(run: _Run, x: torch.Tensor, conditions: list[Condition]) -> torch.Tensor:
@@ -226,6 +227,7 @@ def _run_pass(run: _Run, pass_id: str, plan: dict[float, list[Condition]]) -> di
         for b, images, labels in loader.batches(start):
             if images.shape[0]:
                 check_labels(labels, run.num_classes)
+                images = images.to(run.device, non_blocking=True)  # once for every scale
                 offset = 0
                 for p, conditions in plan.items():
                     x = prepare_batch(images, run.model, p, run.config.variant, loader.input_size)
@@ -344,7 +346,8 @@ def sweep(
     store.check_manifest({"block": target.name, "channels": list(channels), **config.manifest(),
                           "model": info.name, "weights": info.weights, **describe(loader)})
     barrier()
-    run = _Run(module, loader, target, store.means, config, store, progress, info.num_classes, trace_kwargs)
+    run = _Run(module, loader, target, store.means, config, store, progress, info.num_classes, trace_kwargs,
+               model_device(module))
 
     if run.means is None:
         logger.info("channel means of block %s (%s) over %d images", target.name, config.node, loader.num_images)

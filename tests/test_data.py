@@ -175,3 +175,13 @@ def test_skipped_files_report():
     report.update({"y.jpg": "text"})
     assert report.count == 2 and report.entries["x.jpg"] == "broken"
     assert SkippedFiles().summary() == "no file skipped"
+
+
+def test_worker_processes_give_the_same_batches_and_report(folder):
+    one = validation_loader(folder, resize_size=R, input_size=S, batch_size=3)
+    two = validation_loader(folder, resize_size=R, input_size=S, batch_size=3, workers=2)
+    a, b = list(one.batches()), list(two.batches())
+    assert [i for i, _, _ in a] == [i for i, _, _ in b]
+    for (_, xa, ya), (_, xb, yb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert one.skipped.entries == two.skipped.entries and two.skipped.count == 3
