@@ -50,7 +50,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -261,9 +261,12 @@ class FeatureVizConfig:
         return TransformSpec(jitter=int(self.jitter), scales=self.scales, angles=self.angles, pad_mode=self.pad_mode)
 
     def cache_key(self) -> dict[str, Any]:
-        """What determines a channel's result: every field but ``channels_per_batch``."""
+        """What determines a channel's result: every field but ``channels_per_batch`` (and the
+        jitter schedule once the jitter is resolved), plus the cache format version."""
         key = dataclasses.asdict(self)
         key.pop("channels_per_batch")
+        if self.jitter is not None:  # resolved: the schedule no longer matters
+            key.pop("jitter_schedule")
         key["format"] = FORMAT_VERSION
         return key
 
@@ -393,8 +396,9 @@ class NodeProbe:
 
 # --------------------------------------------------------------------------- optimisation
 
-class Visualization(NamedTuple):
-    """What :func:`visualize` returns.
+@dataclass(frozen=True)
+class Visualization:
+    """What :func:`visualize` returns; unpacks as ``images, activations = visualize(...)``.
 
     Attributes:
         images (Tensor): ``[K, 3, H, W]`` in [0, 1], on the model's device.
@@ -407,6 +411,9 @@ class Visualization(NamedTuple):
     images: torch.Tensor
     activations: torch.Tensor
     history: torch.Tensor
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter((self.images, self.activations))
 
 
 def _device(model: nn.Module) -> torch.device:

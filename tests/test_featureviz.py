@@ -263,6 +263,8 @@ def test_seeds(tiny):
     b = visualize(tiny, "1.1", "pre", [0, 1], cfg)
     c = visualize(tiny, "1.1", "pre", [0, 1], replace(cfg, seed=1))
     assert torch.equal(a.images, b.images) and torch.equal(a.activations, b.activations)
+    images, activations = a  # unpacks like a pair
+    assert images is a.images and activations is a.activations
     assert (a.images - c.images).abs().max() > 0.01
     assert channel_seed(0, 1) == channel_seed(0, 1) != channel_seed(0, 2) != channel_seed(1, 1)
 
@@ -386,6 +388,11 @@ def test_resume_after_interruption_equals_uninterrupted_run(tiny, tmp_path):
     other = render(tiny, "2.1", "pre", [1], replace(cfg, steps=3),
                    cache_dir=tmp_path / "b", progress=False)
     assert other.computed == [1] and other.paths[0] != again.paths[1]
+    # a damaged record is recomputed, not trusted
+    again.paths[2].with_suffix(".pt").write_bytes(b"not a record")
+    repaired = render(tiny, "2.1", "pre", chans, cfg, cache_dir=tmp_path / "b", progress=False)
+    assert repaired.computed == [2]  # alone now, so equal up to batch-size rounding
+    torch.testing.assert_close(repaired.images, full.images, atol=1e-4, rtol=0)
 
 
 def test_render_all_channels_without_cache(tiny):
