@@ -295,10 +295,12 @@ class VisionModel(Remotable, NNsight):
 
     Args:
         model (nn.Module or str): the module, or a key (:class:`ModelKey` text).
-        device (str or torch.device, optional): where a model built from a key goes.
+        device (str or torch.device, optional): where a model built from a key goes
+            (``device_map="auto"`` / ``"cuda:0"``, as server loaders pass it, is read as the
+            device too); CPU by default.
         dispatch (bool): load a keyed model's weights now rather than on first use.
-        **kwargs: nnsight ``Envoy`` options; ``revision`` / ``trust_remote_code`` (passed
-            by NDIF's tooling) are accepted and ignored.
+        **kwargs: nnsight ``Envoy`` options; ``revision`` / ``trust_remote_code`` /
+            ``dtype`` (passed by NDIF's tooling) are accepted and ignored.
 
     Raises:
         ValueError: a bad key. TypeError: neither a module nor a string.
@@ -306,9 +308,12 @@ class VisionModel(Remotable, NNsight):
 
     def __init__(self, model: nn.Module | str, *args: Any, device: str | torch.device | None = None,
                  dispatch: bool = False, **kwargs: Any) -> None:
-        for ignored in ("revision", "trust_remote_code", "device_map", "dtype", "torch_dtype"):
+        device_map = kwargs.pop("device_map", None)  # what NDIF's loaders pass for placement
+        if device is None and isinstance(device_map, str):
+            device = ("cuda" if torch.cuda.is_available() else "cpu") if device_map == "auto" else device_map
+        for ignored in ("revision", "trust_remote_code", "dtype", "torch_dtype"):
             if kwargs.pop(ignored, None) not in (None, False):
-                logger.debug("VisionModel ignores %s", ignored)
+                logger.debug("VisionModel ignores %s (weights are kept in float32)", ignored)
         if isinstance(model, str):
             key = ModelKey.parse(model)
             super().__init__(str(key), *args, dispatch=dispatch, device=device or "cpu", **kwargs)

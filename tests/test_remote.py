@@ -220,6 +220,10 @@ def test_keyed_model_builds_on_meta_and_round_trips(images):
     assert not model.dispatched and next(model._module.parameters()).device.type == "meta"
     params = sum(p.numel() for p in model._module.parameters()) + sum(b.numel() for b in model._module.buffers())
     assert VisionModel.estimate_bytes(key, "float32") == 4 * params
+    # what NDIF's tooling passes when it mints a key or loads a model
+    ndif_style = VisionModel("torchvision:resnet18:random@3", revision=None, trust_remote_code=True,
+                             device_map="cpu", dispatch=False)
+    assert ndif_style.to_model_key() == key and not ndif_style.dispatched
     reference = rsi.load_model("resnet18", seed=3)
     got = rsi.capture(model, images, blocks=["3.0"], nodes=NODES, remote="local")
     assert model.dispatched and model._module.rsi_info.weights == "random@3"
