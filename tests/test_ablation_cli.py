@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 from PIL import Image
@@ -83,3 +84,22 @@ def test_ablate_command_errors(extra, message, tmp_path, capsys, folder):
                 + extra)
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_tiny_default_data_is_the_centred_generated_set_at_the_resize_size():
+    import argparse
+
+    from rsi_plugin.cli.ablate import _default_data
+    from rsi_plugin.data import validation_loader
+    from rsi_plugin.images import ModelInfo
+    from rsi_plugin.zoo.shapes import ShapesDataset, eval_seed
+    from test_ablation_helpers import small_resnet
+
+    model = small_resnet()
+    model.rsi_info = ModelInfo(name="tiny", input_size=64, resize_size=73, num_classes=10)
+    data = _default_data(argparse.Namespace(model="tiny", data=None, samples=6, data_seed=1), model)
+    assert isinstance(data, ShapesDataset)
+    assert (len(data), data.size, data.centered, data.seed) == (6, 73, True, eval_seed(1))
+    images, labels = next(iter(validation_loader(data, model, batch_size=6)))
+    assert images.shape == (6, 3, 73, 73) and torch.equal(images[2], data[2][0])
+    assert labels.tolist() == [data[i][1] for i in range(6)]

@@ -121,12 +121,24 @@ def _default_data(args: argparse.Namespace, model):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import init_from_env
+
+    joined = init_from_env()
+    try:
+        return _run(args)
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..distributed import init_from_env, is_main
+    from ..distributed import is_main
     from ..sweep import SweepConfig, sweep
 
-    init_from_env()
     channels = parse_channels(args.channels, args.block, args.source)
     model = load_model_from_args(args)
     batch_conditions = False if args.naive else (args.stack if args.stack else True)
