@@ -24,7 +24,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -363,13 +363,14 @@ def validation_loader(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+    skipped = SkippedFiles()
     if isinstance(root_or_dataset, ValidationLoader):
         given = root_or_dataset
         same = (given.batch_size == batch_size and given.resize_size == resize_size and limit is None)
         if same:
             return given
         root_or_dataset = given.dataset
-    skipped = SkippedFiles()
+        skipped.update(given.skipped)
     if isinstance(root_or_dataset, (str, os.PathLike)):
         dataset, skipped = image_folder(root_or_dataset)
     elif isinstance(root_or_dataset, DataLoader):
@@ -388,7 +389,7 @@ def validation_loader(
     else:
         raise TypeError("data must be an ImageNet-layout folder, a torch Dataset of (image, label), a DataLoader, "
                         f"a pair (images, labels) of tensors or a ValidationLoader; got {type(root_or_dataset).__name__}")
-    if skipped.count:
+    if skipped.count and isinstance(root_or_dataset, (str, os.PathLike)):
         logger.warning("%d non-image file(s) in %s left out", skipped.count, root_or_dataset)
     pin = bool(model is not None and next(iter(model.parameters()), torch.empty(0)).is_cuda)
     return ValidationLoader(dataset, int(resize_size), int(input_size), batch_size, workers,

@@ -185,3 +185,11 @@ def test_worker_processes_give_the_same_batches_and_report(folder):
     for (_, xa, ya), (_, xb, yb) in zip(a, b):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert one.skipped.entries == two.skipped.entries and two.skipped.count == 3
+
+
+def test_a_loader_given_again_keeps_its_report_or_is_returned(folder):
+    loader = validation_loader(folder, resize_size=R, input_size=S, batch_size=3)
+    assert validation_loader(loader, resize_size=R, input_size=S, batch_size=3) is loader
+    rebatched = validation_loader(loader, resize_size=R, input_size=S, batch_size=5)
+    assert rebatched.batch_size == 5 and rebatched.num_images == loader.num_images
+    assert rebatched.skipped.entries == loader.skipped.entries  # the README found when listing
