@@ -60,7 +60,9 @@ def _drop_hooks(model: nn.Module) -> None:
         module._forward_hooks.clear()
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, batch: int | None = None, steps: int | None = None, repeats: int | None = None) -> dict:
+    """Time the three cases at each block; ``batch``/``steps``/``repeats`` override the presets
+    (quick: 4 channels, 2 steps, 1 round; full: 16 channels, 16 steps, 3 rounds)."""
     from lucent.optvis import objectives, param, render
 
     torch.manual_seed(0)
@@ -68,7 +70,8 @@ def run(quick: bool = False) -> dict:
     lucent_model = copy.deepcopy(model)
     for p in lucent_model.parameters():
         p.requires_grad_(False)
-    batch, steps, repeats = (4, 2, 1) if quick else (16, 16, 3)
+    preset = (4, 2, 1) if quick else (16, 16, 3)
+    batch, steps, repeats = (given or default for given, default in zip((batch, steps, repeats), preset))
     rows = []
     for block in BLOCKS:
         jitter = paper_jitter(block, "pre")
@@ -119,8 +122,15 @@ def run(quick: bool = False) -> dict:
 
 
 def main(argv=None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    result = run(args.quick)
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=None, help="channels per batch (default 16; quick 4)")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps per call (default 16; quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 3; quick 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run(args.quick, args.batch, args.steps, args.repeats)
     print(format_table(result["rows"]))
     if args.json:
         write_json(args.json, result)
