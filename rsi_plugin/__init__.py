@@ -46,6 +46,21 @@ _EXPORTS: dict[str, str] = {
     "TopKImages": "natural",
     "paper_channels": "paper",
     "compare_to_paper": "paper",
+    "FeatureVizConfig": "featureviz",
+    "FeatureVizResult": "featureviz",
+    "visualize": "featureviz",
+    "render": "featureviz",
+    "paper_jitter": "featureviz",
+    "model_fingerprint": "featureviz",
+    "node_gradient": "trace",
+    "VisionModel": "remote",
+    "remote_ready": "remote",
+    "ModelKey": "remote",
+    "BlockSpec": "specs",
+    "attach_specs": "specs",
+    "DEFAULT_SPECS": "specs",
+    "hooked": "lens",
+    "hook_name": "lens",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -26,7 +26,7 @@ class ModelInfo:
 
     Attributes:
         name (str): model name, e.g. ``"resnet18"`` or ``"tiny"``.
-        weights (str): where the weights came from (``"random"``, an enum name, a path).
+        weights (str): where the weights came from (``"random@<seed>"``, an enum name, a path).
         input_size (int): side of the square input (224 for ImageNet models).
         resize_size (int): side images are resized to before the centre crop (256).
         mean (tuple): per-channel mean of the normalisation.

@@ -141,7 +141,7 @@ def load_model(name: str = "tiny", weights: str | os.PathLike | None = None, see
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = builder(weights=None)
-    source = "random"
+    source = f"random@{seed}"  # the seed makes the weights reproducible (and remote keys possible)
     if weights is not None:
         weights = os.fspath(weights)
         if _looks_like_path(weights):

@@ -17,7 +17,7 @@ def test_random_init_is_seeded_and_eval():
     assert not a.training and all(not m.training for m in a.modules())
     assert torch.equal(a.conv1.weight, b.conv1.weight)
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
-    assert a.rsi_info.name == "resnet18" and a.rsi_info.weights == "random"
+    assert a.rsi_info.name == "resnet18" and a.rsi_info.weights == "random@3"
 
 
 def test_load_from_pth_gives_same_tensors(tmp_path):

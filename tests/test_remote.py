@@ -11,6 +11,7 @@ import socket
 import nnsight
 import pytest
 import torch
+import torchvision
 from conftest import assert_same_state, model_state
 from nnsight.intervention.backends.local import LocalSimulationBackend
 from nnsight.intervention.backends.remote import RemoteBackend
@@ -161,14 +162,19 @@ def test_remote_true_without_key_fails_before_any_network(resnet18, images, monk
     assert_same_state(before, model_state(resnet18))
 
 
-def test_remote_with_key_but_no_model_identity_fails_before_sending(images, monkeypatch, no_network):
+def test_remote_with_key_but_no_model_identity_fails_before_sending(images, monkeypatch, no_network, tmp_path):
     monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", "test-key")
-    model = rsi.load_model("resnet18", seed=4)  # random init, seed not recorded: no key
-    with pytest.raises(ValueError, match="unrecorded seed"):
-        rsi.capture(model, images, blocks=["2.1"], remote=True)
-    with pytest.raises(ValueError, match="unrecorded seed"):
-        rsi.ablate(model, images, block="2.1", channels=[0], remote="http://localhost:5001")
+    bare = torchvision.models.resnet18().eval()  # no rsi_info: a server cannot know what to build
+    with pytest.raises(ValueError, match="carries no rsi_info"):
+        rsi.capture(bare, images, blocks=["2.1"], remote=True)
+    path = tmp_path / "w.pth"
+    torch.save(rsi.load_model("resnet18", seed=4).state_dict(), path)
+    local_file = rsi.load_model("resnet18", weights=path)  # weights from a local file
+    with pytest.raises(ValueError, match="local file"):
+        rsi.ablate(local_file, images, block="2.1", channels=[0], remote="http://localhost:5001")
     assert no_network == []
+    # a seeded random init records its seed, so it has a key a server can rebuild
+    assert str(model_key(rsi.load_model("resnet18", seed=4))) == "torchvision:resnet18:random@4"
 
 
 def test_backend_for_a_host_names_the_model_key(monkeypatch, caplog, no_network):
