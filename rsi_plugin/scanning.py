@@ -268,3 +268,40 @@ def scan(
                         "transform": transform_name(config.transform)})
     return table
 
+
+
+def write_scan(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    r"""Write a scan's files atomically: ``scan.csv`` (and ``scan.parquet`` when pyarrow is
+    installed), ``summary.csv`` (:func:`~rsi_plugin.criteria.summarize`) and, for resnet18,
+    ``paper_comparison.csv`` (:func:`~rsi_plugin.paper.compare_to_paper`).
+
+    Args:
+        table (DataFrame): what :func:`scan` returned.
+        out_dir (str or Path): the folder (created).
+
+    Returns:
+        list of the paths written.
+    """
+    import importlib.util
+    import os
+
+    from .criteria import summarize
+    from .paper import compare_to_paper
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def atomic(frame: pd.DataFrame, name: str, parquet: bool = False) -> Path:
+        path = out / name
+        tmp = path.with_name(path.name + ".tmp")
+        frame.to_parquet(tmp, index=False) if parquet else frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+        return path
+
+    written = [atomic(table, "scan.csv")]
+    if importlib.util.find_spec("pyarrow") is not None:
+        written.append(atomic(table, "scan.parquet", parquet=True))
+    written.append(atomic(summarize(table), "summary.csv"))
+    if table.attrs.get("model") == "resnet18":
+        written.append(atomic(compare_to_paper(table), "paper_comparison.csv"))
+    return written

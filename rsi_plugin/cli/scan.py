@@ -10,7 +10,6 @@ cached FZ, so an interrupted scan resumes where it stopped.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from .common import add_model_arguments, load_model_from_args
@@ -71,24 +70,12 @@ def _folder_batches(path: str, model, batch_size: int, limit: int | None):
             yield normalize(TF.center_crop(images, [size, size]), model).to(device)
 
 
-def _write_atomic(frame, path: Path, kind: str = "csv") -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    if kind == "csv":
-        frame.to_csv(tmp, index=False)
-    else:
-        frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
-    import importlib.util
 
     import pandas as pd
 
-    from ..criteria import summarize
     from ..featureviz import FeatureVizConfig
-    from ..paper import compare_to_paper
-    from ..scanning import ScanConfig, scan
+    from ..scanning import ScanConfig, scan, write_scan
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,24 +93,16 @@ def run(args: argparse.Namespace) -> int:
     blocks = "all" if args.blocks == ["all"] else args.blocks
     table = scan(model, blocks, config, data=data, progress=not args.no_progress)
 
-    _write_atomic(table, out / "scan.csv")
-    written = [out / "scan.csv"]
-    if importlib.util.find_spec("pyarrow") is not None:
-        _write_atomic(table, out / "scan.parquet", kind="parquet")
-        written.append(out / "scan.parquet")
-    summary = summarize(table)
-    _write_atomic(summary, out / "summary.csv")
-    written.append(out / "summary.csv")
+    written = write_scan(table, out)
+    summary = pd.read_csv(out / "summary.csv", dtype={"block": str})
     print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), transform {args.transform}, "
           f"tolerance {args.tolerance}, nodes: {args.node_variant}")
     with pd.option_context("display.width", 200):
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    if model.rsi_info.name == "resnet18":
-        comparison = compare_to_paper(table)
-        _write_atomic(comparison, out / "paper_comparison.csv")
-        written.append(out / "paper_comparison.csv")
+    if (out / "paper_comparison.csv").exists() and model.rsi_info.name == "resnet18":
         print("agreement with the paper's channels (Fig. 1, 3, 4):")
-        print(comparison.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(pd.read_csv(out / "paper_comparison.csv", dtype={"block": str})
+              .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for path in written:
         print("wrote", path)
     print("feature visualisations in", out / "fz")
