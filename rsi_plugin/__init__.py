@@ -61,6 +61,16 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_SPECS": "specs",
     "hooked": "lens",
     "hook_name": "lens",
+    "validation_loader": "data",
+    "SkippedFiles": "data",
+    "channel_means": "ablation",
+    "ablate_conditions": "ablation",
+    "SweepConfig": "ablation",
+    "SweepResult": "ablation",
+    "sweep": "ablation",
+    "eq3_summary": "ablation",
+    "plot_eq3": "ablation",
+    "scale_attacks": "ablation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -34,7 +34,7 @@ from .data import SkippedFiles, ValidationLoader, validation_loader
 from .eq3 import eq3_summary, plot_accuracy, plot_eq3
 from .mean_ablation import ablate_conditions, channel_means
 from .screening import Draw, keeps, random_sets
-from .sweep import PAPER_SCALES, Condition, SweepConfig, SweepResult, sweep
+from .scale_sweep import PAPER_SCALES, Condition, SweepConfig, SweepResult, sweep
 
 __all__ = [
     "PAPER_SCALES",

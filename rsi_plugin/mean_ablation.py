@@ -199,7 +199,7 @@ def ablate_conditions(
         raise ValueError(f"values must hold one value per channel of block {target.name} "
                          f"({target.channels}), got {values.numel()}")
     masks = condition_masks(conditions, target.channels).to(images.device)
-    fill = (torch.relu(values) if node == "sum" else values).to(images.device)[None, None, :, None, None]
+    fill = (target.activate(values) if node == "sum" else values).to(images.device)[None, None, :, None, None]
     stack = len(conditions) if max_stack is None else int(max_stack)
     batch = images.shape[0]
     out = []

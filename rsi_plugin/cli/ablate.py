@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ..distributed import is_main
-    from ..sweep import SweepConfig, sweep
+    from ..scale_sweep import SweepConfig, sweep
 
     channels = parse_channels(args.channels, args.block, args.source)
     model = load_model_from_args(args)
