@@ -41,12 +41,11 @@ whitelist, deploy the model by its key (the server rebuilds it with
 point the client at it with ``remote="http://host:port"`` or ``NDIF_HOST``. This path is
 exercised here only through ``remote="local"``; no live server was available to test it.
 
-A model key needs weights a server can get by name. Random-init models built by a key
-(``torchvision:resnet18:random@0``) carry their seed and can be rebuilt; a model whose
-weights came from a local file, or a random-init model from
-:func:`rsi_plugin.load_model` (whose seed is not recorded), has no key: such models
-still run with ``remote="local"``, and ``remote=True`` / a URL raise a ``ValueError``
-saying why.
+A model key needs weights a server can get by name. Random-init models carry their seed
+(``load_model("resnet18", seed=3)`` records ``random@3``; a key
+``torchvision:resnet18:random@3`` rebuilds it); a model whose weights came from a local
+file, or one without ``rsi_info``, has no key: such models still run with
+``remote="local"``, and ``remote=True`` / a URL raise a ``ValueError`` saying why.
 """
 
 from __future__ import annotations
@@ -223,7 +222,7 @@ def model_key(model: nn.Module) -> ModelKey:
             return ModelKey("rsi", "tiny", "bundled")
         raise ValueError(f"the tiny model's weights come from the local file {info.weights}, which a server "
                          "cannot load; remote runs need the bundled weights (rsi:tiny) or remote='local'")
-    if info.weights == "random":
+    if info.weights == "random":  # a ModelInfo written by hand, without the seed
         raise ValueError(
             f"{info.name} has random-init weights of unrecorded seed, which a server cannot rebuild; build "
             f"the model from a key instead (VisionModel('torchvision:{info.name}:random@<seed>')) or use "
