@@ -498,7 +498,8 @@ def _scan_section(scan: ScanOutput, contents: RunContents, page: _Page, many: bo
     page.add(_table(scan.summary, {"share": _percent}))
     chart = _summary_chart(scan, contents, page)
     if chart is not None:
-        page.figure(chart, "Share of channels passing Eq. 1 and 2 per block; labels: passing / analysed.")
+        page.figure(chart, "Share of channels passing Eq. 1 and 2 per block; labels: passing / analysed.",
+                    alt="bar chart of the passing share per block")
 
     if scan.comparison is not None:
         page.section("Agreement with the paper's channels", level=3)
@@ -606,7 +607,7 @@ def _sweep_section(sweep: SweepOutput, contents: RunContents, page: _Page) -> No
              f"{_e(manifest.get('node', 'post'))}; folder <code>{_e(label)}</code>; files: {', '.join(files)}.</p>")
     page.add(_settings_table(manifest))
 
-    if not page.figure(sweep.dir / "eq3.png", EQ3_CAPTION):
+    if not page.figure(sweep.dir / "eq3.png", EQ3_CAPTION, alt=f"Eq. 3 ratios per scale, block {block}"):
         page.add('<p class="note">eq3.png is missing (the sweep may not have finished).</p>')
     if sweep.eq3 is not None:
         note = (" Computed from the finished cells of ablation.csv (eq3.csv is missing: the sweep may not have "
@@ -614,7 +615,7 @@ def _sweep_section(sweep: SweepOutput, contents: RunContents, page: _Page) -> No
         page.add(f'<p class="caption">Eq. 3 per scale: ratio_mean ± ratio_se over n_trials random sets, the '
                  f"no-scale ratio and the accuracies of each condition.{_e(note)}</p>")
         page.add(_table(sweep.eq3, {"scale": _scale_label}))
-    page.figure(sweep.dir / "accuracy.png", ACC_CAPTION)
+    page.figure(sweep.dir / "accuracy.png", ACC_CAPTION, alt=f"accuracy against scale, block {block}")
     if sweep.results is not None and len(sweep.results):
         n = sorted({int(v) for v in sweep.results.get("n_images", pd.Series(dtype=int)).dropna()})
         images = f" over {', '.join(map(str, n))} images" if n else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -184,19 +185,27 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
     assert sorted(spy.calls) == sorted((b, n, o) for b in BLOCKS for n, o in
                                        [("post", "neuron"), ("in", "channel"), ("pre", "channel"), ("post", "channel")])
 
+    # every FZ is in the cache now: where render() keeps each (no optimisation runs)
+    monkeypatch.setattr(featureviz, "_optimize_batch", fail)
+    cached = {(b, o, n): featureviz.render(model, b, n, PASSING, replace(FAST, objective=o), cache, progress=False).paths
+              for b in BLOCKS for o in ("neuron", "channel") for n in ("in", "pre", "post")}
     for path in paths:
         block, channel = path.stem.split("_")[1], int(path.stem.split("_")[2])
         picture = np.asarray(Image.open(path).convert("RGB"))
         assert (picture.shape[1], picture.shape[0]) == LAYOUT.size
-        for r in range(3):
-            for c in range(3):
+        # rows 1 and 2: the cached FZ PNGs of In, Pre, Post, upscaled x2 (nearest); row 1's
+        # In and Pre are the very files the scan wrote
+        for r, objective in enumerate(("neuron", "channel")):
+            for c, node in enumerate(("in", "pre", "post")):
+                png = cached[(block, objective, node)][PASSING.index(channel)]
                 left, top, right, bottom = LAYOUT.box(r, c)
-                assert picture[top:bottom, left:right].std() > 0, (path.name, r, c)  # not blank
-        # the neuron-FZ panel at In is the scan's cached In FZ, upscaled x2 (nearest)
+                fz = np.asarray(Image.open(png).convert("RGB"))
+                assert np.array_equal(picture[top:bottom, left:right], fz.repeat(2, 0).repeat(2, 1)), (r, c)
         row = table[(table.block == block) & (table.channel == channel)].iloc[0]
-        cached = np.asarray(Image.open(row.in_fz_path).convert("RGB"))
-        left, top, right, bottom = LAYOUT.box(0, 0)
-        assert np.array_equal(picture[top:bottom, left:right], cached.repeat(2, 0).repeat(2, 1))
+        assert Path(row.in_fz_path).name == cached[(block, "neuron", "in")][PASSING.index(channel)].name
+        for c in range(3):  # row 3: natural images, not blank
+            left, top, right, bottom = LAYOUT.box(2, c)
+            assert picture[top:bottom, left:right].std() > 10
         # the first tile of the natural In panel is the image with the highest centre-neuron
         # In activation, found here with a plain forward pre-hook
         seen = {}
@@ -228,9 +237,11 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
     # a missing PNG is drawn again, from the FZ cache (no optimisation)
     monkeypatch.setattr(figures, "render", featureviz.render)
     monkeypatch.setattr(figures, "top_k_images", natural.top_k_images)
+    before = np.asarray(Image.open(paths[1]).convert("RGB"))
     paths[1].unlink()
     assert channel_grids(model, table, out, FAST, cache, data, layout=LAYOUT, progress=False) == paths
-    assert paths[1].is_file() and [p.stat().st_mtime_ns for i, p in enumerate(paths) if i != 1] == stamps[:1] + stamps[2:]
+    assert np.array_equal(np.asarray(Image.open(paths[1]).convert("RGB")), before)
+    assert [p.stat().st_mtime_ns for i, p in enumerate(paths) if i != 1] == stamps[:1] + stamps[2:]
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 
 
@@ -269,6 +280,9 @@ def test_save_channel_grids_puts_each_panel_in_its_cell(tmp_path):
     assert path == tmp_path / "grid_2.1_7.png"
     picture = np.asarray(Image.open(path).convert("RGB")).astype(int)
     assert (picture.shape[1], picture.shape[0]) == layout.size == (2 * 8 + 92 + 3 * 64 + 12, 2 * 8 + 24 + 20 + 3 * 64 + 12)
+    # columns In, Pre, Post left to right after the row labels; rows below the title and header
+    assert layout.box(0, 0) == (8 + 92, 8 + 24 + 20, 8 + 92 + 64, 8 + 24 + 20 + 64)
+    assert layout.box(2, 1) == (8 + 92 + 70, 8 + 24 + 20 + 2 * 70, 8 + 92 + 70 + 64, 8 + 24 + 20 + 2 * 70 + 64)
     for c, role in enumerate(("in", "pre", "post")):
         left, top, right, bottom = layout.box(0, c)
         assert (picture[top:bottom, left:right] == np.array(colours[role]) * 255).all()
