@@ -537,12 +537,26 @@ def _find_fz(value: Any, scan_dir: Path, root: Path) -> Path | None:
     return None
 
 
+def _passing_counts(scans: Sequence[ScanOutput]) -> dict[str, int]:
+    """Passing channels (FZ rows) per block, from the first scan holding each block."""
+    counts: dict[str, int] = {}
+    for scan in scans:
+        rows = scan.table
+        if "source" in rows.columns:
+            rows = rows[rows["source"].astype(str) == "fz"]
+        for block, part in rows.groupby(rows["block"].astype(str), sort=False):
+            counts.setdefault(str(block), int(part["passes"].sum()))
+    return counts
+
+
 def _grids_section(contents: RunContents, page: _Page) -> None:
     page.section("Scale-invariant channels (Fig. 1)")
     if contents.grids:
         page.add(f'<p class="caption">{_e(GRID_CAPTION)}</p>')
+        passing = _passing_counts(contents.scans)
         for block, grids in contents.grids.items():
-            page.section(f"Block {block}: {len(grids)} channel(s)", level=3, toc=False)
+            of = f" of {passing[block]} passing" if block in passing else ""
+            page.section(f"Block {block}: {len(grids)}{of} channel(s)", level=3, toc=False)
             page.add('<div class="gallery">')
             for channel, path in grids:
                 page.figure(path, f"block {block}, channel {channel}", css="grid")

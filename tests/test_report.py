@@ -354,6 +354,8 @@ def test_write_report_from_the_directory_alone(run, grids, no_model):
     assert (run / "figures" / "summary.png").is_file() and "figures/summary.png" in srcs
     assert {"ablation/2.1/eq3.png", "ablation/2.1/accuracy.png"} <= srcs
     assert {g.relative_to(run).as_posix() for g in grids} <= srcs
+    for block in BLOCKS:  # grids grouped by block, against the block's passing count in scan.csv
+        assert f"Block {block}: {len(PASSING)} of {len(PASSING)} passing channel(s)" in text
 
     # settings.json: every key, nested ones flattened
     settings = json.loads((run / "settings.json").read_text())
