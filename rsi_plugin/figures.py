@@ -27,9 +27,10 @@ import dataclasses
 import logging
 import math
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,7 @@ __all__ = [
     "channel_grid_images",
     "save_channel_grids",
     "channel_grids",
+    "passing_channels",
     "plot_summary",
 ]
 
@@ -106,7 +108,7 @@ class GridLayout:
         if isinstance(self.font_size, bool) or not isinstance(self.font_size, int) or self.font_size < 6:
             raise ValueError(f"font_size must be an integer >= 6, got {self.font_size!r}")
 
-    def resolved(self, image_size: int) -> "GridLayout":
+    def resolved(self, image_size: int) -> GridLayout:
         """This layout with ``cell`` filled in for images of side ``image_size``."""
         if self.cell is not None:
             return self

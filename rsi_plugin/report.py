@@ -28,9 +28,10 @@ import math
 import numbers
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -158,7 +159,7 @@ def _parquet_attrs(path: Path) -> dict[str, Any]:
         metadata = pq.read_schema(path).metadata or {}
         raw = metadata.get(b"PANDAS_ATTRS")
         return dict(json.loads(raw)) if raw else {}
-    except Exception as error:  # an unreadable side file must not stop the report
+    except (ImportError, OSError, ValueError) as error:  # an unreadable side file must not stop the report
         logger.warning("could not read the attributes of %s: %s", path, error)
         return {}
 
@@ -210,10 +211,11 @@ def _read_sweep(path: Path) -> SweepOutput:
     folder = path.parent
     try:
         manifest = json.loads(path.read_text())
-        if not isinstance(manifest, dict):
-            raise ValueError("not a JSON object")
     except (OSError, ValueError) as error:
         logger.warning("unreadable %s: %s", path, error)
+        manifest = {}
+    if not isinstance(manifest, dict):
+        logger.warning("%s does not hold a JSON object; its settings are not shown", path)
         manifest = {}
     out = SweepOutput(folder, manifest)
     out.results = _read_csv(folder / "ablation.csv", dtype={"condition": str})

@@ -9,7 +9,6 @@ as passing: what is tested is what the grids and the report do with passing chan
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import replace
 from html.parser import HTMLParser
@@ -26,11 +25,17 @@ from torch import nn
 from rsi_plugin import featureviz, figures, models, natural, trace
 from rsi_plugin.cli import main
 from rsi_plugin.featureviz import FeatureVizConfig
-from rsi_plugin.figures import GridLayout, channel_grids, grid_filename, plot_summary, save_channel_grids
+from rsi_plugin.figures import (
+    GridLayout,
+    channel_grids,
+    grid_filename,
+    plot_summary,
+    save_channel_grids,
+)
 from rsi_plugin.images import ModelInfo, normalize
 from rsi_plugin.report import discover, write_report
-from rsi_plugin.scanning import ScanConfig, scan, write_scan
 from rsi_plugin.scale_sweep import SweepConfig, sweep
+from rsi_plugin.scanning import ScanConfig, scan, write_scan
 from rsi_plugin.zoo import generate
 from rsi_plugin.zoo.model import build_tiny_resnet
 
@@ -210,7 +215,7 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
         # In activation, found here with a plain forward pre-hook
         seen = {}
         unit = dict(model.named_modules())[f"layer{block[0]}.{block[2]}"]
-        handle = unit.register_forward_pre_hook(lambda m, args: seen.update(x=args[0].detach().clone()))
+        handle = unit.register_forward_pre_hook(lambda m, args, seen=seen: seen.update(x=args[0].detach().clone()))
         try:
             with torch.no_grad():
                 model(data)
