@@ -71,6 +71,14 @@ _EXPORTS: dict[str, str] = {
     "eq3_summary": "ablation",
     "plot_eq3": "ablation",
     "scale_attacks": "ablation",
+    "channel_grids": "figures",
+    "channel_grid_images": "figures",
+    "save_channel_grids": "figures",
+    "plot_summary": "figures",
+    "GridLayout": "figures",
+    "write_report": "report",
+    "DemoConfig": "demo",
+    "run_demo": "demo",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,221 @@
+"""The whole paper on one model, offline: scan every block, draw the Fig.-1 grids, run the
+scale-ablation sweep on the blocks with the most passing channels, write the report.
+
+Every stage keeps what it computed in the run folder (the feature-visualisation cache, the
+scan table, the grid PNGs, the sweep cells), so an interrupted or repeated run only does
+what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+
+from .timing import write_json
+
+__all__ = ["DemoConfig", "run_demo", "pick_ablation_blocks"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoConfig:
+    r"""Settings of :func:`run_demo`.
+
+    Attributes:
+        out (str): the run folder.
+        model (str): model name for :func:`rsi_plugin.load_model` (``"tiny"``: bundled).
+        weights (str, optional): weights for it (``None``: the bundled / random init).
+        data (str, optional): an ImageNet-layout folder for the sweep and the natural images;
+            ``None`` for ``tiny``: the generated shapes.
+        blocks (list of str or "all"): blocks to scan.
+        steps (int): feature-visualisation steps (the paper: 2560).
+        trials (int): random control sets per ablated block (the paper: 10).
+        tolerance (float): screening slack of the random sets (0: the paper's rule).
+        ablation_blocks (int or list of str): how many of the blocks with the most passing
+            channels to ablate (the paper: 2), or their names.
+        samples (int): generated evaluation images for the sweep (``tiny``).
+        natural_samples (int): generated images searched for the top-9 natural images.
+        scales (tuple of float): scale fractions of the sweep.
+        grids_per_block (int): at most this many Fig.-1 grids per block.
+        seed (int): seed of the feature visualisations, random draws and generated data.
+        quick (bool): a smoke run: few steps, images and trials.
+    """
+
+    out: str = "rsi-demo"
+    model: str = "tiny"
+    weights: str | None = None
+    data: str | None = None
+    blocks: Sequence[str] | str = "all"
+    steps: int = 128
+    trials: int = 10
+    tolerance: float = 0.0
+    ablation_blocks: int | Sequence[str] = 2
+    samples: int = 1000
+    natural_samples: int = 1000
+    scales: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    grids_per_block: int = 12
+    seed: int = 0
+    quick: bool = False
+    timings: dict[str, float] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def quick_run(cls, out: str, **overrides: Any) -> "DemoConfig":
+        """The one-minute smoke settings."""
+        settings = dict(out=out, steps=8, trials=2, samples=200, natural_samples=200,
+                        scales=(0.0, 0.2, 0.4), grids_per_block=2, quick=True)
+        settings.update(overrides)
+        return cls(**settings)
+
+    def validated(self) -> "DemoConfig":
+        for name in ("steps", "samples", "natural_samples", "grids_per_block"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 0:
+            raise ValueError(f"trials must be an integer >= 0, got {self.trials!r}")
+        if self.model != "tiny" and self.data is None:
+            raise ValueError(f"model {self.model!r} needs data=: an ImageNet-layout validation folder "
+                             "(only the bundled 'tiny' model has generated data)")
+        return self
+
+
+def pick_ablation_blocks(summary: pd.DataFrame, how: int | Sequence[str], channels_of: dict[str, int]) -> list[str]:
+    """The blocks to ablate: the ``how`` blocks with the most passing channels (ties: the
+    earlier block), among those where a random set of the same size can be drawn from the
+    non-passing channels; or the names given.
+
+    Args:
+        summary (DataFrame): ``block, passing`` per block.
+        how (int or list of str): a count or block names.
+        channels_of (dict): block -> number of channels.
+
+    Returns:
+        list of block names.
+    """
+    if not isinstance(how, int):
+        return [str(b) for b in how]
+    usable = summary[(summary["passing"] > 0) & (summary["passing"] * 2 <= summary["block"].map(channels_of))]
+    ranked = usable.assign(order=range(len(usable))).sort_values(["passing", "order"], ascending=[False, True])
+    return [str(b) for b in ranked["block"].head(how)]
+
+
+def _stage(config: DemoConfig, name: str, start: float) -> None:
+    config.timings[name] = round(time.perf_counter() - start, 2)
+    logger.info("demo stage %s: %.1f s", name, config.timings[name])
+
+
+def _settings(config: DemoConfig, model, extra: dict[str, Any]) -> dict[str, Any]:
+    import nnsight
+
+    info = model.rsi_info
+    return {
+        **{k: v for k, v in asdict(config).items() if k != "timings"},
+        "model_weights": info.weights, "input_size": info.input_size, "resize_size": info.resize_size,
+        "wall_time_s": dict(config.timings), "torch": torch.__version__, "nnsight": nnsight.__version__,
+        "threads": torch.get_num_threads(), "python": platform.python_version(), **extra,
+    }
+
+
+def _sweep_data(config: DemoConfig, model):
+    if config.data is not None:
+        return config.data
+    from .zoo.shapes import ShapesDataset, eval_seed
+
+    return ShapesDataset(config.samples, eval_seed(config.seed), size=model.rsi_info.resize_size, centered=True)
+
+
+def _natural_images(config: DemoConfig, model):
+    if config.data is None:
+        from .scanning import natural_data
+
+        return natural_data(model, config.natural_samples, config.seed)
+    from .data import validation_loader
+    from .images import normalize
+    from .transforms import scale_crop
+
+    loader = validation_loader(config.data, model, limit=config.natural_samples)
+    size = model.rsi_info.input_size
+    return [normalize(scale_crop(x, 0.0, output_size=size), model) for x, _ in loader if len(x)]
+
+
+def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
+    r"""Scan, grids, ablation sweeps and report, resumable, in ``config.out``.
+
+    Args:
+        config (DemoConfig): the settings.
+        progress (bool): tqdm bars.
+
+    Returns:
+        dict with ``out`` (Path), ``summary`` (DataFrame, per block), ``eq3`` (dict block ->
+        DataFrame), ``report`` (Path), ``settings`` (dict, as in ``settings.json``).
+    """
+    from .featureviz import FeatureVizConfig
+    from .figures import channel_grids
+    from .models import load_model
+    from .nodes import residual_blocks
+    from .report import write_report
+    from .scanning import ScanConfig, scan, write_scan
+    from .scale_sweep import SweepConfig, sweep
+
+    config = config.validated()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    begin = time.perf_counter()
+    model = load_model(config.model, weights=config.weights, seed=config.seed)
+    fz_config = FeatureVizConfig(steps=config.steps, seed=config.seed)
+    cache = out / "scan" / "fz"
+
+    start = time.perf_counter()
+    scan_config = ScanConfig(featureviz=fz_config, cache_dir=str(cache), seed=config.seed)
+    table = scan(model, config.blocks, scan_config, progress=progress)
+    write_scan(table, out / "scan")
+    summary = pd.read_csv(out / "scan" / "summary.csv", dtype={"block": str})
+    _stage(config, "scan", start)
+
+    start = time.perf_counter()
+    natural = _natural_images(config, model)
+    channel_grids(model, table, out / "figures", fz_config, cache, natural,
+                  max_per_block=config.grids_per_block, progress=progress)
+    _stage(config, "figures", start)
+
+    start = time.perf_counter()
+    channels_of = {b.name: b.channels for b in residual_blocks(model)}
+    chosen = pick_ablation_blocks(summary, config.ablation_blocks, channels_of)
+    sweep_config = SweepConfig(scales=tuple(config.scales), trials=config.trials, seed=config.seed,
+                               tolerance=config.tolerance)
+    data = _sweep_data(config, model)
+    eq3 = {}
+    for block in chosen:
+        passing = table[(table["block"].astype(str) == block) & table["passes"].astype(bool)]
+        channels = sorted(int(c) for c in passing["channel"])
+        result = sweep(model, data, block, channels, sweep_config, out_dir=out / "ablation" / block, progress=progress)
+        eq3[block] = result.summary
+    if not chosen:
+        logger.warning("no block has passing channels (and enough non-passing ones): no ablation sweep")
+    _stage(config, "ablation", start)
+
+    start = time.perf_counter()
+    config.timings["total_before_report"] = round(time.perf_counter() - begin, 2)
+    settings = _settings(config, model, {"ablation_blocks_chosen": chosen})
+    write_json(out / "settings.json", settings)
+    report = write_report(out)
+    _stage(config, "report", start)
+    settings = _settings(config, model, {"ablation_blocks_chosen": chosen})
+    settings["wall_time_s"]["total"] = round(time.perf_counter() - begin, 2)
+    write_json(out / "settings.json", settings)
+    return {"out": out, "summary": summary, "eq3": eq3, "report": report, "settings": settings}
+
+
+def read_settings(out: str | os.PathLike) -> dict[str, Any]:
+    """The ``settings.json`` of a run folder."""
+    return json.loads((Path(out) / "settings.json").read_text())
