@@ -25,7 +25,7 @@ import logging
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import torchvision
 from torch import nn
 
 from rsi_plugin.images import ModelInfo, normalize
-from rsi_plugin.zoo.evaluate import SWEEP_PS, scale_sweep, validation_accuracy
+from rsi_plugin.zoo.evaluate import scale_sweep, validation_accuracy
 from rsi_plugin.zoo.model import build_tiny_resnet
 from rsi_plugin.zoo.shapes import CLASSES, derive_seed, generate, train_seed, val_seed, eval_seed
 
