@@ -67,6 +67,7 @@ class DemoConfig:
     seed: int = 0
     quick: bool = False
     timings: dict[str, float] = field(default_factory=dict, repr=False)
+    started: str = field(default="", repr=False)
 
     @classmethod
     def quick_run(cls, out: str, **overrides: Any) -> "DemoConfig":
@@ -115,14 +116,26 @@ def _stage(config: DemoConfig, name: str, start: float) -> None:
 
 
 def _settings(config: DemoConfig, model, extra: dict[str, Any]) -> dict[str, Any]:
+    """settings.json: this run's settings and wall times, and the wall times of every earlier
+    run in the same folder (``runs``), so a rerun that reuses the caches keeps the record of
+    the run that computed them."""
     import nnsight
 
     info = model.rsi_info
+    path = Path(config.out) / "settings.json"
+    earlier = []
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+            earlier = [r for r in previous.get("runs", []) if r.get("started") != config.started]
+        except (ValueError, AttributeError):
+            logger.warning("ignoring an unreadable %s", path)
     return {
-        **{k: v for k, v in asdict(config).items() if k != "timings"},
+        **{k: v for k, v in asdict(config).items() if k not in ("timings", "started")},
         "model_weights": info.weights, "input_size": info.input_size, "resize_size": info.resize_size,
         "wall_time_s": dict(config.timings), "torch": torch.__version__, "nnsight": nnsight.__version__,
         "threads": torch.get_num_threads(), "python": platform.python_version(), **extra,
+        "runs": earlier + [{"started": config.started, "wall_time_s": dict(config.timings)}],
     }
 
 
@@ -168,6 +181,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     from .scale_sweep import SweepConfig, sweep
 
     config = config.validated()
+    config.started = time.strftime("%Y-%m-%dT%H:%M:%S")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     begin = time.perf_counter()

@@ -65,6 +65,8 @@ def test_rerun_reuses_the_caches(demo_dir, monkeypatch):
     before = pd.read_csv(demo_dir / "scan" / "scan.csv", dtype={"block": str})
     assert main(["demo", "--quick", "--out", str(demo_dir), "--no-progress"]) == 0
     after = pd.read_csv(demo_dir / "scan" / "scan.csv", dtype={"block": str})
+    runs = json.loads((demo_dir / "settings.json").read_text())["runs"]
+    assert len(runs) == 2 and all("scan" in r["wall_time_s"] for r in runs), "the first run's times were lost"
     pd.testing.assert_frame_equal(before.drop(columns=["fz_computed"], errors="ignore"),
                                   after.drop(columns=["fz_computed"], errors="ignore"))
 
