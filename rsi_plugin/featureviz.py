@@ -449,7 +449,12 @@ def _objective(act: torch.Tensor, rows: torch.Tensor, channels: torch.Tensor, ob
     return maps.mean(dim=(1, 2))
 
 
-def _check_channels(channels: Sequence[int] | torch.Tensor | None, block: ResidualBlock) -> list[int]:
+def check_channels(channels: Sequence[int] | torch.Tensor | None, block: ResidualBlock) -> list[int]:
+    """Validated channel indices of a block (``None``: all of them).
+
+    Raises:
+        TypeError: a non-integer. IndexError: out of range. ValueError: duplicates or none.
+    """
     if channels is None:
         return list(range(block.channels))
     if isinstance(channels, torch.Tensor):
@@ -530,7 +535,7 @@ def visualize(model: nn.Module, block: str | ResidualBlock, node: str, channels:
     module = _unwrap(model)
     target = get_block(residual_blocks(module), block)
     check_nodes([node])
-    chosen = _check_channels(channels, target)
+    chosen = check_channels(channels, target)
     cfg = (config or FeatureVizConfig()).resolved(module, target, node)
     parts = [_optimize_batch(module, target, node, chosen[i:i + cfg.channels_per_batch], cfg)
              for i in tqdm(range(0, len(chosen), cfg.channels_per_batch), disable=not progress,
@@ -603,7 +608,7 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
     module = _unwrap(model)
     target = get_block(residual_blocks(module), block)
     check_nodes([node])
-    chosen = _check_channels(channels, target)
+    chosen = check_channels(channels, target)
     cfg = (config or FeatureVizConfig()).resolved(module, target, node)
 
     found: dict[int, dict[str, Any]] = {}

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from .criteria import NODE_VARIANTS, node_sites
-from .featureviz import FeatureVizConfig, render
+from .featureviz import FeatureVizConfig, check_channels, render
 from .images import denormalize, model_info
 from .natural import TopKImages, top_k_images
 from .nodes import ResidualBlock, get_block, residual_blocks
@@ -158,25 +158,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return module
 
 
-def _check_channels(channels: Sequence[int] | Tensor, block: ResidualBlock) -> list[int]:
-    if isinstance(channels, Tensor):
-        channels = channels.flatten().tolist()
-    if isinstance(channels, (int, np.integer)):
-        channels = [channels]
-    out = []
-    for c in channels:
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-            raise TypeError(f"channels must be integers, got {c!r}")
-        out.append(int(c))
-    if not out:
-        raise ValueError(f"no channel given; block {block.name} has channels 0..{block.channels - 1}")
-    bad = [c for c in out if not 0 <= c < block.channels]
-    if bad:
-        raise IndexError(f"channel(s) {bad} out of range: block {block.name} has {block.channels} channels "
-                         f"(0..{block.channels - 1})")
-    return list(dict.fromkeys(out))
-
-
 def _check_top_k(top_k: int) -> None:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
@@ -286,7 +267,7 @@ def channel_grid_images(
     """
     module = _unwrap(model)
     target = get_block(residual_blocks(module), block)
-    chosen = _check_channels(channels, target)
+    chosen = check_channels(channels, target)
     _check_top_k(top_k)
     config = fz_config if fz_config is not None else FeatureVizConfig()
     if not isinstance(config, FeatureVizConfig):
@@ -555,7 +536,7 @@ def channel_grids(
         raise TypeError(f"fz_config must be a FeatureVizConfig, got {type(config).__name__}")
     targets = [get_block(known, b) for b in todo]
     for target in targets:
-        _check_channels(todo[target.name], target)
+        check_channels(todo[target.name], target)
     variant = node_variant if node_variant is not None else _table_node_variant(table)
     sites = _sites(module, targets, variant)
     top = _top_images(module, _default_data(module, data), sites, top_k, batch_size, progress)

@@ -29,7 +29,8 @@ class ChecksumError(RuntimeError):
     """The weights file's sha256 differs from the one recorded in the metadata."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -73,7 +74,7 @@ def load_tiny(device: str | torch.device = "cpu", weights_path: str | Path | Non
     if not weights.is_file():
         raise FileNotFoundError(f"tiny model weights not found: {weights}")
     meta = load_metadata(metadata_path)
-    digest = _sha256(weights)
+    digest = sha256_file(weights)
     if digest != meta["sha256"]:
         raise ChecksumError(
             f"sha256 of {weights} is {digest}, but {metadata_path} records {meta['sha256']}: "

@@ -19,7 +19,6 @@ back to float32, scale-sweep accuracy, training time, sha256 of the .pt).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -38,6 +37,7 @@ from rsi_plugin.images import ModelInfo, normalize
 from rsi_plugin.zoo.evaluate import scale_sweep, validation_accuracy
 from rsi_plugin.zoo.model import build_tiny_resnet
 from rsi_plugin.zoo.shapes import CLASSES, derive_seed, generate, train_seed, val_seed, eval_seed
+from rsi_plugin.zoo.pretrained import sha256_file
 
 __all__ = ["TrainConfig", "normalization_stats", "train", "save", "main", "DEFAULT_OUT"]
 
@@ -211,14 +211,6 @@ def _info(config: TrainConfig, mean, std, weights: str) -> ModelInfo:
                      num_classes=len(CLASSES))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save(model: nn.Module, metrics: dict[str, Any], config: TrainConfig,
          out: str | Path = DEFAULT_OUT) -> dict[str, Any]:
     r"""Write the float16 state dict and its JSON metadata, evaluating the saved weights.
@@ -266,7 +258,7 @@ def save(model: nn.Module, metrics: dict[str, Any], config: TrainConfig,
         "architecture": f"torchvision ResNet, BasicBlock [2, 2, 2, 2], widths "
                         f"{[config.width * 2 ** i for i in range(4)]}",
         "weights_file": WEIGHTS_NAME,
-        "sha256": _sha256(weights_path),
+        "sha256": sha256_file(weights_path),
         "size_bytes": weights_path.stat().st_size,
         "dtype": "float16",
         "seed": config.seed,
