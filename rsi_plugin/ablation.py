@@ -29,12 +29,18 @@ Example::
 
 from __future__ import annotations
 
-from .attacks import ablated_forward, scale_attacks, scale_comparator, sweep_preprocessor, top1
+from .attacks import (
+    ablated_forward,
+    scale_attacks,
+    scale_comparator,
+    sweep_preprocessor,
+    top1,
+)
 from .data import SkippedFiles, ValidationLoader, validation_loader
 from .eq3 import eq3_summary, plot_accuracy, plot_eq3
 from .mean_ablation import ablate_conditions, channel_means
-from .screening import Draw, keeps, random_sets
 from .scale_sweep import PAPER_SCALES, Condition, SweepConfig, SweepResult, sweep
+from .screening import Draw, keeps, random_sets
 
 __all__ = [
     "PAPER_SCALES",

@@ -177,8 +177,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     from .models import load_model
     from .nodes import residual_blocks
     from .report import write_report
-    from .scanning import ScanConfig, scan, write_scan
     from .scale_sweep import SweepConfig, sweep
+    from .scanning import ScanConfig, scan, write_scan
 
     config = config.validated()
     config.started = time.strftime("%Y-%m-%dT%H:%M:%S")

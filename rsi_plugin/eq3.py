@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import atomic_write
+
 __all__ = ["CONDITIONS", "RESULT_COLUMNS", "eq3_summary", "plot_eq3", "plot_accuracy"]
 
 CONDITIONS: tuple[str, ...] = ("none", "invariant", "random")
@@ -115,11 +117,7 @@ def _figure(width: float = 5.0, height: float = 3.6):
 
 def _save(figure, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    figure.savefig(tmp, dpi=150, format=path.suffix.lstrip(".") or "png")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=150, format=path.suffix.lstrip(".") or "png"))
 
 
 def _percent(scale: float) -> str:

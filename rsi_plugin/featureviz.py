@@ -57,7 +57,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .fzcache import config_hash, model_fingerprint, read_record, record_path, write_record
+from .fzcache import (
+    config_hash,
+    model_fingerprint,
+    read_record,
+    record_path,
+    write_record,
+)
 from .fzparam import (
     PAPER_ANGLES,
     PAPER_SCALES,

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from .atomic import atomic_write
 from .criteria import NODE_VARIANTS, node_sites
 from .featureviz import FeatureVizConfig, check_channels, render
 from .images import denormalize, model_info
@@ -361,15 +362,7 @@ def _image_side(grids: Mapping[int, Mapping[str, Any]]) -> int:
 
 
 def _atomic_png(picture, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        picture.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
 
 
 def save_channel_grids(images_by_channel: Mapping[int, Mapping[str, Any]], block: str, out_dir: str | os.PathLike,
@@ -610,12 +603,5 @@ def plot_summary(summary: pd.DataFrame, path: str | os.PathLike, title: str | No
     if title:
         axes.set_title(title)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png"))
     return path

@@ -19,15 +19,16 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["model_fingerprint", "config_hash", "record_path", "write_record", "read_record", "atomic_write"]
+from .atomic import atomic_write
+
+__all__ = ["model_fingerprint", "config_hash", "record_path", "write_record", "read_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,20 +73,6 @@ def record_path(cache_dir: str | os.PathLike, fingerprint: str, block: str, node
                 channel: int) -> Path:
     """Path of the record of one channel (``.pt``; its PNG has the same stem)."""
     return record_dir(cache_dir, fingerprint, block, node, chash) / f"c{int(channel):05d}.pt"
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _write_png(image: torch.Tensor, path: str) -> None:

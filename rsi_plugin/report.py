@@ -37,6 +37,8 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_write_text
+
 __all__ = ["write_report", "RunContents", "ScanOutput", "SweepOutput", "discover", "REPORT_NAME"]
 
 logger = logging.getLogger(__name__)
@@ -721,12 +723,6 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
                          "below it")
     text = _render(contents, title)
     path = contents.root / REPORT_NAME
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_text(path, text)
     logger.info("wrote %s (%s)", path, f"{len(contents.scans)} scan(s), {len(contents.sweeps)} sweep(s)")
     return path

@@ -41,11 +41,23 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import SkippedFiles, ValidationLoader, check_labels, describe, validation_loader
+from .data import (
+    SkippedFiles,
+    ValidationLoader,
+    check_labels,
+    describe,
+    validation_loader,
+)
 from .distributed import all_reduce_sum, barrier, rank_and_world
 from .eq3 import CONDITIONS, RESULT_COLUMNS, eq3_summary, plot_accuracy, plot_eq3
 from .images import model_info
-from .mean_ablation import SWEEP_NODES, ablate_conditions, channel_means, model_device, prepare_batch
+from .mean_ablation import (
+    SWEEP_NODES,
+    ablate_conditions,
+    channel_means,
+    model_device,
+    prepare_batch,
+)
 from .nodes import get_block, residual_blocks
 from .screening import Draw, draws_frame, random_sets, screen
 from .sweep_store import CellKey, SweepStore, cell_key

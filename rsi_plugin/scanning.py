@@ -26,7 +26,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .criteria import NODE_VARIANTS, TOLERANCE, ScaleInvariance, check_tolerance, node_sites
+from .criteria import (
+    NODE_VARIANTS,
+    TOLERANCE,
+    ScaleInvariance,
+    check_tolerance,
+    node_sites,
+)
 from .featureviz import FeatureVizConfig, render
 from .images import model_info, normalize
 from .natural import TopKImages, top_k_images
@@ -283,8 +289,8 @@ def write_scan(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         list of the paths written.
     """
     import importlib.util
-    import os
 
+    from .atomic import atomic_write, atomic_write_csv
     from .criteria import summarize
     from .paper import compare_to_paper
 
@@ -292,11 +298,9 @@ def write_scan(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
 
     def atomic(frame: pd.DataFrame, name: str, parquet: bool = False) -> Path:
-        path = out / name
-        tmp = path.with_name(path.name + ".tmp")
-        frame.to_parquet(tmp, index=False) if parquet else frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-        return path
+        if parquet:
+            return atomic_write(out / name, lambda tmp: frame.to_parquet(tmp, index=False))
+        return atomic_write_csv(out / name, frame)
 
     written = [atomic(table, "scan.csv")]
     if importlib.util.find_spec("pyarrow") is not None:

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from .atomic import atomic_write_csv, atomic_write_text
 from .eq3 import RESULT_COLUMNS
 from .screening import Draw
 
@@ -37,20 +38,6 @@ CellKey = tuple[str, int, float]
 def cell_key(condition: str, trial: int, scale: float) -> CellKey:
     """Canonical key of a cell (scale rounded to 6 decimals)."""
     return (str(condition), int(trial), round(float(scale), 6))
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
-def atomic_write_csv(path: Path, frame: pd.DataFrame) -> Path:
-    """Write ``frame`` as CSV (no index) through a temporary file and ``os.replace``."""
-    return atomic_write_text(path, frame.to_csv(index=False))
 
 
 class SweepStore:

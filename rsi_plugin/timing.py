@@ -5,7 +5,6 @@ Used by ``benchmarks/`` and by :func:`rsi_plugin.overhead.bench` (``rsi bench``)
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -100,12 +99,9 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
 
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+    from .atomic import atomic_write_json
+
+    return atomic_write_json(path, payload)
 
 
 def format_table(rows: list[Mapping[str, Any]], floatfmt: str = "{:.4g}") -> str:

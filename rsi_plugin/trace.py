@@ -21,7 +21,13 @@ from nnsight.intervention.envoy import Envoy
 from nnsight.modeling.mixins.remotable import Remotable
 from torch import nn
 
-from .nodes import ResidualBlock, check_nodes, get_block, resolve_blocks, residual_blocks
+from .nodes import (
+    ResidualBlock,
+    check_nodes,
+    get_block,
+    residual_blocks,
+    resolve_blocks,
+)
 
 __all__ = ["wrap", "capture", "ablate", "node_gradient", "iter_batches", "check_images", "channel_values",
            "envoy_at"]
@@ -54,7 +60,9 @@ def wrap(model: nn.Module | NNsight) -> NNsight:
         return model
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
-    from .remote import VisionModel  # remote imports models and this module's users; import on use
+    from .remote import (
+        VisionModel,  # remote imports models and this module's users; import on use
+    )
 
     cached = model.__dict__.get("_rsi_nnsight")
     if isinstance(cached, VisionModel) and cached._module is model:

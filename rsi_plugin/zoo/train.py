@@ -36,8 +36,15 @@ from torch import nn
 from rsi_plugin.images import ModelInfo, normalize
 from rsi_plugin.zoo.evaluate import scale_sweep, validation_accuracy
 from rsi_plugin.zoo.model import build_tiny_resnet
-from rsi_plugin.zoo.shapes import CLASSES, derive_seed, generate, train_seed, val_seed, eval_seed
 from rsi_plugin.zoo.pretrained import sha256_file
+from rsi_plugin.zoo.shapes import (
+    CLASSES,
+    derive_seed,
+    eval_seed,
+    generate,
+    train_seed,
+    val_seed,
+)
 
 __all__ = ["TrainConfig", "normalization_stats", "train", "save", "main", "DEFAULT_OUT"]
 
