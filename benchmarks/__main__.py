@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.harness import environment, format_table, parser, write_json  # noqa: E402
+from benchmarks.harness import environment, format_table, parse, parser, write_json  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = parser("Run all rsi_plugin benchmarks")
     p.add_argument("--only", nargs="*", default=None, help="names of bench scripts to run (e.g. intervention)")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     scripts = sorted(Path(__file__).parent.glob("bench_*.py"))
     results = {"environment": environment()}
     for script in scripts:

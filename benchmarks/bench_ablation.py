@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.harness import environment, format_table, parser, time_cases, write_json  # noqa: E402
+from benchmarks.harness import environment, finish, parse, parser, time_cases  # noqa: E402
 
 import rsi_plugin as rsi  # noqa: E402
 from rsi_plugin.ablation import SweepConfig, ablate_conditions, sweep  # noqa: E402
@@ -115,16 +115,8 @@ def _random_sets(channels, num_channels, count):
 
 
 def main(argv=None) -> int:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = run(args.quick)
-    print(format_table(result["rows"]))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    args = parse(parser(__doc__.splitlines()[0]), argv)
+    return finish(run(args.quick), args)
 
 
 if __name__ == "__main__":

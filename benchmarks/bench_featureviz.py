@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.harness import environment, format_table, parser, time_cases, write_json  # noqa: E402
+from benchmarks.harness import environment, finish, parse, parser, time_cases  # noqa: E402
 
 import rsi_plugin as rsi  # noqa: E402
 from rsi_plugin.featureviz import FeatureVizConfig, paper_jitter, visualize  # noqa: E402
@@ -126,15 +126,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=None, help="channels per batch (default 16; quick 4)")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps per call (default 16; quick 2)")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 3; quick 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = run(args.quick, args.batch, args.steps, args.repeats)
-    print(format_table(result["rows"]))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    args = parse(p, argv)
+    return finish(run(args.quick, args.batch, args.steps, args.repeats), args)
 
 
 if __name__ == "__main__":

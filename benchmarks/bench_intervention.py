@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.harness import environment, format_table, parser, time_cases, write_json  # noqa: E402
+from benchmarks.harness import environment, finish, parse, parser, time_cases  # noqa: E402
 
 import rsi_plugin as rsi  # noqa: E402
 
@@ -73,12 +73,8 @@ def run(quick: bool = False) -> dict:
 
 
 def main(argv=None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    result = run(args.quick)
-    print(format_table(result["rows"]))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    args = parse(parser(__doc__.splitlines()[0]), argv)
+    return finish(run(args.quick), args)
 
 
 if __name__ == "__main__":
