@@ -9,11 +9,11 @@ from torch import nn
 import rsi_plugin as rsi
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def one_thread():
-    """One intra-op thread per test: the models here are small, and OpenMP threads that
-    find their core busy spin-wait (a 2-thread convolution measured 13x slower than a
-    1-thread one on a loaded 2-core machine)."""
+    """One intra-op thread for the whole session (module-scoped fixtures included): the
+    models here are small, and OpenMP threads that find their core busy spin-wait (a
+    2-thread convolution measured 13x slower than a 1-thread one on a loaded 2-core machine)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import assert_same_state, model_state
 from hooks_reference import hook_ablate, hook_nodes
-from test_ablation_helpers import INPUT_SIZE, one_thread, random_data, small_resnet  # noqa: F401
+from test_ablation_helpers import INPUT_SIZE, random_data, small_resnet  # noqa: F401
 
 import rsi_plugin as rsi
 from rsi_plugin.ablation import SweepConfig, ablate_conditions, channel_means, sweep, validation_loader

@@ -7,7 +7,7 @@ import inspect
 import pytest
 import torch
 from captum.robust import AttackComparator
-from test_ablation_helpers import INPUT_SIZE, one_thread, random_data, small_resnet  # noqa: F401
+from test_ablation_helpers import INPUT_SIZE, random_data, small_resnet  # noqa: F401
 
 from rsi_plugin.ablation import (SweepConfig, ablated_forward, scale_attacks, scale_comparator, sweep,
                                  sweep_preprocessor, top1, validation_loader)

@@ -7,7 +7,6 @@ import torch
 import pandas as pd
 import pytest
 from PIL import Image
-from test_ablation_helpers import one_thread  # noqa: F401
 
 from rsi_plugin.cli import main
 from rsi_plugin.cli.ablate import parse_channels

@@ -3,7 +3,6 @@ and checks of the helpers themselves."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
@@ -13,17 +12,6 @@ from rsi_plugin.nodes import residual_blocks
 
 INPUT_SIZE = 32
 RESIZE_SIZE = 37
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run the tiny models on one thread: on a shared 2-core machine OpenMP's second thread
-    waits on busy cores and makes these small forwards ~100x slower. Import this fixture
-    into a test module to use it there."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class _SmallResNet(ResNet):

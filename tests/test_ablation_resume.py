@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from test_ablation_helpers import one_thread, random_data, small_resnet  # noqa: F401
+from test_ablation_helpers import random_data, small_resnet  # noqa: F401
 
 from rsi_plugin.ablation import SweepConfig, sweep
 

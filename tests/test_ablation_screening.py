@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_ablation_helpers import one_thread, random_data, small_resnet  # noqa: F401
+from test_ablation_helpers import random_data, small_resnet  # noqa: F401
 
 from rsi_plugin.ablation import SweepConfig, keeps, random_sets, sweep
 from rsi_plugin.screening import Draw, decide, draws_frame, screen

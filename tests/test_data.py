@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_ablation_helpers import one_thread, small_resnet  # noqa: F401
+from test_ablation_helpers import small_resnet  # noqa: F401
 
 from rsi_plugin.ablation import SweepConfig, sweep
 from rsi_plugin.data import SkippedFiles, ValidationLoader, validation_loader

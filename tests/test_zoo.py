@@ -20,15 +20,6 @@ from rsi_plugin.zoo.shapes import (CHUNK, EVAL_BASE, SEED_SPAN, TRAIN_BASE, VAL_
 from rsi_plugin.zoo.train import TrainConfig, save, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads can be 10x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # ----------------------------------------------------------------------------- data
 def test_same_seed_identical_different_seed_differs():
     a, la = generate(40, seed=3)
