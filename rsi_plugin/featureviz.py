@@ -483,6 +483,15 @@ def check_channels(channels: Sequence[int] | torch.Tensor | None, block: Residua
     return out
 
 
+def _prepare(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | torch.Tensor | None,
+             config: "FeatureVizConfig | None") -> tuple[nn.Module, ResidualBlock, list[int], "FeatureVizConfig"]:
+    """The unwrapped model, the block, the validated channels and the resolved config of a call."""
+    module = _unwrap(model)
+    target = get_block(residual_blocks(module), block)
+    check_nodes([node])
+    return module, target, check_channels(channels, target), (config or FeatureVizConfig()).resolved(module, target, node)
+
+
 def _optimize_batch(model: nn.Module, block: ResidualBlock, node: str, channels: list[int],
                     cfg: FeatureVizConfig) -> Visualization:
     """Optimise one batch, one channel per element (``cfg`` resolved)."""
@@ -538,11 +547,7 @@ def visualize(model: nn.Module, block: str | ResidualBlock, node: str, channels:
     Raises:
         ValueError: unknown block or node, bad config. IndexError: channel out of range.
     """
-    module = _unwrap(model)
-    target = get_block(residual_blocks(module), block)
-    check_nodes([node])
-    chosen = check_channels(channels, target)
-    cfg = (config or FeatureVizConfig()).resolved(module, target, node)
+    module, target, chosen, cfg = _prepare(model, block, node, channels, config)
     parts = [_optimize_batch(module, target, node, chosen[i:i + cfg.channels_per_batch], cfg)
              for i in tqdm(range(0, len(chosen), cfg.channels_per_batch), disable=not progress,
                            desc=f"FZ {target.name} {node}", unit="batch")]
@@ -611,11 +616,7 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
     Raises:
         ValueError: unknown block or node, bad config. IndexError: channel out of range.
     """
-    module = _unwrap(model)
-    target = get_block(residual_blocks(module), block)
-    check_nodes([node])
-    chosen = check_channels(channels, target)
-    cfg = (config or FeatureVizConfig()).resolved(module, target, node)
+    module, target, chosen, cfg = _prepare(model, block, node, channels, config)
 
     found: dict[int, dict[str, Any]] = {}
     paths: dict[int, Path | None] = {c: None for c in chosen}
