@@ -1,5 +1,12 @@
 """The ``rsi`` command. Each subcommand lives in its own module of this package and
-defines ``register(subparsers)``; :func:`main` dispatches to the ``run`` it sets."""
+defines ``register(subparsers)``; :func:`main` dispatches to the ``run`` it sets.
+
+Subcommand modules are imported lazily: ``rsi --help`` and ``rsi --version`` import none of
+them (so no torch), and ``rsi scan ...`` imports only :mod:`rsi_plugin.cli.scan`. To add a
+subcommand, write ``rsi_plugin/cli/<name>.py`` with ``register`` and add one line to
+:data:`COMMANDS` (its one-line help, the same text ``register`` passes to ``add_parser``; a
+test checks they agree).
+"""
 
 from __future__ import annotations
 
@@ -8,33 +15,83 @@ import importlib
 import importlib.util
 import logging
 import sys
+from typing import Sequence
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
-#: subcommand modules, in the order ``rsi --help`` lists them
-COMMANDS: tuple[str, ...] = ("inspect", "demo", "scan", "ablate", "report", "bench", "featureviz")
+#: subcommand -> its one-line help, in the order ``rsi --help`` lists them. The module
+#: ``rsi_plugin.cli.<name>`` is imported only when that subcommand runs.
+COMMANDS: dict[str, str] = {
+    "inspect": "table of every residual block: In/Pre/Post paths, sizes, Post == relu(In + Pre)",
+    "demo": "scan all blocks, draw Fig.-1 grids, run the scale-ablation sweep on the two blocks with the most "
+            "passing channels, write report.html",
+    "scan": "find scale-invariant channels (Eq. 1 and 2) from feature visualisations or natural images; "
+            "writes scan.csv and summary.csv",
+    "ablate": "mean-ablate scale-invariant vs random channels across scales; writes ablation.csv, eq3.csv and Fig. 2",
+    "report": "write DIR/report.html from the scan and ablation outputs below DIR (no model needed)",
+    "bench": "time plain forward vs hooks vs nnsight capture/ablate, per batch size",
+    "featureviz": "feature visualisations of a block's In/Pre/Post channels (cached, resumable)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _version() -> str:
+    from .. import __version__
+
+    return f"rsi {__version__}"
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``: its first token that is not an option (the
+    top-level options take no values)."""
+    for token in argv:
+        if token == "--":
+            return None
+        if not token.startswith("-"):
+            return token
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``rsi`` parser. Only the subcommand named in ``argv`` is imported and gets its
+    full parser; the others are listed by their help line alone.
+
+    Args:
+        argv (sequence of str, optional): the command line (without the program name);
+            ``None`` registers every subcommand fully (imports them all).
+
+    Returns:
+        argparse.ArgumentParser.
+    """
     parser = argparse.ArgumentParser(prog="rsi", description="Scale invariance in the residual stream of ResNets.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+    chosen = None if argv is None else _chosen(argv)
+    for name, help_line in COMMANDS.items():
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            continue
+        if argv is None or name == chosen:
             importlib.import_module(f"{__name__}.{name}").register(sub)
+        else:
+            sub.add_parser(name, help=help_line, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        return int(args.run(args) or 0)
+        # log lines go through tqdm.write, above the progress bars instead of through them
+        with logging_redirect_tqdm():
+            return int(args.run(args) or 0)
     except (ValueError, IndexError, TypeError, FileNotFoundError) as error:
         print(f"rsi {args.command}: error: {error}", file=sys.stderr)
         return 2
