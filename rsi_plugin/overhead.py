@@ -9,6 +9,7 @@ one position in the round shows up there.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -25,7 +26,8 @@ from .nodes import NODES, get_block, residual_blocks
 from .timing import environment, time_cases, write_json
 from .trace import ablate, capture, wrap
 
-__all__ = ["BENCH_CASES", "BenchCase", "make_cases", "bench", "save_bench", "load_bench", "plot_bench"]
+__all__ = ["BENCH_CASES", "BenchCase", "make_cases", "bench", "save_bench", "load_bench", "plot_bench",
+           "peak_memory_mb", "sanity_warnings", "SANITY_RANGE", "bench_figure"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,13 +193,85 @@ def _remote_local_case(model, block, channels, values):
     return lambda x: ablate(remote_model, x, block=block, channels=channels, values=values, remote="local")
 
 
-def _rss_mb() -> float:
+#: ``plain_again`` / ``plain`` outside this range: the machine was too noisy for the figures.
+SANITY_RANGE: tuple[float, float] = (0.9, 1.1)
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    """Point file descriptor 2 at /dev/null for the duration (the profiler's C++ side
+    prints start/stop lines there that would break the progress bars)."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError):
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_memory_mb(fn: Callable[[], Any], device: torch.device | str = "cpu") -> float:
+    r"""Peak tensor memory a call allocates beyond what was live when it started, in MiB.
+
+    On CUDA this is ``torch.cuda.max_memory_allocated`` after a reset, minus the memory
+    allocated before the call. On CPU, torch keeps no allocator statistics and the process
+    RSS is shared by every case (its maximum only grows), so the call is run once under
+    ``torch.profiler`` with ``profile_memory=True`` and the peak of the running sum of its
+    CPU allocations and frees is taken. Only torch tensors count (not Python objects).
+
+    Args:
+        fn (callable): the call, with no arguments; it is run once (not timed).
+        device (torch.device or str): where its tensors live.
+
+    Returns:
+        float, MiB (>= 0).
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        before = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        fn()
+        torch.cuda.synchronize(dev)
+        return max(0.0, (torch.cuda.max_memory_allocated(dev) - before) / 2**20)
+    from torch.profiler import ProfilerActivity, profile
+
+    with _stderr_fd_silenced():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+    from torch.autograd import DeviceType
+
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and e.device_type() == DeviceType.CPU)
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def sanity_warnings(frame) -> list[str]:
+    """Warnings about a bench table: ``plain_again`` (the same plain forward timed twice)
+    should cost ~1x ``plain``; outside :data:`SANITY_RANGE` the machine was too noisy (or
+    busy) for the overheads to be trusted.
+
+    Args:
+        frame (DataFrame): as returned by :func:`bench`.
+
+    Returns:
+        list of str, one per batch size whose sanity row is off (empty when all are fine or
+        ``plain_again`` was not run).
+    """
+    low, high = SANITY_RANGE
+    rows = frame[frame["case"] == "plain_again"]
+    return [f"batch {int(row.batch)}: plain_again is {row.overhead:.2f}x plain, outside {low}-{high}: the "
+            "machine is too noisy for these figures (close other work, pin --threads, raise --repeats)"
+            for row in rows.itertuples() if not low <= row.overhead <= high]
 
 
 def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 32), device: str = "cpu",
@@ -221,7 +295,10 @@ def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 3
 
     Returns:
         DataFrame, one row per (case, batch): ``case, description, batch, median_s, iqr_s,
-        images_per_s, overhead, peak_mem_mb, memory_kind, repeats`` with ``attrs["environment"]``.
+        images_per_s, overhead, peak_mem_mb, memory_kind, repeats`` with ``attrs["environment"]``
+        and ``attrs["warnings"]`` (:func:`sanity_warnings`, also logged). ``peak_mem_mb`` is
+        each case's own peak tensor memory above what was live before it
+        (:func:`peak_memory_mb`, measured on one extra untimed call).
 
     Raises:
         ValueError: unknown case, batch <= 0, repeats < 1. RuntimeError: CUDA asked for
@@ -256,26 +333,17 @@ def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 3
         bar = tqdm(total=len(batches) * len(table), desc="rsi bench", unit="case")
     for batch in batches:
         x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch)).to(dev)
-        memory: dict[str, float] = {}
-
-        def measured(name: str, fn: Callable) -> Callable[[], Any]:
-            def call():
-                if dev.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(dev)
-                fn(x)
-                used = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else _rss_mb()
-                memory[name] = max(memory.get(name, 0.0), used)
-            return call
-
-        timings = time_cases({n: measured(n, c.run) for n, c in table.items()}, repeats=repeats,
+        timings = time_cases({n: (lambda c=c: c.run(x)) for n, c in table.items()}, repeats=repeats,
                              warmup=warmup, device=dev)
+        # one more, untimed call per case measures its own memory (profiling would skew the times)
+        memory = {n: peak_memory_mb(lambda c=c: c.run(x), dev) for n, c in table.items()}
         base = timings["plain"].median
         for name, timing in timings.items():
             rows.append({
                 "case": name, "description": table[name].description, "batch": batch,
                 "median_s": timing.median, "iqr_s": timing.iqr, "images_per_s": batch / timing.median,
                 "overhead": timing.median / base, "peak_mem_mb": memory.get(name, float("nan")),
-                "memory_kind": "cuda_max_allocated" if dev.type == "cuda" else "cpu_rss",
+                "memory_kind": "cuda_allocated_peak" if dev.type == "cuda" else "cpu_profiler_peak",
                 "repeats": repeats,
             })
             if bar is not None:
@@ -285,6 +353,9 @@ def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 3
     frame = pd.DataFrame(rows)
     frame.attrs["environment"] = {**environment(dev), "model": model_info(model).name, "block": block,
                                   "image_size": size}
+    frame.attrs["warnings"] = sanity_warnings(frame)
+    for warning in frame.attrs["warnings"]:
+        logger.warning(warning)
     return frame
 
 
@@ -308,6 +379,7 @@ def _unwrapped_copy(model: nn.Module) -> nn.Module:
 def save_bench(frame, path: str | os.PathLike) -> Path:
     """Write a bench DataFrame and its environment as JSON (atomically)."""
     return write_json(path, {"environment": frame.attrs.get("environment", {}),
+                             "warnings": list(frame.attrs.get("warnings", [])),
                              "rows": json.loads(frame.to_json(orient="records"))})
 
 
@@ -318,29 +390,66 @@ def load_bench(path: str | os.PathLike):
     payload = json.loads(Path(path).read_text())
     frame = pd.DataFrame(payload["rows"])
     frame.attrs["environment"] = payload.get("environment", {})
+    frame.attrs["warnings"] = payload.get("warnings", [])
     return frame
 
 
-def plot_bench(frame, path: str | os.PathLike) -> Path:
-    """Overhead vs batch size, one line per case, saved as PNG."""
+#: line markers of :func:`plot_bench`, one per case (with a colour from ``tab20``)
+MARKERS: tuple[str, ...] = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p", "d", "8", "H")
+
+
+def bench_figure(frame):
+    """Overhead vs batch size, one line per case, as a matplotlib figure.
+
+    Every case gets its own colour (``tab20``) and marker, and the overhead axis is
+    logarithmic so that a slow case (``remote_local``, tens of times a plain forward) does not
+    flatten the others near 1.
+
+    Args:
+        frame (DataFrame): as returned by :func:`bench`.
+
+    Returns:
+        matplotlib ``Figure`` (the caller closes it).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for case, rows in frame.groupby("case", sort=False):
-        ax.plot(rows["batch"], rows["overhead"], marker="o", label=case)
+    cases = list(dict.fromkeys(frame["case"]))
+    colours = plt.get_cmap("tab20").colors
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, case in enumerate(cases):
+        rows = frame[frame["case"] == case]
+        ax.plot(rows["batch"], rows["overhead"], marker=MARKERS[i % len(MARKERS)],
+                color=colours[(2 * i) % 20 + (2 * i) // 20 % 2], label=case)
     ax.axhline(1.0, color="black", lw=0.8, ls="--")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(set(frame["batch"])))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
     ax.set_xlabel("batch size")
-    ax.set_ylabel("time / plain forward")
+    ax.set_ylabel("time / plain forward (log)")
     env = frame.attrs.get("environment", {})
     ax.set_title(f"rsi bench: {env.get('model', '')} on {env.get('device', '')} ({env.get('threads', '?')} threads)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
+    return fig
+
+
+def plot_bench(frame, path: str | os.PathLike) -> Path:
+    """Write :func:`bench_figure` as a PNG; returns its path."""
+    import matplotlib.pyplot as plt
+
+    from .atomic import atomic_write
+
+    fig = bench_figure(frame)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
     return path

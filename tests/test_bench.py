@@ -101,3 +101,105 @@ def test_cli_bench_writes_json_and_plot(tmp_path, capsys):
     frame = load_bench(tmp_path / "b.json")
     assert set(frame.case) == {"plain", "nnsight_empty"}
     assert "nnsight_empty" in capsys.readouterr().out
+
+
+# --- issue 13 item 14: noisy-machine warning, per-case memory, a readable plot, --threads ---
+
+def test_peak_memory_of_a_known_allocation_pattern():
+    """4 MB, then 8 MB while the 4 MB is alive, free the 4 MB, then 2 MB: peak 12 MB above start,
+    whatever was allocated before (the pre-existing tensor must not count)."""
+    from rsi_plugin.overhead import peak_memory_mb
+
+    kept = torch.ones(3_000_000)  # live before the call: not part of its peak
+
+    def pattern():
+        a = torch.empty(1_000_000)
+        b = torch.empty(2_000_000)
+        del a
+        c = torch.empty(500_000)
+        return b, c
+
+    assert peak_memory_mb(pattern) == pytest.approx(12e6 / 2**20, rel=0.01)
+    assert peak_memory_mb(lambda: kept.sum()) < 0.01
+    assert kept.shape == (3_000_000,)
+
+
+def test_bench_memory_is_each_cases_own(monkeypatch):
+    """The process RSS was the same for every case. With two cases of known allocations (40 MB
+    and 4 MB beyond their input) in place of the library's, bench reports each one's own peak;
+    and the real plain forward, run twice, gives the same peak both times."""
+    import rsi_plugin.overhead as overhead
+    from rsi_plugin.overhead import BenchCase
+
+    def allocating(n_floats):
+        def run(x):
+            return torch.empty(n_floats).sum() + x.sum()
+        return run
+
+    def fake_cases(model, plain_model, block="3.1", channels=None, cases=None):
+        return {"plain": BenchCase("plain", "40 MB", allocating(10_000_000), allocating(10_000_000)),
+                "plain_again": BenchCase("plain_again", "4 MB", allocating(1_000_000), allocating(1_000_000))}
+
+    with monkeypatch.context() as patch:
+        patch.setattr(overhead, "make_cases", fake_cases)
+        frame = bench("tiny", batches=[1], repeats=1, warmup=0, progress=False)
+    peak = frame.set_index("case")["peak_mem_mb"]
+    assert peak["plain"] == pytest.approx(40e6 / 2**20, rel=0.02)
+    assert peak["plain_again"] == pytest.approx(4e6 / 2**20, rel=0.05)
+    assert (frame.memory_kind == "cpu_profiler_peak").all()
+
+    frame = bench("resnet18", batches=[1, 4], repeats=1, warmup=0, cases=["plain", "plain_again"],
+                  image_size=64, progress=False)
+    peak = frame.set_index(["case", "batch"])["peak_mem_mb"]
+    assert peak["plain", 1] == pytest.approx(peak["plain_again", 1], rel=1e-6)
+    assert peak["plain", 4] > peak["plain", 1] > 0
+
+
+def _fake_timings(ratio):
+    from rsi_plugin.timing import TimingResult
+
+    def fake(cases, repeats=5, warmup=1, device=None, progress=False):
+        return {name: TimingResult(name, [0.010 * (ratio if name == "plain_again" else 1.0)] * repeats)
+                for name in cases}
+    return fake
+
+
+@pytest.mark.parametrize("ratio, warned", [(0.6, True), (1.3, True), (1.05, False), (0.95, False)])
+def test_noisy_sanity_row_is_warned(monkeypatch, caplog, ratio, warned):
+    import rsi_plugin.overhead as overhead
+
+    monkeypatch.setattr(overhead, "time_cases", _fake_timings(ratio))
+    monkeypatch.setattr(overhead, "peak_memory_mb", lambda fn, device="cpu": 1.0)
+    with caplog.at_level("WARNING", logger="rsi_plugin.overhead"):
+        frame = bench("tiny", batches=[1], repeats=2, cases=["plain", "plain_again"], progress=False)
+    assert frame.loc[frame.case == "plain_again", "overhead"].item() == pytest.approx(ratio)
+    assert bool(frame.attrs["warnings"]) is warned
+    assert any("too noisy" in r.message for r in caplog.records) is warned
+
+
+def test_plot_gives_every_case_its_own_style_on_a_log_axis():
+    from rsi_plugin.overhead import bench_figure
+
+    rows = [{"case": case, "batch": b, "overhead": 1.0 + i + (40.0 if case == "remote_local" else 0.0)}
+            for i, case in enumerate(BENCH_CASES) for b in (1, 8, 32)]
+    frame = pd.DataFrame(rows)
+    fig = bench_figure(frame)
+    try:
+        ax = fig.axes[0]
+        lines = [l for l in ax.get_lines() if l.get_label() in BENCH_CASES]
+        assert [l.get_label() for l in lines] == list(BENCH_CASES)
+        styles = [(tuple(__import__("matplotlib").colors.to_rgba(l.get_color())), l.get_marker()) for l in lines]
+        assert len({c for c, _ in styles}) == len(BENCH_CASES)
+        assert len({m for _, m in styles}) == len(BENCH_CASES)
+        assert ax.get_yscale() == "log"
+    finally:
+        __import__("matplotlib.pyplot").pyplot.close(fig)
+
+
+def test_cli_bench_threads_are_used_and_recorded(tmp_path):
+    before = torch.get_num_threads()
+    assert main(["bench", "--model", "tiny", "--batch", "1", "--repeats", "1", "--cases", "plain",
+                 "--threads", "2", "--json", str(tmp_path / "b.json")]) == 0
+    assert load_bench(tmp_path / "b.json").attrs["environment"]["threads"] == 2
+    assert torch.get_num_threads() == before
+    assert main(["bench", "--model", "tiny", "--threads", "0"]) == 2

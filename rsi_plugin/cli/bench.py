@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,20 +21,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--block", default="3.1", help="block for the read/ablate cases (default 3.1)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--plot", default=None, help="write overhead vs batch size here (PNG)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for the run (default: torch's own); recorded in the results")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..overhead import bench, plot_bench, save_bench
 
-    frame = bench(args.model, batches=args.batch, device=args.device, repeats=args.repeats, warmup=args.warmup,
-                  cases=args.cases, block=args.block, weights=args.weights)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    threads = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        frame = bench(args.model, batches=args.batch, device=args.device, repeats=args.repeats, warmup=args.warmup,
+                      cases=args.cases, block=args.block, weights=args.weights)
+    finally:
+        torch.set_num_threads(threads)
     env = frame.attrs["environment"]
     print(f"{env['model']} on {env['device']}, {env['threads']} threads, torch {env['torch']}, "
           f"nnsight {env.get('nnsight')}, {env['image_size']} px")
     shown = frame.assign(median_ms=frame.median_s * 1e3, iqr_ms=frame.iqr_s * 1e3)
     print(shown[["case", "batch", "median_ms", "iqr_ms", "images_per_s", "overhead", "peak_mem_mb"]]
           .to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"peak_mem_mb: each case's own peak tensor memory above what was live before it ({frame.memory_kind.iloc[0]})")
+    for warning in frame.attrs.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print("wrote", save_bench(frame, args.json))
     if args.plot:
