@@ -15,6 +15,11 @@ family          block type          Pre (output of)             In
 ``convnext``    ``CNBlock``         ``stochastic_depth``        the block's input
 ==============  ==================  ==========================  =========================
 
+MobileNetV2 is not searched by default; attach :data:`MOBILENET_V2` (``Pre`` is the output of
+``conv``, ``Post = In + Pre``). Its ``InvertedResidual`` blocks add their input only when the
+stride is 1 and the widths agree, so the spec's ``residual`` predicate (:func:`has_skip`) leaves
+the others out: a spec can say which instances of its types are residual.
+
 In both families Post is the block's own output. ConvNeXt's ``CNBlock`` computes
 ``result = stochastic_depth(layer_scale * block(x)); result += x`` *in place*, as
 torchvision's ResNet blocks do, so Pre must be cloned before it is kept (the library
@@ -45,6 +50,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import nn
 from torchvision.models.convnext import CNBlock
+from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 __all__ = [
@@ -53,6 +59,8 @@ __all__ = [
     "RESNET_BASIC",
     "RESNET_BOTTLENECK",
     "CONVNEXT",
+    "MOBILENET_V2",
+    "has_skip",
     "DEFAULT_SPECS",
     "attach_specs",
     "model_specs",
@@ -113,6 +121,10 @@ class BlockSpec:
         name_pattern (str, optional): regular expression with two groups (stage, index)
             matched against the whole block path to name the block ``"<stage>.<index>"``;
             ``None`` names blocks by stage counting (see the module docstring).
+        residual (callable, optional): ``residual(block) -> bool``, whether an instance of
+            ``block_types`` really adds a skip connection; instances for which it is false are
+            not residual blocks and are left out (MobileNetV2's ``InvertedResidual`` has a
+            skip only when ``use_res_connect``). ``None`` (the default): every instance is.
     """
 
     family: str
@@ -124,6 +136,7 @@ class BlockSpec:
     channels: str = ""
     shortcut_after_branch: bool = True
     name_pattern: str | None = None
+    residual: Callable[[nn.Module], bool] | None = None
 
     def __post_init__(self) -> None:
         if not self.family or not isinstance(self.family, str):
@@ -140,10 +153,15 @@ class BlockSpec:
                              "(e.g. 'bn2.num_features')")
         if self.name_pattern is not None and re.compile(self.name_pattern).groups != 2:
             raise ValueError(f"name_pattern must have two groups (stage, index), got {self.name_pattern!r}")
+        if self.residual is not None and not callable(self.residual):
+            raise TypeError(f"residual must be a callable block -> bool (or None), got {self.residual!r}")
 
     def matches(self, module: nn.Module) -> bool:
-        """Whether ``module`` is a block of this spec."""
-        return isinstance(module, self.block_types)
+        """Whether ``module`` is a block of this spec: one of its types and, with a
+        ``residual`` predicate, an instance the predicate accepts."""
+        if not isinstance(module, self.block_types):
+            return False
+        return self.residual is None or bool(self.residual(module))
 
     def shortcut_of(self, block: nn.Module) -> str | None:
         """The shortcut path if ``block`` has that module (not ``None``), else ``None``."""
@@ -198,6 +216,18 @@ RESNET_BOTTLENECK = BlockSpec(
 CONVNEXT = BlockSpec(
     family="convnext", block_types=(CNBlock,), pre="stochastic_depth", shortcut=None,
     activation="identity", channels="block.0.in_channels",
+)
+
+
+
+def has_skip(block: nn.Module) -> bool:
+    """Predicate for :data:`MOBILENET_V2`: the block adds its input (``use_res_connect``)."""
+    return bool(getattr(block, "use_res_connect", False))
+
+
+MOBILENET_V2 = BlockSpec(
+    family="mobilenet_v2", block_types=(InvertedResidual,), pre="conv", shortcut=None,
+    activation="identity", channels="out_channels", residual=has_skip,
 )
 
 #: The specs every model is searched with unless it carries its own.

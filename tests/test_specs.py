@@ -264,3 +264,71 @@ def test_spec_naming_missing_modules():
         attach_specs(model, ["resnet"])
     with pytest.raises(ValueError, match="no spec"):
         attach_specs(model, [])
+
+
+# --- issue 13 item 20: a spec says which instances are residual (MobileNetV2) ---
+
+def _mobilenet_v2(seed: int = 0) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torchvision.models.mobilenet_v2(weights=None, num_classes=7).eval()
+
+
+def _hook_inverted_residual(model: nn.Module, x: torch.Tensor, path: str) -> dict[str, torch.Tensor]:
+    """In (block input), Pre (output of its ``conv`` branch) and Post read with raw hooks."""
+    block = model.get_submodule(path)
+    seen: dict[str, torch.Tensor] = {}
+    handles = [block.register_forward_pre_hook(lambda m, a: seen.__setitem__("in", a[0].clone())),
+               block.conv.register_forward_hook(lambda m, a, o: seen.__setitem__("pre", o.clone())),
+               block.register_forward_hook(lambda m, a, o: seen.__setitem__("post", o.clone()))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def test_mobilenet_v2_only_blocks_with_a_skip_and_capture_equals_raw_hooks():
+    from torchvision.models.mobilenetv2 import InvertedResidual
+
+    from rsi_plugin.specs import MOBILENET_V2
+
+    model = _mobilenet_v2()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with pytest.raises(ValueError, match="no residual block"):
+        rsi.residual_blocks(model)          # not searched by default: a clear error
+    before = model_state(model)
+    attach_specs(model, [MOBILENET_V2])
+    blocks = rsi.residual_blocks(model)
+    expected = [path for path, m in model.named_modules() if isinstance(m, InvertedResidual) and m.use_res_connect]
+    assert [b.path for b in blocks] == expected and len(expected) == 10
+    assert any(isinstance(m, InvertedResidual) and not m.use_res_connect for m in model.modules())
+    acts = rsi.capture(model, x, blocks="all", nodes=NODES, center=False)
+    for block in blocks:
+        reference = _hook_inverted_residual(model, x, block.path)
+        for node in ("in", "pre", "post"):
+            assert torch.equal(acts[(block.name, node)], reference[node]), (block.name, node)
+        assert torch.equal(acts[(block.name, "post")], reference["in"] + reference["pre"])
+        assert torch.equal(acts[(block.name, "sum")], acts[(block.name, "post")])
+    assert_same_state(before, model_state(model))
+
+
+def test_without_the_predicate_the_skipless_blocks_break_capture():
+    """The same spec without ``residual`` takes every InvertedResidual for a residual block,
+    and the ones without a skip cannot be read as In + Pre (the predicate is what fixes it)."""
+    from rsi_plugin.specs import MOBILENET_V2
+
+    model = _mobilenet_v2()
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    spec = BlockSpec(**{**MOBILENET_V2.__dict__, "residual": None})
+    assert len(rsi.residual_blocks(model, specs=[spec])) == 17
+    attach_specs(model, [spec])
+    with pytest.raises(RuntimeError, match="must match the size"):
+        rsi.capture(model, x, blocks="all", nodes=("sum",))
+
+
+def test_residual_predicate_must_be_callable():
+    with pytest.raises(TypeError, match="residual must be a callable"):
+        BlockSpec(family="f", block_types=(nn.Conv2d,), pre="x", channels="out_channels", residual=True)
