@@ -1,6 +1,8 @@
 """Intervention overhead on resnet18 (224 px, CPU): plain forward vs a raw-hook Post ablation
 vs ``rsi.ablate`` (nnsight), at batch 1 and 32; and ``capture`` of a layer-1 node with the
-early stop vs a full forward. Ratios are measured in one run, cases interleaved.
+early stop vs a full forward. Ratios are measured in one run, cases interleaved; the plain forward
+is timed twice, and when the second is not within 0.9-1.1 of the first the result carries a
+warning (the machine was too noisy for the ratios).
 
     python benchmarks/bench_intervention.py [--quick] [--json PATH]
 """
@@ -17,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.harness import environment, finish, parse, parser, time_cases  # noqa: E402
 
 import rsi_plugin as rsi  # noqa: E402
+from rsi_plugin.overhead import SANITY_RANGE  # noqa: E402
 
 CHANNELS = [1, 9, 22, 29, 80, 113]
 
@@ -34,7 +37,7 @@ def run(quick: bool = False) -> dict:
     model = copy.deepcopy(plain_model)      # this one gets nnsight's wrapper
     rsi.wrap(model)
     values = torch.randn(len(CHANNELS))
-    rows = []
+    rows, warnings = [], []
     batches = (1, 4) if quick else (1, 32)
     repeats = 2 if quick else (20, 5)
     for i, batch in enumerate(batches):
@@ -62,14 +65,20 @@ def run(quick: bool = False) -> dict:
         def capture_full():
             rsi.capture(model, x, blocks=["1.1"], nodes=("pre",), stop_early=False)
 
-        cases = {"plain forward": plain, "raw-hook ablation": raw_hook, "rsi.ablate (nnsight)": nnsight_ablate,
-                 "capture 1.1 pre, early stop": capture_early, "capture 1.1 pre, full forward": capture_full}
+        cases = {"plain forward": plain, "plain forward (again)": plain, "raw-hook ablation": raw_hook,
+                 "rsi.ablate (nnsight)": nnsight_ablate, "capture 1.1 pre, early stop": capture_early, "capture 1.1 pre, full forward": capture_full}
         timings = time_cases(cases, repeats=n, warmup=1)
         base = timings["plain forward"].median
+        again = timings["plain forward (again)"].median / base
+        if not SANITY_RANGE[0] <= again <= SANITY_RANGE[1]:
+            warnings.append(f"batch {batch}: plain forward (again) is {again:.2f}x the first, outside "
+                            f"{SANITY_RANGE[0]}-{SANITY_RANGE[1]}: the machine is too noisy for these ratios")
         for name, t in timings.items():
             rows.append({"batch": batch, "case": name, "median_ms": 1e3 * t.median, "iqr_ms": 1e3 * t.iqr,
                          "vs_plain": t.median / base, "images_per_s": batch / t.median})
-    return {"environment": environment(), "rows": rows}
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return {"environment": environment(), "rows": rows, "warnings": warnings}
 
 
 def main(argv=None) -> int:

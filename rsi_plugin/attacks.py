@@ -20,6 +20,11 @@ A Captum user measures accuracy per scale, with and without an ablation, like th
             comparator.evaluate(images, targets=labels)
         print(name, {k: float(v["mean"]) for k, v in comparator.summary().items()})
 
+The README runs this recipe as written on the bundled model (its section "Does ablating them
+hurt scale-robust recognition?", checked by ``tests/test_readme_attacks.py``): there ``data`` is
+``export_imagefolder(dir, n, eval_seed(0), size=73, centered=True)``, the centred set the model's
+scale-sweep table was measured on; uncentred images lose their object under a 50 % crop.
+
 Each attack is :func:`rsi_plugin.transforms.scale_crop` with the scale in ``attack_kwargs``,
 applied before preprocessing to the [0, 1] image at the resize size. The preprocessing
 (:func:`sweep_preprocessor`) normalises; an image still at the resize size (Captum's
