@@ -229,7 +229,8 @@ def peak_memory_mb(fn: Callable[[], Any], device: torch.device | str = "cpu") ->
         device (torch.device or str): where its tensors live.
 
     Returns:
-        float, MiB (>= 0).
+        float, MiB (>= 0); NaN on CPU when a torch profiler is already running (the
+        caller's own profiling session is left alone).
     """
     dev = torch.device(device)
     if dev.type == "cuda":
@@ -241,6 +242,9 @@ def peak_memory_mb(fn: Callable[[], Any], device: torch.device | str = "cpu") ->
         return max(0.0, (torch.cuda.max_memory_allocated(dev) - before) / 2**20)
     from torch.profiler import ProfilerActivity, profile
 
+    if torch._C._autograd._profiler_enabled():
+        logger.info("a torch profiler is already running: CPU peak memory not measured (NaN)")
+        return float("nan")
     with _stderr_fd_silenced():
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             fn()

@@ -203,3 +203,15 @@ def test_cli_bench_threads_are_used_and_recorded(tmp_path):
     assert load_bench(tmp_path / "b.json").attrs["environment"]["threads"] == 2
     assert torch.get_num_threads() == before
     assert main(["bench", "--model", "tiny", "--threads", "0"]) == 2
+
+
+def test_peak_memory_leaves_a_running_profiler_alone():
+    from torch.profiler import ProfilerActivity, profile
+
+    from rsi_plugin.overhead import peak_memory_mb
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        value = peak_memory_mb(lambda: torch.empty(1000))
+        torch.ones(3).sum()
+    assert value != value  # NaN: not measured
+    assert any(e.name == "aten::ones" for e in prof.events())
