@@ -328,6 +328,49 @@ class VisionModel(Remotable, NNsight):
     def _load(self, key: str, *args: Any, device: str | torch.device = "cpu", **kwargs: Any) -> nn.Module:
         return ModelKey.parse(key).build(device=device)
 
+    # ------------------------------------------------------------------ batching invokes
+    def _batch_size(self, *inputs: Any, **kwargs: Any) -> int:
+        """Rows an invoke adds to the batch: ``N`` for images ``[N, C, H, W]``, 1 for one
+        image ``[C, H, W]``, 0 for an invoke without input."""
+        if not inputs:
+            return 0
+        images = inputs[0]
+        if isinstance(images, torch.Tensor) and images.dim() == 4:
+            return images.shape[0]
+        return 1
+
+    def _batch(self, invokes: list[tuple], fn: Any) -> tuple:
+        """One forward for several ``tracer.invoke(images)``: their images concatenated on dim 0.
+
+        nnsight then gives each invoke its own rows of every value it reads or writes, so
+        e.g. clean and corrupted images run in one forward, each invoke patching or reading
+        only its own (as nnsight's language models batch prompts).
+
+        Raises:
+            ValueError: invokes whose images differ in ``[C, H, W]`` or dtype, that pass
+                more than one positional input, or different keyword inputs.
+            TypeError: an invoke whose input is not an image tensor.
+        """
+        if len(invokes) <= 1:
+            return super()._batch(invokes, fn)
+        rows = []
+        for number, (inputs, kwargs) in enumerate(invokes):
+            if len(inputs) != 1 or kwargs != invokes[0][1]:
+                raise ValueError(f"batched invokes must each pass one image tensor and the same keyword "
+                                 f"inputs; invoke {number} passed {len(inputs)} positional input(s) and "
+                                 f"keywords {sorted(kwargs)}")
+            images = inputs[0]
+            if not isinstance(images, torch.Tensor):
+                raise TypeError(f"invoke {number} passed a {type(images).__name__}; batched invokes take image "
+                                "tensors [N, C, H, W] or [C, H, W]")
+            rows.append(images if images.dim() == 4 else images.unsqueeze(0))
+        shapes = {(tuple(r.shape[1:]), r.dtype) for r in rows}
+        if len(shapes) != 1:
+            raise ValueError("batched invokes need images of one size and dtype to share a forward, got "
+                             f"{sorted((list(s), str(d)) for s, d in shapes)}; use one trace per size")
+        device = rows[0].device
+        return (torch.cat([r.to(device) for r in rows]),), dict(invokes[0][1])
+
     # ------------------------------------------------------------------ identity (Remotable)
     def _remoteable_model_key(self) -> str:
         if self.args and isinstance(self.args[0], str):

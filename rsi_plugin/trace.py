@@ -21,6 +21,7 @@ from nnsight.intervention.envoy import Envoy
 from nnsight.modeling.mixins.remotable import Remotable
 from torch import nn
 
+from .intrace import check_not_in_trace
 from .nodes import (
     ResidualBlock,
     check_nodes,
@@ -207,7 +208,10 @@ def capture(
     Raises:
         ValueError: unknown block (lists the valid names) or node, or bad image shape.
         TypeError: images not a floating-point tensor.
+        NestedTraceError: called inside a ``with model.trace(...)`` block (use
+            :func:`rsi_plugin.block_nodes` there).
     """
+    check_not_in_trace("capture")
     envoy = wrap(model)
     _check_trace_kwargs(envoy, trace_kwargs)
     nodes = check_nodes(nodes)
@@ -311,7 +315,10 @@ def ablate(
 
     Raises:
         ValueError: unknown block or node, bad values. IndexError: channel out of range.
+        NestedTraceError: called inside a ``with model.trace(...)`` block (use
+            ``rsi.block_nodes(model, block).patch(...)`` there).
     """
+    check_not_in_trace("ablate")
     envoy = wrap(model)
     _check_trace_kwargs(envoy, trace_kwargs)
     check_nodes([node])
@@ -394,7 +401,9 @@ def node_gradient(
     Raises:
         ValueError: unknown block, node or objective, or not one channel per image.
         IndexError: a channel out of range.
+        NestedTraceError: called inside a ``with model.trace(...)`` block.
     """
+    check_not_in_trace("node_gradient")
     envoy = wrap(model)
     _check_trace_kwargs(envoy, trace_kwargs)
     node = check_nodes([node])[0]
