@@ -33,9 +33,11 @@ from typing import Any, Literal, Sequence
 import pandas as pd
 import torch
 from captum.attr import Attribution
+from captum.log import log_usage
 from torch import Tensor, nn
 
 from .nodes import ResidualBlock, get_block, residual_blocks
+from .intrace import check_trace_options
 from .trace import capture
 from .transforms import Transform, get_transform, transform_name
 
@@ -314,6 +316,11 @@ def _per_channel_images(x: Tensor, name: str) -> Tensor:
                      f"(k images per channel), got {tuple(x.shape)}")
 
 
+def _rows_per_channel(rows: int, channels: int) -> int:
+    """``r`` when ``rows == r * channels`` (Captum's ``repeat_interleave`` of each input row), else 1."""
+    return rows // channels if channels and rows > channels and rows % channels == 0 else 1
+
+
 def _pick(acts: Tensor, channels: Tensor, k: int) -> Tensor:
     """``acts [K * k, C]`` → the channel of each row's own channel, mean over k: ``[K]``."""
     per = acts.view(len(channels), k, acts.shape[-1])
@@ -350,6 +357,7 @@ class ScaleInvariance(Attribution):
         self.sites = node_sites(module, self.block, node_variant)
         self._last: dict[str, Any] | None = None
 
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: tuple[Tensor, Tensor],
@@ -382,7 +390,8 @@ class ScaleInvariance(Attribution):
                 of ``S``.
             tolerance (float): ``t`` of Eq. (2), > 1; the paper's 1.5.
             batch_size (int, optional): images per forward pass (all at once by default).
-            **trace_kwargs: passed on to :func:`rsi_plugin.capture` / ``model.trace``.
+            **trace_kwargs: nnsight trace options (``remote=``, ``backend=``, ``blocking=``,
+                ``job_id=``, ``verbose=``), passed on to :func:`rsi_plugin.capture`.
 
         Returns:
             Tensor ``[K, 2]``, per channel the margins of Eq. (1)
@@ -390,12 +399,22 @@ class ScaleInvariance(Attribution):
             (``log(t) - |log ratio|``, ``-inf`` for a ratio <= 0 or undefined). A channel
             passes exactly when both are > 0. :meth:`table` has the details.
 
+        Captum's perturbation wrappers (``NoiseTunnel``) repeat each input row ``r`` times
+        (``repeat_interleave``): inputs with ``r * K`` rows for ``K`` channels are read as
+        ``r`` consecutive rows per channel, each scored on its own (``[r * K, 2]``), which
+        ``NoiseTunnel`` then averages per channel. Captum keywords that do not apply raise:
+        ``target=`` (the scores are per channel of the block, not per output class),
+        ``baselines=`` / ``return_convergence_delta=`` (no baseline and no completeness
+        property), ``additional_forward_args=`` (the model takes images only).
+
         Raises:
-            TypeError: ``inputs`` is not a pair of tensors.
+            TypeError: ``inputs`` is not a pair of tensors; a keyword that is not an nnsight
+                trace option (e.g. Captum's ``target=``).
             ValueError: shapes that do not match the channels; a bad tolerance or
                 transform name.
             IndexError: a channel out of range.
         """
+        check_trace_options(trace_kwargs, "ScaleInvariance.attribute()")
         t = check_tolerance(tolerance)
         fn = get_transform(transform)
         if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
@@ -404,10 +423,12 @@ class ScaleInvariance(Attribution):
         x_in = _per_channel_images(inputs[0], "x_in")
         x_pre = _per_channel_images(inputs[1], "x_pre")
         index = self._channels(channels, x_in.shape[0])
+        rows = _rows_per_channel(x_in.shape[0], len(index))
         for name, x in (("x_in", x_in), ("x_pre", x_pre)):
-            if x.shape[0] != len(index):
+            if x.shape[0] != len(index) * rows:
                 raise ValueError(f"{name} holds images for {x.shape[0]} channels, but {len(index)} channels "
                                  f"are analysed ({'all of block ' + self.block.name if channels is None else 'channels='})")
+        index = index.repeat_interleave(rows)  # r rows per channel (Captum's NoiseTunnel layout)
         k_in, k_pre = x_in.shape[1], x_pre.shape[1]
         flat_in = x_in.flatten(0, 1)
         flat_pre = x_pre.flatten(0, 1)
@@ -445,7 +466,7 @@ class ScaleInvariance(Attribution):
     def _channels(self, channels: Sequence[int] | Tensor | None, default: int) -> Tensor:
         num = self.block.channels
         if channels is None:
-            if default != num:
+            if default % num:
                 raise ValueError(f"x_in holds images for {default} channels but block {self.block.name} has "
                                  f"{num}; pass channels= to analyse a subset")
             return torch.arange(num)
