@@ -9,7 +9,20 @@ function, :func:`hook_name`::
     blocks.<stage>.<index>.hook_sum    Sum = In + Pre
     blocks.<stage>.<index>.hook_post   Post = activation(Sum), the block's output
 
-so ``run_with_cache`` / ``run_with_hooks`` work as on any TransformerLens model::
+plus TransformerLens-style aliases of the same hook points (:data:`HOOK_ALIASES`), for
+readers who know ``hook_resid_pre`` as a block's input::
+
+    blocks.<stage>.<index>.hook_resid_pre    = hook_in
+    blocks.<stage>.<index>.hook_branch       = hook_pre   (the branch, not the stream)
+    blocks.<stage>.<index>.hook_resid_post   = hook_post
+
+``hook_resid_mid`` is deliberately not an alias: in TransformerLens it is a state of the
+residual stream between two branches, and a ResNet block has one branch; its output is
+``hook_branch`` and the stream after adding it is ``hook_sum`` (before the ReLU).
+``run_with_hooks`` and ``names_filter`` take the aliases; ``run_with_cache`` returns a
+TransformerLens ``ActivationCache`` (keys are the canonical names) whose ``cache[...]``
+also takes an alias name or a ``(node, block)`` pair such as ``cache["resid_pre", "2.1"]``.
+``run_with_cache`` / ``run_with_hooks`` work as on any TransformerLens model::
 
     view = rsi.lens.hooked(model)
     logits, cache = view.run_with_cache(x, names_filter=lambda n: n.endswith("hook_pre"))
@@ -42,47 +55,96 @@ from torch import nn
 
 from .nodes import NODES, ResidualBlock, check_nodes, resolve_blocks
 
-__all__ = ["HOOK_NODES", "hook_name", "parse_hook_name", "hooked", "view_class"]
+__all__ = ["HOOK_NODES", "HOOK_ALIASES", "hook_name", "parse_hook_name", "canonical_hook_name", "hooked",
+           "view_class"]
 
 #: The nodes that get a hook point in every block, in execution order of a block.
 HOOK_NODES: tuple[str, ...] = NODES
 
-_HOOK_RE = re.compile(r"blocks\.(?P<block>.+)\.hook_(?P<node>[a-z]+)")
+#: TransformerLens-style names of the same hook points: alias -> node.
+HOOK_ALIASES: dict[str, str] = {"resid_pre": "in", "branch": "pre", "resid_post": "post"}
+
+_HOOK_RE = re.compile(r"blocks\.(?P<block>.+)\.hook_(?P<node>[a-z_]+)")
+_NOT_ALIASED = {"resid_mid": "hook_resid_mid is not an alias: a ResNet block has one branch, whose output is "
+                             "hook_branch (= hook_pre); the stream after adding it is hook_sum (before the ReLU)"}
+
+
+def _node_of(name: str) -> str:
+    """A node or an alias (``"resid_pre"``) -> the node (``"in"``)."""
+    if name in _NOT_ALIASED:
+        raise ValueError(_NOT_ALIASED[name])
+    return HOOK_ALIASES.get(name, name)
 
 
 def hook_name(block: str | ResidualBlock, node: str) -> str:
     """The TransformerLens name of a node: ``hook_name("2.1", "pre") == "blocks.2.1.hook_pre"``.
 
+    An alias gives the canonical name: ``hook_name("2.1", "resid_pre") == "blocks.2.1.hook_in"``.
+
     Raises:
         ValueError: for an unknown node.
     """
     name = block.name if isinstance(block, ResidualBlock) else str(block)
-    node = check_nodes([node])[0]
+    node = check_nodes([_node_of(node)])[0]
     return f"blocks.{name}.hook_{node}"
 
 
 def parse_hook_name(name: str) -> tuple[str, str]:
-    """The ``(block, node)`` of a hook name, the inverse of :func:`hook_name`.
+    """The ``(block, node)`` of a hook name (or of an alias), the inverse of :func:`hook_name`.
 
     Raises:
-        ValueError: if ``name`` is not ``blocks.<block>.hook_<node>``.
+        ValueError: if ``name`` is not ``blocks.<block>.hook_<node>`` (or an alias).
     """
-    match = _HOOK_RE.fullmatch(name)
-    if match is None or match.group("node") not in NODES:
+    match = _HOOK_RE.fullmatch(name) if isinstance(name, str) else None
+    if match is not None and match.group("node") in _NOT_ALIASED:
+        raise ValueError(f"{name!r}: {_NOT_ALIASED[match.group('node')]}")
+    if match is None or _node_of(match.group("node")) not in NODES:
         raise ValueError(f"{name!r} is not a hook name; expected blocks.<block>.hook_<node> with node in "
-                         f"{', '.join(NODES)}, e.g. 'blocks.2.1.hook_pre'")
-    return match.group("block"), match.group("node")
+                         f"{', '.join(NODES)} (or an alias: {', '.join(HOOK_ALIASES)}), e.g. 'blocks.2.1.hook_pre'")
+    return match.group("block"), _node_of(match.group("node"))
+
+
+def canonical_hook_name(name: str) -> str:
+    """``"blocks.2.1.hook_resid_pre"`` -> ``"blocks.2.1.hook_in"``; canonical names are returned as is.
+
+    Raises:
+        ValueError: if ``name`` is not a hook name.
+    """
+    return hook_name(*parse_hook_name(name))
+
+
+def _canonical_filter(names_filter: Any) -> Any:
+    """A TransformerLens ``names_filter`` that also accepts the aliases."""
+    if isinstance(names_filter, str):
+        return _canonical_or_same(names_filter)
+    if isinstance(names_filter, list):
+        return [_canonical_or_same(n) for n in names_filter]
+    if callable(names_filter):
+        def accepts(name: str) -> bool:
+            block, node = parse_hook_name(name)
+            return bool(names_filter(name)) or any(
+                names_filter(f"blocks.{block}.hook_{alias}") for alias, of in HOOK_ALIASES.items() if of == node)
+        return accepts
+    return names_filter
+
+
+def _canonical_or_same(name: Any) -> Any:
+    try:
+        return canonical_hook_name(name)
+    except ValueError:
+        return name
 
 
 def _transformer_lens():
     try:
+        from transformer_lens.ActivationCache import ActivationCache
         from transformer_lens.hook_points import HookPoint
         from transformer_lens.HookedRootModule import HookedRootModule
     except ImportError as error:
         raise ImportError(
             "the TransformerLens view needs transformer-lens: pip install 'rsi_plugin[tl]' "
             "(or pip install 'transformer-lens>=2')") from error
-    return HookedRootModule, HookPoint
+    return HookedRootModule, HookPoint, ActivationCache
 
 
 @functools.lru_cache(maxsize=None)
@@ -92,7 +154,23 @@ def view_class() -> type:
     Raises:
         ImportError: if transformer-lens is not installed, saying how to install it.
     """
-    HookedRootModule, HookPoint = _transformer_lens()
+    HookedRootModule, HookPoint, ActivationCache = _transformer_lens()
+
+    class ResidualActivationCache(ActivationCache):
+        """TransformerLens's ``ActivationCache`` of a residual view: keys are canonical hook
+        names; ``cache[...]`` also takes an alias (``"blocks.2.1.hook_resid_pre"``) or a
+        ``(node, block)`` / ``(block, node)`` pair of strings (``cache["resid_pre", "2.1"]``).
+        Its transformer-only helpers (``accumulated_resid``, ``decompose_resid``, ...) need a
+        transformer's ``cfg`` and do not apply."""
+
+        def __getitem__(self, key: Any) -> torch.Tensor:
+            if isinstance(key, str) and key not in self.cache_dict and _HOOK_RE.fullmatch(key):
+                key = canonical_hook_name(key)
+            elif isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key):
+                first, second = key
+                node_first = first in NODES or first in HOOK_ALIASES or first in _NOT_ALIASED
+                key = hook_name(second, first) if node_first else hook_name(first, second)
+            return super().__getitem__(key)
 
     class HookedResidualModel(HookedRootModule):
         """A ``HookedRootModule`` over a residual model, with hook points per block node.
@@ -120,6 +198,24 @@ def view_class() -> type:
                 for node in HOOK_NODES:
                     container[f"hook_{node}"] = HookPoint()
             self.setup()
+            for block in self.rsi_blocks:  # the aliases name the same hook points (not cached twice)
+                for alias, node in HOOK_ALIASES.items():
+                    self.mod_dict[f"blocks.{block.name}.hook_{alias}"] = self.hook_dict[hook_name(block, node)]
+
+        def run_with_cache(self, *model_args: Any, names_filter: Any = None, return_cache_object: bool = True,
+                           remove_batch_dim: bool = False, **kwargs: Any):
+            """TransformerLens's ``run_with_cache``; ``names_filter`` may use the aliases.
+
+            Returns:
+                (logits, cache): the cache is a TransformerLens ``ActivationCache`` of
+                ``[N, C, H, W]`` values keyed by canonical hook names (a dict when
+                ``return_cache_object=False``).
+            """
+            out, cache = super().run_with_cache(*model_args, names_filter=_canonical_filter(names_filter),
+                                                remove_batch_dim=remove_batch_dim, **kwargs)
+            if return_cache_object:
+                cache = ResidualActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
+            return out, cache
 
         def hook_point(self, block: str | ResidualBlock, node: str):
             """The ``HookPoint`` of ``(block, node)``.

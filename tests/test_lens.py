@@ -114,3 +114,54 @@ def test_missing_transformer_lens_says_how_to_install(monkeypatch):
             hooked(rsi.load_model("resnet18"))
     finally:
         lens.view_class.cache_clear()
+
+
+# ----------------------------------------------------------------------------- TransformerLens aliases
+
+ALIASES = {"resid_pre": "in", "branch": "pre", "resid_post": "post"}
+
+
+def test_alias_names_map_to_the_canonical_nodes():
+    assert lens.HOOK_ALIASES == ALIASES
+    for alias, node in ALIASES.items():
+        assert parse_hook_name(f"blocks.2.1.hook_{alias}") == ("2.1", node)
+        assert lens.canonical_hook_name(f"blocks.2.1.hook_{alias}") == hook_name("2.1", node)
+        assert hook_name("2.1", alias) == hook_name("2.1", node)
+    assert lens.canonical_hook_name("blocks.3.0.hook_sum") == "blocks.3.0.hook_sum"  # today's names stay
+    with pytest.raises(ValueError, match="one branch.*hook_branch"):
+        parse_hook_name("blocks.2.1.hook_resid_mid")
+
+
+def test_run_with_cache_returns_an_activation_cache_that_takes_aliases(resnet18, views, images):
+    from transformer_lens.ActivationCache import ActivationCache
+
+    view = views["resnet18"]
+    reference = rsi.capture(resnet18, images, blocks=["2.1", "3.0"], nodes=NODES, center=False)
+    wanted = ["blocks.2.1.hook_resid_pre", "blocks.3.0.hook_branch", "blocks.3.0.hook_resid_post"]
+    _, cache = view.run_with_cache(images, names_filter=wanted)
+    assert isinstance(cache, ActivationCache)
+    assert sorted(cache.keys()) == sorted(["blocks.2.1.hook_in", "blocks.3.0.hook_pre", "blocks.3.0.hook_post"])
+    assert torch.equal(cache["blocks.2.1.hook_resid_pre"], reference[("2.1", "in")])
+    assert torch.equal(cache["resid_pre", "2.1"], reference[("2.1", "in")])
+    assert torch.equal(cache["3.0", "branch"], reference[("3.0", "pre")])
+    assert torch.equal(cache["blocks.3.0.hook_resid_post"], reference[("3.0", "post")])
+    assert torch.equal(cache["3.0", "pre"], reference[("3.0", "pre")])
+    _, by_function = view.run_with_cache(images, names_filter=lambda name: name.endswith("hook_resid_pre"))
+    assert sorted(by_function.keys()) == sorted(hook_name(b, "in") for b in rsi.residual_blocks(resnet18))
+    _, plain = view.run_with_cache(images, names_filter="blocks.2.1.hook_branch", return_cache_object=False)
+    assert type(plain) is dict and list(plain) == ["blocks.2.1.hook_pre"]
+    _, everything = view.run_with_cache(images)
+    assert len(everything) == 4 * len(rsi.residual_blocks(resnet18))  # aliases are not cached twice
+
+
+@pytest.mark.parametrize("alias", ["resid_pre", "branch", "resid_post"])
+def test_run_with_hooks_by_alias_equals_ablate(resnet18, views, images, alias):
+    channels = [1, 9]
+
+    def patch(value, hook):
+        value[:, channels] = 0.5
+        return value
+
+    got = views["resnet18"].run_with_hooks(images, fwd_hooks=[(f"blocks.3.1.hook_{alias}", patch)])
+    expected = rsi.ablate(resnet18, images, block="3.1", channels=channels, values=0.5, node=ALIASES[alias])
+    assert torch.equal(got, expected)
