@@ -87,7 +87,13 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
+# submodules reachable as attributes without an import (``rsi.lucent.neuron(...)``)
+_SUBMODULES: tuple[str, ...] = ("lucent", "lens", "intrace")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'rsi_plugin' has no attribute {name!r}")
