@@ -141,18 +141,19 @@ class BlockNodes:
             # take In and Pre together, in execution order, so .in_, .pre and .sum may come in any order
             for need in sorted(("in", "pre"), key=self.block.order):
                 if need not in seen:
-                    seen[need] = self._site_value(need)
+                    self._take(need)
         if node not in seen:
-            seen[node] = self._site_value(node)
+            self._take(node)
         return seen[node]
 
-    def _site_value(self, node: str) -> Any:
+    def _take(self, node: str) -> None:
         from .trace import envoy_at
 
         site = self.block.site(node)
         module = envoy_at(self.envoy, site.path)
-        value = module.output if site.attr == "output" else module.input
-        return value.clone() if node == "pre" else value  # the block adds into Pre in place
+        raw = module.output if site.attr == "output" else module.input
+        self._seen[("raw", node)] = raw  # the model's own tensor, for patches
+        self._seen[node] = raw.clone() if node == "pre" else raw  # the block adds into Pre in place
 
     def get(self, node: str) -> Any:
         """The value of ``node`` (``"in"``, ``"pre"``, ``"sum"`` or ``"post"``) in this trace.
@@ -189,6 +190,8 @@ class BlockNodes:
     def patch(self, node: str, channels: Sequence[int], values: float | Sequence[float] | torch.Tensor = 0.0) -> None:
         """Overwrite ``channels`` of ``node`` with ``values`` at every position, in this trace
         (what :func:`rsi_plugin.ablate` does; ``"sum"`` is written as Post ``= activation(values)``).
+        Nodes read afterwards (this one included) show the patch. In of a block without a
+        downsample (its input) must be patched before any of the block's nodes is read.
 
         Args:
             node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
@@ -197,16 +200,49 @@ class BlockNodes:
 
         Raises:
             ValueError: an unknown node or bad values. IndexError: a channel out of range.
+            RuntimeError: outside a trace, or In patched after the block's nodes were read.
         """
-        from .trace import _patch, channel_values
+        from .trace import channel_values, envoy_at
 
         node = check_nodes([node])[0]
         seen = self._cache()
         index, vals = channel_values(channels, values, self.block.channels)
-        if len(index):
-            _patch(self.envoy, self.block, node, index, vals)
-        for later in ("sum", "post") if node in ("in", "pre") else (node, "post"):
-            seen.pop(later, None)
+        if not len(index):
+            return
+
+        def fill(like: torch.Tensor) -> torch.Tensor:
+            return vals.to(like.device, like.dtype)[None, :, None, None]
+
+        site = None if node == "sum" else self.block.site(node)
+        if node == "in" and site.attr == "input":  # the block's input feeds branch and identity: a copy
+            if "in" in seen:
+                raise RuntimeError(f"patch In of block {self.block.name} before reading its nodes (In is the "
+                                   "block's input, which the trace has already passed)")
+            module = envoy_at(self.envoy, site.path)
+            patched = module.input.clone()
+            patched[:, index.to(patched.device)] = fill(patched)
+            module.input = patched
+            seen["in"] = seen[("raw", "in")] = patched
+        elif node in ("in", "pre"):  # a module's output, changed in place before the block uses it
+            self._read(node)
+            raw = seen[("raw", node)]
+            raw[:, index.to(raw.device)] = fill(raw)
+            if seen[node] is not raw:
+                seen[node][:, index.to(raw.device)] = fill(raw)
+        elif node == "sum":
+            total = self.get("sum").clone()
+            total[:, index.to(total.device)] = fill(total)
+            self._read("post")
+            raw = seen[("raw", "post")]
+            raw[:, index.to(raw.device)] = self.block.activate(fill(raw))
+            seen["sum"] = total
+            return
+        else:
+            self._read("post")
+            raw = seen[("raw", "post")]
+            raw[:, index.to(raw.device)] = fill(raw)
+            return
+        seen.pop("sum", None)
 
 
 def block_nodes(model: nn.Module | Any, block: str | ResidualBlock) -> BlockNodes:

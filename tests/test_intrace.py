@@ -44,15 +44,29 @@ def test_block_nodes_on_the_users_own_nnsight_wrapper(resnet18, images):
     assert torch.equal(total, reference[("2.1", "sum")])
 
 
+@pytest.mark.parametrize("block", ["2.1", "3.0"])  # without and with a downsample
 @pytest.mark.parametrize("node", NODES)
-def test_patch_in_a_users_trace_equals_ablate(resnet18, images, node):
+def test_patch_in_a_users_trace_equals_ablate(resnet18, images, block, node):
     channels, values = [1, 9, 100], torch.tensor([0.5, -1.0, 2.0])
-    expected = rsi.ablate(resnet18, images, "3.0", channels, values, node=node)
-    env = rsi.wrap(resnet18)
+    expected = rsi.ablate(resnet18, images, block, channels, values, node=node)
+    env, seen = rsi.wrap(resnet18), {}
     with torch.no_grad(), env.trace(images):
-        rsi.block_nodes(env, "3.0").patch(node, channels, values)
+        b = rsi.block_nodes(env, block)
+        if node == "post":  # In, Pre and Sum run before Post: read them first
+            for n in ("in", "pre", "sum"):
+                seen[n] = b.get(n).save()
+        b.patch(node, channels, values)
+        for n in NODES:  # read after the patch: they show it
+            if n not in seen:
+                seen[n] = b.get(n).save()
         logits = env.output.save()
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    fill = values[None, :, None, None].expand(len(images), -1, *seen["pre"].shape[2:])
+    torch.testing.assert_close(seen[node][:, channels], fill)
+    if node != "sum":
+        torch.testing.assert_close(seen["sum"], seen["in"] + seen["pre"])
+    if node != "post":
+        torch.testing.assert_close(seen["post"], torch.relu(seen["sum"]), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("call", [
