@@ -36,8 +36,8 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
-from .nodes import ResidualBlock, get_block, residual_blocks
 from .intrace import check_trace_options
+from .nodes import ResidualBlock, get_block, residual_blocks
 from .trace import capture
 from .transforms import Transform, get_transform, transform_name
 

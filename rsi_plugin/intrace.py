@@ -29,7 +29,6 @@ import weakref
 from typing import Any, Sequence
 
 import torch
-from greenlet import getcurrent
 from torch import nn
 
 from .nodes import ResidualBlock, check_nodes, get_block, residual_blocks
@@ -48,8 +47,12 @@ class NestedTraceError(RuntimeError):
 
 def _mediator() -> Any:
     """The nnsight mediator running the current intervention code, or ``None``."""
-    ref = getattr(getcurrent(), "mediator", None)
-    return ref() if ref is not None else None
+    from nnsight.intervention.interleaver import Mediator
+
+    try:
+        return Mediator.current("a residual node")
+    except ValueError:  # no intervention code is running: not inside a trace
+        return None
 
 
 def in_trace() -> bool:
