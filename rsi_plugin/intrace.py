@@ -100,7 +100,7 @@ def _envoy(model: Any):
 
     if isinstance(model, Envoy):
         if getattr(model, "path", "model") != "model":
-            raise ValueError(f"rsi.nodes needs the model's root envoy (the wrapper you trace), got the envoy "
+            raise ValueError(f"rsi.block_nodes needs the model's root envoy (the wrapper you trace), got the envoy "
                              f"of the submodule {model.path!r}")
         return model
     if not isinstance(model, nn.Module):
