@@ -588,7 +588,7 @@ BatchCallback = Callable[[list[int], torch.Tensor, torch.Tensor], Any]
 
 def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | None = None,
            config: FeatureVizConfig | None = None, cache_dir: str | os.PathLike | None = None, force: bool = False,
-           progress: bool = True, callback: BatchCallback | None = None) -> FeatureVizResult:
+           progress: bool = True, callback: BatchCallback | None = None, remote: Any = None) -> FeatureVizResult:
     r"""Feature visualisations of a node's channels, cached and resumable.
 
     With a ``cache_dir``, each channel's result is one record keyed by the model's
@@ -609,6 +609,9 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
         callback (callable, optional): ``callback(channels, images, activations)`` after
             each computed batch has been written (an exception it raises stops the run;
             finished batches stay cached).
+        remote: ``None`` (here), or ``"local"`` / ``True`` / a URL: each batch's whole
+            optimisation runs on that NDIF server in one request (:mod:`rsi_plugin.sessions`);
+            the model needs a remote key (:func:`rsi_plugin.remote.model_key`).
 
     Returns:
         :class:`FeatureVizResult`.
@@ -638,7 +641,12 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
     batches = [missing[i:i + cfg.channels_per_batch] for i in range(0, len(missing), cfg.channels_per_batch)]
     computed: list[int] = []
     for batch in tqdm(batches, disable=not progress, desc=f"FZ {target.name} {node}", unit="batch"):
-        vis = _optimize_batch(module, target, node, batch, cfg)
+        if remote is None or remote is False:
+            vis = _optimize_batch(module, target, node, batch, cfg)
+        else:
+            from .sessions import in_one_request, optimize_batch_remotely
+
+            vis = in_one_request(model, optimize_batch_remotely, target, node, batch, cfg, remote=remote)
         for i, c in enumerate(batch):
             record = {
                 "image": vis.images[i].detach().float().cpu(),

@@ -201,13 +201,25 @@ def ablate_conditions(
     masks = condition_masks(conditions, target.channels).to(images.device)
     fill = (target.activate(values) if node == "sum" else values).to(images.device)[None, None, :, None, None]
     stack = len(conditions) if max_stack is None else int(max_stack)
+    if len(conditions) > stack and trace_kwargs.get("remote") not in (None, False):
+        from .sessions import in_one_request  # every stack of the batch in one request
+
+        kwargs = {k: v for k, v in trace_kwargs.items() if k != "remote"}
+        return in_one_request(envoy, _stacked_logits, images, target.path, masks, fill, stack,
+                              remote=trace_kwargs["remote"], **kwargs)
+    return _stacked_logits(envoy, images, target.path, masks, fill, stack, **trace_kwargs)
+
+
+def _stacked_logits(envoy, images: torch.Tensor, path: str, masks: torch.Tensor, fill: torch.Tensor, stack: int,
+                    **trace_kwargs: Any) -> torch.Tensor:
+    """The traces of :func:`ablate_conditions`, ``stack`` conditions each: ``[n, B, classes]``."""
     batch = images.shape[0]
     out = []
-    for start in range(0, len(conditions), stack):
+    for start in range(0, len(masks), stack):
         mask = masks[start:start + stack][:, None, :, None, None]
         with torch.no_grad():
             with envoy.trace(images, **trace_kwargs):
-                site = envoy_at(envoy, target.path)
+                site = envoy_at(envoy, path)
                 stacked = torch.where(mask, fill, site.output[None]).flatten(0, 1)
                 site.output = stacked
                 logits = envoy.output.save()

@@ -13,7 +13,7 @@ and every trace of the library takes nnsight's ``remote=`` through its ``**trace
 
     model = rsi.load_model("resnet18", weights="IMAGENET1K_V1")
     acts = rsi.capture(model, x, blocks=["2.1"], remote="local")       # simulated
-    acts = rsi.capture(model, x, blocks=["2.1"], remote="http://host:5001")  # self-hosted
+    acts = rsi.capture(model, x, blocks=["2.1"], remote="http://127.0.0.1:8001")  # self-hosted
 
 :func:`rsi_plugin.wrap` builds a :class:`VisionModel` around any model, so nothing else
 changes for a local run. ``remote`` takes:
@@ -24,22 +24,29 @@ changes for a local run. ``remote`` takes:
     key, no server and no network; a trace that passes it will serialise for a server.
 ``True``
     ship the trace to the NDIF host nnsight is configured with (``NDIF_HOST`` or
-    ``nnsight.CONFIG.API.HOST``, https://api.ndif.us by default) with the NDIF API key
-    (``NDIF_API_KEY`` or ``nnsight.CONFIG.set_default_api_key``). Without a key this
-    fails with :class:`RemoteConfigError` before anything is sent.
-a URL (``"http://host:5001"``)
-    ship the trace to that NDIF-compatible server (a key is sent if one is set).
+    ``nnsight.CONFIG.API.HOST``, https://api.ndif.us by default).
+a URL (``"http://127.0.0.1:8001"``)
+    ship the trace to that NDIF server.
 
-What NDIF serves today: the public NDIF service runs only the Hugging Face language
-models it has deployed (``nnsight.ndif.status()`` lists them); it has no torchvision
-models, and its sandbox would not import this package, so a ResNet trace sent there is
-refused by the server. To run these traces remotely, run your own NDIF
-(https://github.com/ndif-team/ndif; ``ndif local start`` runs a single-model server)
-with ``rsi_plugin`` installed in the model workers and allowed by its deserialisation
-whitelist, deploy the model by its key (the server rebuilds it with
-``Remotable.from_model_key(key)``, which calls :class:`VisionModel` with the key), and
-point the client at it with ``remote="http://host:port"`` or ``NDIF_HOST``. This path is
-exercised here only through ``remote="local"``; no live server was available to test it.
+**API keys.** The rule is decided from the host a run goes to (:func:`needs_api_key`): the
+public NDIF service (``*.ndif.us``) needs an NDIF API key (``NDIF_API_KEY`` or
+``nnsight.CONFIG.set_default_api_key``) and without one a run fails with
+:class:`RemoteConfigError` before anything is sent; any other host is self-hosted and needs
+none (a key is still sent when one is set, for a server that puts NDIF's API-key auth in
+front).
+
+What NDIF serves: the public NDIF service runs only the Hugging Face language models it has
+deployed (``nnsight.ndif.status()`` lists them); it has no torchvision models, and its
+sandbox would not import this package, so a ResNet trace sent there is refused by the
+server. To run these traces remotely, run your own NDIF: ``rsi serve install`` (once),
+``rsi serve start`` (redis, an S3 store, Ray + NDIF's controller and the API on
+``http://127.0.0.1:8001``, NDIF's default port; CPU hosts work), ``rsi serve deploy
+torchvision:resnet18:IMAGENET1K_V1`` (see :mod:`rsi_plugin.serve`), then pass
+``remote="http://127.0.0.1:8001"`` or set ``NDIF_HOST``. The server rebuilds the model with
+``Remotable.from_model_key(key)``, which calls :class:`VisionModel` with the key; a key that
+is not deployed is deployed on its first request. (``ndif local start`` is not the way: it
+needs a GPU node and the rustfs store; ``rsi serve`` works around both.) This path is tested
+end to end against a real ``ndif`` 0.1.2 server in ``tests/integration/test_ndif.py``.
 
 A model key needs weights a server can get by name. Random-init models carry their seed
 (``load_model("resnet18", seed=3)`` records ``random@3``; a key
@@ -73,6 +80,7 @@ __all__ = [
     "model_key",
     "remote_ready",
     "check_remote",
+    "needs_api_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,6 +88,7 @@ logger = logging.getLogger(__name__)
 #: The model sources a key may name.
 KEY_SOURCES: tuple[str, ...] = ("torchvision", "rsi")
 _PUBLIC_NDIF = "api.ndif.us"
+_PUBLIC_DOMAIN = "ndif.us"
 _KEY_GRAMMAR = ("torchvision:<arch>:<weights> (weights: a torchvision enum name such as IMAGENET1K_V1, "
                 "DEFAULT, random or random@<seed>) or rsi:tiny[:bundled]")
 
@@ -241,18 +250,28 @@ def _api_key() -> str | None:
     return CONFIG.API.APIKEY or os.environ.get("NDIF_API_KEY") or None
 
 
+def needs_api_key(host: str) -> bool:
+    """Whether a run sent to ``host`` needs an NDIF API key: only the public NDIF service
+    (a host under ``ndif.us``) does; a self-hosted server (any other host) does not."""
+    from urllib.parse import urlparse
+
+    name = (urlparse(host if "//" in host else f"//{host}").hostname or "").lower()
+    return name == _PUBLIC_DOMAIN or name.endswith("." + _PUBLIC_DOMAIN)
+
+
 def check_remote(remote: Any) -> str | None:
     """Validate a ``remote=`` value before anything is built or sent.
 
     Args:
-        remote: ``False`` / ``None`` (run here), ``"local"``, ``True`` or a host URL.
+        remote: ``False`` / ``None`` (run here), ``"local"``, ``True`` (the configured NDIF
+            host) or a host URL.
 
     Returns:
         the host a remote run goes to, or ``None`` for a local or simulated run.
 
     Raises:
-        RemoteConfigError: ``remote=True`` without an NDIF API key, or a string that is
-            neither ``"local"`` nor an http(s) URL.
+        RemoteConfigError: a run to the public NDIF service (:func:`needs_api_key`) without
+            an NDIF API key, or a string that is neither ``"local"`` nor an http(s) URL.
         TypeError: any other type.
     """
     from nnsight import CONFIG
@@ -260,22 +279,23 @@ def check_remote(remote: Any) -> str | None:
     if remote is None or remote is False or remote == "local":
         return None
     if remote is True:
-        if not _api_key():
-            raise RemoteConfigError(
-                f"remote=True sends the trace to the NDIF host {CONFIG.API.HOST} and needs an NDIF API key, "
-                "but none is set: export NDIF_API_KEY=<key> or call "
-                "nnsight.CONFIG.set_default_api_key('<key>'). Nothing was sent. Note that the public NDIF "
-                "service runs only the Hugging Face language models it has deployed, not torchvision "
-                "models: for a ResNet pass remote='http://<your-server>:<port>' (a self-hosted "
-                "NDIF-compatible server with rsi_plugin installed), or remote='local' to simulate the "
-                "remote path in this process")
-        return CONFIG.API.HOST
-    if isinstance(remote, str):
+        host = CONFIG.API.HOST
+    elif isinstance(remote, str):
         if not remote.startswith(("http://", "https://")):
             raise RemoteConfigError(f"remote={remote!r} is not valid; use False, 'local', True (the NDIF host "
                                     "in NDIF_HOST / nnsight.CONFIG) or an http(s):// URL of a server")
-        return remote
-    raise TypeError(f"remote must be False, 'local', True or an http(s):// URL, got {type(remote).__name__}")
+        host = remote
+    else:
+        raise TypeError(f"remote must be False, 'local', True or an http(s):// URL, got {type(remote).__name__}")
+    if needs_api_key(host) and not _api_key():
+        raise RemoteConfigError(
+            f"the public NDIF service ({host}) needs an NDIF API key, but none is set: export "
+            "NDIF_API_KEY=<key> or call nnsight.CONFIG.set_default_api_key('<key>'). Nothing was sent. Note "
+            "that the public service runs only the Hugging Face language models it has deployed, not "
+            "torchvision models: for a ResNet run your own server (`rsi serve start`, no key needed) and pass "
+            "remote='http://127.0.0.1:8001' (or set NDIF_HOST), or remote='local' to simulate the remote "
+            "path in this process")
+    return host
 
 
 class VisionModel(Remotable, NNsight):

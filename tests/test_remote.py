@@ -24,7 +24,7 @@ from rsi_plugin.criteria import ScaleInvariance
 from rsi_plugin.data import validation_loader
 from rsi_plugin.mean_ablation import ablate_conditions, channel_means
 from rsi_plugin.remote import (ModelKey, RemoteConfigError, VisionModel, check_remote, model_key,
-                               remote_ready)
+                               needs_api_key, remote_ready)
 from rsi_plugin.trace import node_gradient
 
 NODES = ("in", "pre", "sum", "post")
@@ -142,6 +142,7 @@ def test_remote_local_leaves_the_model_unchanged(images):
 # --------------------------------------------------------------------------- remote=True / hosts
 
 def test_remote_true_without_key_fails_before_any_network(resnet18, images, monkeypatch, no_network):
+    monkeypatch.setattr(nnsight.CONFIG.API, "HOST", "https://api.ndif.us")
     monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", None)
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     before = model_state(resnet18)
@@ -188,6 +189,28 @@ def test_backend_for_a_host_names_the_model_key(monkeypatch, caplog, no_network)
         model._remote_backend("https://api.ndif.us", True, None, False)
     assert "Hugging Face language models" in caplog.text
     assert no_network == [] and not model.dispatched, "building a backend loads nothing and sends nothing"
+
+
+@pytest.mark.parametrize("host, public", [
+    ("https://api.ndif.us", True), ("https://ndif.us", True), ("http://API.NDIF.US:443/x", True),
+    ("http://127.0.0.1:8001", False), ("http://localhost:5001", False), ("https://ndif.us.example.org", False),
+    ("https://notndif.us", False), ("https://lab.example.org:8001", False),
+])
+def test_api_key_rule_follows_the_host(host, public, monkeypatch, no_network):
+    """Public NDIF (*.ndif.us) needs a key; a self-hosted URL, or remote=True pointed at one, does not."""
+    monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", None)
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    assert needs_api_key(host) is public
+    monkeypatch.setattr(nnsight.CONFIG.API, "HOST", host)
+    for remote in (host, True):
+        if public:
+            with pytest.raises(RemoteConfigError, match="NDIF_API_KEY"):
+                check_remote(remote)
+        else:
+            assert check_remote(remote) == host
+    monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", "a-key")
+    assert check_remote(host) == host and check_remote(True) == host
+    assert no_network == []
 
 
 @pytest.mark.parametrize("remote, error, match", [

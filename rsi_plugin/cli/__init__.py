@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "report": "write DIR/report.html from the scan and ablation outputs below DIR (no model needed)",
     "bench": "time plain forward vs hooks vs nnsight capture/ablate, per batch size",
     "featureviz": "feature visualisations of a block's In/Pre/Post channels (cached, resumable)",
+    "serve": "a self-hosted NDIF server for remote= runs: install, start, deploy, status, stop",
 }
 
 
