@@ -261,6 +261,11 @@ def _preflight(config: ServeConfig) -> None:
     if stack_processes(config):
         raise ServeError(f"processes of an earlier stack from {config.home} are still running "
                          f"({stack_processes(config)}); run `rsi serve stop` first")
+    _check_ports(config)
+
+
+def _check_ports(config: ServeConfig) -> None:
+    """Raises ServeError naming every port of the stack that is already taken (and by what)."""
     taken = {name: port for name, port in {**config.ports(), **RAY_EXTRA_PORTS}.items() if not _port_free(port)}
     if taken:
         listed = ", ".join(f"{port} ({name}){_holder(port)}" for name, port in taken.items())
