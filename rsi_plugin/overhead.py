@@ -26,7 +26,7 @@ from .nodes import NODES, get_block, residual_blocks
 from .timing import environment, time_cases, write_json
 from .trace import ablate, capture, wrap
 
-__all__ = ["BENCH_CASES", "BenchCase", "make_cases", "bench", "save_bench", "load_bench", "plot_bench",
+__all__ = ["BENCH_CASES", "REMOTE_CASES", "BenchCase", "make_cases", "bench", "save_bench", "load_bench", "plot_bench",
            "peak_memory_mb", "sanity_warnings", "SANITY_RANGE", "bench_figure"]
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ BENCH_CASES: tuple[str, ...] = (
     "plain", "plain_again", "hooks_read", "nnsight_empty", "capture_one", "capture_one_full",
     "capture_all", "capture_all_full", "ablate_post", "ablate_sum", "remote_local",
 )
+#: cases against a real NDIF server, added by ``remote=URL`` (``rsi bench --remote URL``)
+REMOTE_CASES: tuple[str, ...] = ("remote_empty", "remote_capture", "remote_ablate")
 
 
 def _hook_read(model: nn.Module, x: torch.Tensor, block_path: str, pre_path: str, in_path: str | None):
@@ -86,7 +88,8 @@ def _hook_ablate(model: nn.Module, x: torch.Tensor, block_path: str, channels: l
 
 
 def make_cases(model: nn.Module, plain_model: nn.Module, block: str = "3.1",
-               channels: Sequence[int] | None = None, cases: Sequence[str] | None = None) -> dict[str, BenchCase]:
+               channels: Sequence[int] | None = None, cases: Sequence[str] | None = None,
+               remote: str | None = None) -> dict[str, BenchCase]:
     r"""The benchmark cases on ``model`` (wrapped by nnsight) and ``plain_model`` (a copy that
     nnsight never touched), each with the reference its output must equal.
 
@@ -95,7 +98,11 @@ def make_cases(model: nn.Module, plain_model: nn.Module, block: str = "3.1",
         plain_model (nn.Module): an unwrapped copy with the same weights.
         block (str): block the read and ablation cases use.
         channels (sequence of int, optional): channels to ablate (default the first 8).
-        cases (sequence of str, optional): subset of :data:`BENCH_CASES`.
+        cases (sequence of str, optional): subset of :data:`BENCH_CASES` (and of
+            :data:`REMOTE_CASES` with ``remote``).
+        remote (str, optional): an NDIF server URL; adds :data:`REMOTE_CASES` (an empty
+            trace, a capture, an ablation, each one request to it). The model needs a remote
+            key (:func:`rsi_plugin.remote.model_key`) and the server must run it.
 
     Returns:
         dict name -> :class:`BenchCase`.
@@ -103,10 +110,12 @@ def make_cases(model: nn.Module, plain_model: nn.Module, block: str = "3.1",
     Raises:
         ValueError: unknown case names (lists the valid ones).
     """
-    cases = list(BENCH_CASES if cases is None else cases)
-    unknown = [c for c in cases if c not in BENCH_CASES]
+    valid = BENCH_CASES + (REMOTE_CASES if remote else ())
+    cases = list(valid if cases is None else cases)
+    unknown = [c for c in cases if c not in valid]
     if unknown:
-        raise ValueError(f"unknown case(s) {unknown}; valid: {', '.join(BENCH_CASES)}")
+        raise ValueError(f"unknown case(s) {unknown}; valid: {', '.join(valid)}"
+                         + ("" if remote else f" ({', '.join(REMOTE_CASES)} need remote=URL)"))
     target = get_block(residual_blocks(model), block)
     blocks = residual_blocks(model)
     channels = list(range(min(8, target.channels))) if channels is None else list(channels)
@@ -178,7 +187,38 @@ def make_cases(model: nn.Module, plain_model: nn.Module, block: str = "3.1",
                 local, table["ablate_post"].reference)
         else:
             logger.info("remote_local: this model has no remote-ready wrapper; case left out")
+    if remote and any(name in cases for name in REMOTE_CASES):
+        table.update(_remote_cases(model, target, channels, values, remote, table, plain))
     return {name: table[name] for name in cases if name in table}
+
+
+def _remote_cases(model, target, channels, values, remote, table, plain) -> dict[str, BenchCase]:
+    """An empty trace, a capture and an ablation, each one request to the server at ``remote``."""
+    from .remote import check_remote, remote_ready
+
+    check_remote(remote)
+    envoy = remote_ready(model)
+    envoy.to_model_key()  # a ValueError now, naming why, if the server cannot know the model
+
+    def empty(x):
+        with torch.no_grad():
+            with envoy.trace(x, remote=remote):
+                out = envoy.output.save()
+        return out
+
+    def read(x):
+        acts = capture(envoy, x, blocks=[target.name], nodes=("in", "pre", "post"), remote=remote)
+        return {node: acts[(target.name, node)] for node in ("in", "pre", "post")}
+
+    return {
+        "remote_empty": BenchCase("remote_empty", f"empty nnsight trace on the NDIF server {remote}", empty, plain),
+        "remote_capture": BenchCase("remote_capture", f"capture In/Pre/Post at {target.name} on {remote}", read,
+                                    table["hooks_read"].reference),
+        "remote_ablate": BenchCase("remote_ablate", f"rsi.ablate at {target.name} Post on {remote}",
+                                   lambda x: ablate(envoy, x, block=target.name, channels=channels, values=values,
+                                                    remote=remote),
+                                   table["ablate_post"].reference),
+    }
 
 
 def _remote_local_case(model, block, channels, values):
@@ -280,7 +320,8 @@ def sanity_warnings(frame) -> list[str]:
 
 def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 32), device: str = "cpu",
           repeats: int = 5, warmup: int = 1, cases: Sequence[str] | None = None, block: str = "3.1",
-          weights: str | None = None, image_size: int | None = None, progress: bool = True):
+          weights: str | None = None, image_size: int | None = None, progress: bool = True,
+          remote: str | None = None):
     r"""Measure the wall time of each case per forward, per batch size.
 
     Args:
@@ -296,6 +337,8 @@ def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 3
         weights (str, optional): weights for a model given by name.
         image_size (int, optional): input side; the model's own by default.
         progress (bool): tqdm bar over (batch, case).
+        remote (str, optional): an NDIF server URL: adds :data:`REMOTE_CASES` (see
+            :func:`make_cases`), timed against the same local plain forward.
 
     Returns:
         DataFrame, one row per (case, batch): ``case, description, batch, median_s, iqr_s,
@@ -321,6 +364,8 @@ def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 3
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
     names = list(BENCH_CASES if cases is None else cases)
+    if remote and cases is None:
+        names += list(REMOTE_CASES)
     if "plain" not in names:
         names.insert(0, "plain")
     if isinstance(model, str):
@@ -328,7 +373,7 @@ def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 3
         model = load_model(model, weights=weights, device=dev)
     model = model.to(dev).eval()
     plain_model = _unwrapped_copy(model)
-    table = make_cases(model, plain_model, block=block, cases=names)
+    table = make_cases(model, plain_model, block=block, cases=names, remote=remote)
     size = image_size or model_info(model).input_size
     rows = []
     bar = None
@@ -356,7 +401,7 @@ def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 3
         bar.close()
     frame = pd.DataFrame(rows)
     frame.attrs["environment"] = {**environment(dev), "model": model_info(model).name, "block": block,
-                                  "image_size": size}
+                                  "image_size": size, "remote": remote}
     frame.attrs["warnings"] = sanity_warnings(frame)
     for warning in frame.attrs["warnings"]:
         logger.warning(warning)

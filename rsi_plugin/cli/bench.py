@@ -19,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--cases", nargs="+", default=None, metavar="CASE",
                         help=f"subset of cases: {', '.join(BENCH_CASES)}")
     parser.add_argument("--block", default="3.1", help="block for the read/ablate cases (default 3.1)")
+    parser.add_argument("--remote", default=None, metavar="URL",
+                        help="an NDIF server (e.g. http://127.0.0.1:8001 from `rsi serve start`): adds remote "
+                             "empty-trace, capture and ablate cases; the model must be deployable by key "
+                             "(e.g. --model resnet18 for random@0, or --weights IMAGENET1K_V1)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--plot", default=None, help="write overhead vs batch size here (PNG)")
     parser.add_argument("--threads", type=int, default=None,
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         frame = bench(args.model, batches=args.batch, device=args.device, repeats=args.repeats, warmup=args.warmup,
-                      cases=args.cases, block=args.block, weights=args.weights)
+                      cases=args.cases, block=args.block, weights=args.weights, remote=args.remote)
     finally:
         torch.set_num_threads(threads)
     env = frame.attrs["environment"]

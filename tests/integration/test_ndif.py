@@ -206,13 +206,16 @@ def test_stacked_ablation_conditions_run_in_one_request(stack, requests, resnet1
 
 # --------------------------------------------------------------------------- transport and deployment
 
-def test_result_over_1mb_comes_through_the_object_store(stack, requests, resnet18):
+def test_large_upload_and_result_go_through_the_object_store(stack, requests, resnet18):
+    """A 4.8 MB input (uploads over 1 MB need PYMOUNT off in the API) and a 12.8 MB result: over
+    the 8 MiB that NDIF hands back inline (its redis pubsub cap), so it comes from the object store."""
     _, url = stack
-    x = _images(8, 112, seed=6)
+    x = _images(8, 224, seed=6)
+    assert x.numel() * x.element_size() > 1_000_000
     remote = rsi.capture(resnet18, x, blocks=["1.0", "1.1"], nodes=("post",), center=False, remote=url)
     local = rsi.capture(resnet18, x, blocks=["1.0", "1.1"], nodes=("post",), center=False)
     size = sum(v.numel() * v.element_size() for v in remote.values())
-    assert size > 1_000_000, size
+    assert size > 8 * 2 ** 20, size
     _assert_equal(remote, local)
     assert requests[1] == ["object store"], f"expected a download from the object store, got {requests[1]}"
 
@@ -239,6 +242,25 @@ def test_bad_requests_are_clear_errors_and_the_server_stays_up(stack, requests, 
     assert "index" in str(info.value).lower(), str(info.value)[:2000]
     after = rsi.capture(tiny, x, blocks=["1.0"], nodes=("post",), remote=url)
     _assert_equal(after, rsi.capture(tiny, x, blocks=["1.0"], nodes=("post",)))
+
+
+def test_bench_remote_cases_match_their_references(stack, resnet18):
+    from rsi_plugin.overhead import REMOTE_CASES, _unwrapped_copy, bench, make_cases
+
+    _, url = stack
+    cases = make_cases(resnet18, _unwrapped_copy(resnet18), block="3.1", cases=list(REMOTE_CASES), remote=url)
+    assert list(cases) == list(REMOTE_CASES)
+    x = _images(2, 64, seed=9)
+    for name, case in cases.items():
+        got, want = case.run(x), case.reference(x)
+        if isinstance(want, dict):
+            assert all(torch.equal(got[k], want[k]) for k in want), name
+        else:
+            assert torch.equal(got, want), name
+    frame = bench(resnet18, batches=[2], repeats=2, warmup=1, cases=["plain", *REMOTE_CASES], image_size=64,
+                  progress=False, remote=url)
+    assert list(frame.case) == ["plain", *REMOTE_CASES] and (frame.median_s > 0).all()
+    assert frame.attrs["environment"]["remote"] == url
 
 
 def test_status_lists_the_deployed_models(stack, capsys):
