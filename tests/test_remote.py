@@ -366,3 +366,46 @@ def test_node_gradient_is_nonzero_and_errors(resnet18, images):
         node_gradient(resnet18, images, "2.0", "pre", [4, 5], objective="max")
     with pytest.raises(ValueError, match="valid nodes"):
         node_gradient(resnet18, images, "2.0", "mid", [4, 5])
+
+
+# --------------------------------------------------------------------------- whole experiments in one request
+
+def test_render_with_remote_is_one_session_per_batch_and_equals_local(simulated):
+    from rsi_plugin.featureviz import FeatureVizConfig, render
+
+    model = rsi.load_model("tiny")
+    config = FeatureVizConfig(image_size=32, steps=4, channels_per_batch=2, seed=1)
+    remote = render(model, "2.0", "pre", [0, 3, 5], config=config, progress=False, remote="local")
+    assert len(simulated) == 2, "two batches of channels, one request each (not one per step)"
+    local = render(model, "2.0", "pre", [0, 3, 5], config=config, progress=False)
+    assert torch.equal(remote.images, local.images) and torch.equal(remote.activations, local.activations)
+    assert all(torch.equal(a, b) for a, b in zip(remote.histories, local.histories))
+
+
+def test_stacked_conditions_with_remote_are_one_session(simulated):
+    from rsi_plugin.mean_ablation import ablate_conditions
+    from rsi_plugin.nodes import get_block, residual_blocks
+
+    model = rsi.load_model("tiny")
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    values = torch.linspace(-1, 1, get_block(residual_blocks(model), "3.0").channels)
+    conditions = [[], [1], [2, 3], [4]]
+    remote = ablate_conditions(model, x, "3.0", conditions, values, max_stack=1, remote="local")
+    assert len(simulated) == 1, "four stacks in one session"
+    local = ablate_conditions(model, x, "3.0", conditions, values, max_stack=1)
+    assert torch.equal(remote, local)
+    for i, channels in enumerate(conditions):  # independent reference: one rsi.ablate per condition
+        single = rsi.ablate(model, x, block="3.0", channels=channels, values=values[channels] if channels else 0.0)
+        torch.testing.assert_close(local[i], single, rtol=1e-5, atol=1e-5)
+
+
+def test_in_one_request_needs_a_remote_and_a_key(tmp_path, monkeypatch, no_network):
+    from rsi_plugin.sessions import in_one_request, optimize_batch_remotely
+
+    model = rsi.load_model("tiny")
+    with pytest.raises(ValueError, match="needs remote="):
+        in_one_request(model, optimize_batch_remotely, remote=None)
+    bare = nn.Sequential(nn.Conv2d(3, 4, 3))
+    with pytest.raises(ValueError, match="rsi_info"):
+        in_one_request(bare, optimize_batch_remotely, remote="http://127.0.0.1:8001")
+    assert no_network == []
