@@ -159,6 +159,9 @@ def install(config: ServeConfig | None = None, python: str | os.PathLike | None 
         ServeError: no suitable Python, or pip failed (with the end of its output).
     """
     config = config or ServeConfig()
+    if shutil.which("redis-server") is None:
+        logger.warning("redis-server is not on PATH; `rsi serve start` needs it: install it with "
+                       "`sudo apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis` (macOS)")
     problems = venv_problems(config)
     if not problems:
         logger.info("server environment %s is ready", config.venv)

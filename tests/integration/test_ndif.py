@@ -74,7 +74,11 @@ def stack():
     logging_before = nnsight.CONFIG.APP.REMOTE_LOGGING
     nnsight.CONFIG.APP.REMOTE_LOGGING = False
     try:
-        url = serve.start(config, cpu=True, timeout=900)
+        try:
+            url = serve.start(config, cpu=True, timeout=900)
+        except serve.ServeError as error:  # start stops what it began: one more try on a loaded machine
+            print(f"\nNDIF stack did not start, retrying once: {error}")
+            url = serve.start(config, cpu=True, timeout=900)
         started = time.monotonic()
         serve.deploy(["torchvision:resnet18:random@0", "rsi:tiny"], config, timeout=900)
         print(f"\nNDIF stack: install check {installed - began:.0f}s, start {started - installed:.0f}s, "
