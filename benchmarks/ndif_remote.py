@@ -56,10 +56,11 @@ def run(quick: bool = False, url: str = "http://127.0.0.1:8001") -> dict:
         base = timings["plain"].median
         for name, timing in timings.items():
             rows.append({"case": f"{name} b{batch} {size}px", "median_s": round(timing.median, 4),
-                         "iqr_s": round(timing.iqr, 4), "x_plain": round(timing.median / base, 2)})
+                         "iqr_s": round(timing.iqr, 4), "x_plain": round(timing.median / base, 2),
+                         "ms_per_channel_step": None})
         rows.append({"case": f"per-request cost b{batch} {size}px",
                      "median_s": round(timings["remote"].median - timings["trace"].median, 4), "iqr_s": None,
-                     "x_plain": None})
+                     "x_plain": None, "ms_per_channel_step": None})
     channels, steps = [0, 1, 2, 3], (16 if quick else 64)
     config = FeatureVizConfig(image_size=64, steps=steps, channels_per_batch=len(channels), seed=0)
     for where, remote in (("local", None), ("remote", url)):
