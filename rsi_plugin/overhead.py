@@ -373,7 +373,7 @@ def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 3
         model = load_model(model, weights=weights, device=dev)
     model = model.to(dev).eval()
     plain_model = _unwrapped_copy(model)
-    table = make_cases(model, plain_model, block=block, cases=names, remote=remote)
+    table = make_cases(model, plain_model, block=block, cases=names, **({"remote": remote} if remote else {}))
     size = image_size or model_info(model).input_size
     rows = []
     bar = None
