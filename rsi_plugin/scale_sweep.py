@@ -9,7 +9,11 @@ size) under three kinds of condition:
   at the pre-ReLU sum (``node="sum"``, the paper's code), each set to its centre-neuron mean
   over the data at ``p = 0`` (:func:`~rsi_plugin.mean_ablation.channel_means`) at every position;
 * ``random``: ``trials`` control sets of as many channels drawn from the non-passing ones and
-  screened in the no-scale condition (:mod:`rsi_plugin.screening`).
+  screened in the no-scale condition (:mod:`rsi_plugin.screening`); ``tolerance="auto"``
+  relaxes the screening to the smallest tolerance that keeps ``trials`` sets within
+  ``max_draws`` (recorded in ``eq3.csv``); when fewer are kept the sweep warns and says so;
+* ``null_set``: ``null_sets`` unscreened random sets of as many channels drawn from *all* the
+  block's channels, the independent null of :mod:`rsi_plugin.eq3_stats`.
 
 How it runs. The data is read in passes (``means``; one or more ``screen-k`` passes at
 ``p = 0``; ``main`` for the other scales). In a pass every batch is decoded once at the resize
@@ -59,7 +63,7 @@ from .mean_ablation import (
     prepare_batch,
 )
 from .nodes import get_block, residual_blocks
-from .screening import Draw, draws_frame, random_sets, screen
+from .screening import AUTO, Draw, auto_tolerance, draws_frame, random_sets, redecide, screen
 from .sweep_store import CellKey, SweepStore, cell_key
 from .trace import ablate, channel_values
 
@@ -69,6 +73,9 @@ logger = logging.getLogger(__name__)
 
 PAPER_SCALES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 """The paper's scale fractions: no scale, then 10 % to 50 % in steps of 10 %."""
+
+#: the null sets are drawn with seed ``seed + NULL_SEED_OFFSET`` (a sequence apart from the screened draws)
+NULL_SEED_OFFSET = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,16 @@ class SweepConfig:
             always included, since screening and the no-scale ratio need it.
         trials (int): random control sets to keep (the paper: 10).
         seed (int): seed of the random draws.
-        tolerance (float): screening slack in accuracy (fraction): a random set is kept if
-            its no-scale accuracy is ``<=`` the invariant set's plus ``tolerance``. 0 is the
-            paper's rule (block 2.1), 0.01 its relaxation for block 3.1.
+        tolerance (float or "auto"): screening slack in accuracy (fraction): a random set
+            is kept if its no-scale accuracy is ``<=`` the invariant set's plus
+            ``tolerance``. 0 is the paper's rule (block 2.1), 0.01 its relaxation for block
+            3.1. ``"auto"``: 0 when that keeps ``trials`` sets within ``max_draws``, else the
+            smallest tolerance that does (:func:`rsi_plugin.screening.auto_tolerance`;
+            every draw is then screened), recorded as ``tolerance`` in ``eq3.csv``.
         max_draws (int): bound on random sets drawn while screening.
+        null_sets (int): random sets of the invariant set's size drawn from all channels
+            (no screening) and swept at every scale: the independent null of
+            :mod:`rsi_plugin.eq3_stats` (0: none).
         node (str): ``"post"`` (the paper's text) or ``"sum"`` (the paper's code).
         variant (str): crop of the sweep, ``"text"`` (``R - floor(R p)``) or ``"code"``
             (``int(input_size (1 - p))``), see :func:`rsi_plugin.transforms.sweep_crop_size`.
@@ -103,8 +116,9 @@ class SweepConfig:
     scales: tuple[float, ...] = PAPER_SCALES
     trials: int = 10
     seed: int = 0
-    tolerance: float = 0.0
+    tolerance: float | str = 0.0
     max_draws: int = 100
+    null_sets: int = 200
     node: str = "post"
     variant: str = "text"
     batch_conditions: bool | int = True
@@ -128,7 +142,13 @@ class SweepConfig:
             raise ValueError(f"node must be one of {', '.join(SWEEP_NODES)}, got {self.node!r}")
         if self.variant not in ("text", "code"):
             raise ValueError(f"variant must be 'text' or 'code', got {self.variant!r}")
-        for name in ("trials", "max_draws"):
+        if isinstance(self.tolerance, str):
+            if self.tolerance != AUTO:
+                raise ValueError(f"tolerance must be a number >= 0 or {AUTO!r}, got {self.tolerance!r}")
+        elif isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)) or not (
+                self.tolerance >= 0):
+            raise ValueError(f"tolerance must be a number >= 0 or {AUTO!r}, got {self.tolerance!r}")
+        for name in ("trials", "max_draws", "null_sets"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
@@ -143,7 +163,7 @@ class SweepConfig:
 
     def manifest(self) -> dict[str, Any]:
         """The settings that change the results (not how fast they come)."""
-        keep = ("scales", "trials", "seed", "tolerance", "max_draws", "node", "variant")
+        keep = ("scales", "trials", "seed", "tolerance", "max_draws", "null_sets", "node", "variant")
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
@@ -169,6 +189,11 @@ class SweepResult:
         means (Tensor): ``[C]`` ablation value of every channel of the block.
         skipped (SkippedFiles): data items that could not be read.
         out_dir (Path or None): where the files were written.
+        trials_asked (int): random sets asked for (``config.trials``).
+        tolerance (float): the screening tolerance used (the resolved one for ``"auto"``;
+            NaN when ``"auto"`` could not keep ``trials_asked`` sets).
+        verdict (str): one sentence on whether the effect is distinguishable from the null
+            (:func:`rsi_plugin.eq3_stats.verdict`).
     """
 
     results: pd.DataFrame
@@ -177,6 +202,19 @@ class SweepResult:
     means: torch.Tensor
     skipped: SkippedFiles = field(default_factory=SkippedFiles)
     out_dir: Path | None = None
+    trials_asked: int = 0
+    tolerance: float = 0.0
+    verdict: str = ""
+
+    @property
+    def kept(self) -> int:
+        """Random sets kept by the screening."""
+        return int(self.draws["kept"].sum()) if len(self.draws) else 0
+
+    @property
+    def starved(self) -> bool:
+        """Whether the screening kept fewer random sets than asked."""
+        return self.kept < self.trials_asked
 
 
 @dataclass
@@ -364,6 +402,7 @@ def sweep(
     if run.means is None:
         logger.info("channel means of block %s (%s) over %d images", target.name, config.node, loader.num_images)
         run.means = channel_means(module, loader, target, node=config.node, variant=config.variant, **trace_kwargs)
+        store.begin()  # the sweep's identity is written once work has begun (a failed start blocks nothing)
         store.save_means(run.means)
     if run.means.numel() != target.channels:
         raise ValueError(f"means.csv holds {run.means.numel()} channels, block {target.name} has {target.channels}")
@@ -371,6 +410,9 @@ def sweep(
     none, invariant = Condition("none"), Condition("invariant", 0, channels)
     base = [none, invariant]
     sets = random_sets(pool, len(channels), config.seed, config.max_draws) if config.trials else []
+    auto = config.tolerance == AUTO
+    nulls = [Condition("null_set", j, s) for j, s in enumerate(
+        random_sets(range(target.channels), len(channels), config.seed + NULL_SEED_OFFSET, config.null_sets))]
 
     def evaluate(candidates: list[tuple[int, ...]]) -> list[tuple[int, int]]:
         done = store.done()
@@ -386,39 +428,62 @@ def sweep(
         return k / n if n else float("nan")
 
     def on_decided(new: list[Draw]) -> None:
-        store.add_cells({cell_key("random", d.trial, 0.0): (d.correct, d.n_images) for d in new if d.kept})
+        if not auto:  # with "auto" the kept sets are known once every draw is screened
+            store.add_cells({cell_key("random", d.trial, 0.0): (d.correct, d.n_images) for d in new if d.kept})
         store.add_draws(new)
 
-    draws = screen(sets, evaluate, invariant_accuracy, config.trials, config.tolerance,
+    draws = screen(sets, evaluate, invariant_accuracy, config.trials, 0.0 if auto else float(config.tolerance),
                    chunk=config.screen_batch, done=store.draws, on_decided=on_decided)
+    tolerance = 0.0 if auto else float(config.tolerance)
+    if auto and config.trials:
+        resolved = auto_tolerance(draws, config.trials)
+        tolerance = float("nan") if resolved is None else resolved
+        if resolved is not None and resolved > 0 and sum(d.kept for d in draws) < config.trials:
+            draws = redecide(draws, resolved, config.trials)
+            store.replace_draws(draws)
+        logger.info("screening of block %s: tolerance auto -> %s", target.name,
+                    "none keeps enough draws" if resolved is None else f"{resolved:.6g}")
+        done = store.done()
+        store.add_cells({cell_key("random", d.trial, 0.0): (d.correct, d.n_images) for d in draws
+                         if d.kept and cell_key("random", d.trial, 0.0) not in done})
     kept = [d for d in draws if d.kept]
     if len(kept) < config.trials:
-        logger.warning("screening kept %d of %d random sets after %d draws (max_draws=%d, tolerance=%g); "
-                       "the sweep goes on with %d", len(kept), config.trials, len(draws), config.max_draws,
-                       config.tolerance, len(kept))
+        logger.warning("screening of block %s kept %d of %d random sets after %d draws (max_draws=%d, "
+                       "tolerance=%s); Eq. 3 rests on %d set(s). Raise --max-draws or use --tolerance auto",
+                       target.name, len(kept), config.trials, len(draws), config.max_draws, config.tolerance,
+                       len(kept))
     randoms = [Condition("random", d.trial, d.channels) for d in kept]
 
     done = store.done()
-    plan = {p: [c for c in base + randoms if cell_key(c.name, c.trial, p) not in done] for p in config.scales}
+    plan = {p: [c for c in base + randoms + nulls if cell_key(c.name, c.trial, p) not in done] for p in config.scales}
     plan = {p: conds for p, conds in plan.items() if conds}
     if plan:
         counts = _run_pass(run, "main", plan)
         _finish_pass(run, "main", counts)
 
-    results = _tidy(store.cells, config.scales, [none, invariant] + randoms)
-    summary = eq3_summary(results)
+    results = _tidy(store.cells, config.scales, [none, invariant] + randoms + nulls)
+    summary = eq3_summary(results, seed=config.seed)
+    summary["trials_asked"] = config.trials
+    summary["trials_kept"] = len(kept)
+    summary["draws"] = len(draws)
+    summary["tolerance"] = tolerance
+    summary["tolerance_setting"] = str(config.tolerance)
+    from .eq3_stats import verdict as _verdict
+
+    sentence = _verdict(summary, target.name)
     draws_table = draws_frame(draws)
     skipped = _gather_skipped(loader)
     if store.writer and store.dir is not None:
         store.write_frame("eq3.csv", summary)
-        title = f"block {target.name}, {len(channels)} channels, {len(kept)} random trials"
+        title = f"block {target.name}, {len(channels)} channels, {len(kept)} of {config.trials} random sets"
         plot_eq3(summary, store.dir / "eq3.png", title=title)
         plot_accuracy(results, store.dir / "accuracy.png", title=title)
         if skipped.count:
             store.write_frame("skipped.csv", skipped.to_frame())
     if skipped.count:
         logger.warning("%s", skipped.summary())
-    return SweepResult(results, summary, draws_table, run.means, skipped, store.dir)
+    return SweepResult(results, summary, draws_table, run.means, skipped, store.dir, config.trials, tolerance,
+                       sentence)
 
 
 def _tidy(cells: pd.DataFrame, scales: Sequence[float], conditions: list[Condition]) -> pd.DataFrame:

@@ -2,8 +2,11 @@
 
 Files in the output folder (every write goes to a temporary file first, then ``os.replace``):
 
-``sweep.json``      what the sweep measures (block, channels, config, model, data size); a
-                    rerun with different settings refuses the folder instead of mixing tables
+``sweep.json``      what the sweep measures (block, channels, config, model, data size),
+                    written once work has begun (the channel means are computed); a rerun
+                    with different settings refuses a folder holding results instead of
+                    mixing tables, and a ``sweep.json`` beside no result (a run that failed
+                    before any work) is replaced
 ``means.csv``       the ablation value of every channel (``channel, mean``), exact float32
 ``ablation.csv``    finished cells, one row per (condition, trial, scale), appended as passes end
 ``draws.csv``       screened random sets, kept or rejected, appended as they are decided
@@ -56,6 +59,7 @@ class SweepStore:
         self._cells = pd.DataFrame(columns=list(RESULT_COLUMNS))
         self._draws: list[Draw] = []
         self._means: torch.Tensor | None = None
+        self._pending: dict[str, Any] | None = None
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
 
@@ -69,9 +73,14 @@ class SweepStore:
         return None if self.dir is None else self.dir / name
 
     # -- the manifest ---------------------------------------------------------------------
+    def _has_work(self) -> bool:
+        return any((self.dir / name).exists() for name in ("ablation.csv", "draws.csv", "means.csv", ".partial"))
+
     def check_manifest(self, manifest: dict[str, Any]) -> None:
-        """Refuse a folder holding another sweep; record ``manifest`` in a new one, or load
-        what a resumed one has finished.
+        """Refuse a folder holding another sweep, or load what a resumed one has finished.
+        A new folder's ``manifest`` is written by :meth:`begin`, once work has begun; a
+        ``sweep.json`` beside no result (left by a run that failed before any work) is
+        replaced then.
 
         Raises:
             ValueError: the folder's ``sweep.json`` differs (the differing keys are named),
@@ -81,7 +90,10 @@ class SweepStore:
             return
         path = self.dir / "sweep.json"
         manifest = json.loads(json.dumps(manifest))  # the form it takes on disk
-        if path.is_file():
+        if path.is_file() and not self._has_work():
+            logger.info("%s has no results; its sweep.json (from a run that failed before any work) is replaced",
+                        self.dir)
+        elif path.is_file():
             old = json.loads(path.read_text())
             diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
             if diff:
@@ -92,8 +104,13 @@ class SweepStore:
             return
         if any((self.dir / name).exists() for name in ("ablation.csv", "draws.csv", "means.csv")):
             raise ValueError(f"{self.dir} holds sweep files but no sweep.json; use an empty output folder")
-        if self.writer:
-            atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+        self._pending = manifest
+
+    def begin(self) -> None:
+        """Write the ``sweep.json`` that :meth:`check_manifest` accepted for a new folder."""
+        if self.dir is not None and self.writer and self._pending is not None:
+            atomic_write_text(self.dir / "sweep.json", json.dumps(self._pending, indent=2) + "\n")
+        self._pending = None
 
     # -- means --------------------------------------------------------------------------
     def _read_means(self) -> torch.Tensor | None:
@@ -170,6 +187,14 @@ class SweepStore:
 
         self._draws.extend(draws)
         if self.dir is not None and self.writer and draws:
+            atomic_write_csv(self.dir / "draws.csv", draws_frame(self._draws))
+
+    def replace_draws(self, draws: list[Draw]) -> None:
+        """Replace the recorded draws (a screening decided again, e.g. ``tolerance="auto"``)."""
+        self._draws = list(draws)
+        if self.dir is not None and self.writer:
+            from .screening import draws_frame
+
             atomic_write_csv(self.dir / "draws.csv", draws_frame(self._draws))
 
     # -- partial passes -------------------------------------------------------------------

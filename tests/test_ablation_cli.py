@@ -27,14 +27,14 @@ def folder(tmp_path):
 def test_ablate_command_writes_the_tables_and_figures(folder, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["ablate", "--model", "resnet18", "--data", str(folder), "--block", "4.1", "--channels", "3,7",
-            "--trials", "1", "--tolerance", "1", "--scales", "0", "0.5", "--batch-size", "4", "--out", str(out),
+            "--trials", "1", "--tolerance", "1", "--null-sets", "3", "--scales", "0", "0.5", "--batch-size", "4", "--out", str(out),
             "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "block 4.1" in printed and "1 file(s) skipped" in printed and "ratio_mean" in printed
     cells = pd.read_csv(out / "ablation.csv")
-    assert len(cells) == 2 * 3 and set(cells["n_images"]) == {4}
-    assert set(cells["condition"]) == {"none", "invariant", "random"}
+    assert len(cells) == 2 * (3 + 3) and set(cells["n_images"]) == {4}  # 2 scales x (3 conditions + 3 null sets)
+    assert set(cells["condition"]) == {"none", "invariant", "random", "null_set"}
     for name in ("eq3.csv", "eq3.png", "accuracy.png", "draws.csv", "means.csv", "sweep.json", "skipped.csv"):
         assert (out / name).is_file(), name
     # a rerun resumes: nothing left to compute, the same table

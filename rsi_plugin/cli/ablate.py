@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from .common import add_model_arguments, load_model_from_args
 
 logger = logging.getLogger(__name__)
+
+#: columns of eq3.csv printed on the terminal (all are in the file)
+SHOWN = ("scale", "ratio_mean", "ratio_se", "n_trials", "no_scale_ratio", "ratio_ci_low", "ratio_ci_high",
+         "p_permutation", "p_sign", "deficit", "n_null", "null_share", "p_null")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="rows of this source (fz, natural) when the scan CSV holds several")
     parser.add_argument("--out", required=True, help="output folder (rerun to resume)")
     parser.add_argument("--trials", type=int, default=10, help="random control sets (default 10)")
-    parser.add_argument("--tolerance", type=float, default=0.0,
+    parser.add_argument("--tolerance", type=_tolerance, default=0.0,
                         help="screening slack: keep a random set if its no-scale accuracy <= the invariant "
-                             "set's + this (default 0; the paper used 0.01 for block 3.1)")
+                             "set's + this (default 0; the paper used 0.01 for block 3.1); 'auto': 0 when that "
+                             "keeps --trials sets within --max-draws, else the smallest tolerance that does "
+                             "(reported in eq3.csv)")
     parser.add_argument("--max-draws", type=int, default=100, help="bound on random sets drawn (default 100)")
+    parser.add_argument("--null-sets", type=int, default=200,
+                        help="random same-size sets from all channels swept as the independent null of the "
+                             "Eq. 3 test (default 200; 0: none)")
     parser.add_argument("--scales", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
                         help="scale fractions (default 0 0.1 0.2 0.3 0.4 0.5; 0 is always included)")
     parser.add_argument("--node", choices=("post", "sum"), default="post",
@@ -57,6 +67,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=20, help="save partial counts every N batches")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
+
+
+def _tolerance(value: str) -> float | str:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {value!r}") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {value!r}")
+    return number
 
 
 def parse_channels(values: list[str], block: str, source: str | None = None) -> list[int]:
@@ -143,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     batch_conditions = False if args.naive else (args.stack if args.stack else True)
     config = SweepConfig(scales=tuple(args.scales), trials=args.trials, seed=args.seed, tolerance=args.tolerance,
-                         max_draws=args.max_draws, node=args.node, variant=args.variant,
+                         max_draws=args.max_draws, null_sets=args.null_sets, node=args.node, variant=args.variant,
                          batch_conditions=batch_conditions, screen_batch=args.screen_batch,
                          batch_size=args.batch_size, workers=args.workers, limit=args.limit,
                          checkpoint_every=args.checkpoint_every)
@@ -151,13 +173,21 @@ def _run(args: argparse.Namespace) -> int:
     result = sweep(model, data, args.block, channels, config, out_dir=args.out, progress=not args.no_progress)
     if not is_main():
         return 0
-    kept = int(result.draws["kept"].sum()) if len(result.draws) else 0
+    kept = result.kept
+    used = "" if args.tolerance != "auto" else f" -> {result.tolerance:.4g}"
     print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), block {args.block}, node {args.node}: "
-          f"{len(channels)} scale-invariant channels vs {kept} random sets "
-          f"({len(result.draws)} drawn, tolerance {args.tolerance})")
+          f"{len(channels)} scale-invariant channels vs {kept} of {args.trials} random sets "
+          f"({len(result.draws)} drawn, tolerance {args.tolerance}{used})")
+    if result.starved:
+        print(f"WARNING: screening kept only {kept} of the {args.trials} random sets asked within --max-draws "
+              f"{args.max_draws} (tolerance {args.tolerance}{used}): Eq. 3 and Fig. 2 rest on {kept} set(s)"
+              f"{' and have no error bars' if kept < 2 else ''}. Use --tolerance auto or raise --max-draws.",
+              file=sys.stderr)
     n = int(result.results["n_images"].max()) if len(result.results) else 0
     print(f"{n} images; {result.skipped.summary()}")
     with pd.option_context("display.width", 200):
-        print(result.summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        shown = [c for c in SHOWN if c in result.summary.columns]
+        print(result.summary[shown].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(result.verdict)
     print(f"wrote {Path(args.out) / 'ablation.csv'}, eq3.csv, eq3.png, accuracy.png, draws.csv")
     return 0
