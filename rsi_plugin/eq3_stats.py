@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -147,7 +148,8 @@ def _deficits(numerator: pd.DataFrame, denominator: pd.DataFrame, no_scale: floa
     ``numerator`` (``rows x scales``); ``den`` is ``sets x scales``."""
     scales = [s for s in numerator.columns if s in denominator.columns]
     out = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a scale with no finite ratio: NaN
         for s in scales:
             den = denominator[s].to_numpy(dtype=float)
             ratio = numerator[s].to_numpy(dtype=float)[:, None] / den[None, :]
