@@ -432,6 +432,9 @@ details { margin: 0.6em 0 1.2em; }
 summary { cursor: pointer; color: #2a5d9f; }
 .scroll { max-height: 32em; overflow: auto; border: 1px solid #eee; }
 code { font-size: 0.9em; }
+.banner { border: 2px solid #c0392b; background: #fdecea; padding: 0.5em 0.8em; margin: 0.8em 0;
+          font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; font-size: 0.9em; }
+p.verdict { font-weight: bold; }
 """
 
 SCAN_CAPTION = ("A channel passes when Eq. 1 holds, ReLU(Pre_c(X̂_In)) < Pre_c(S(X̂_In)) (scaling up the In FZ "
@@ -442,7 +445,7 @@ SCAN_CAPTION = ("A channel passes when Eq. 1 holds, ReLU(Pre_c(X̂_In)) < Pre_c(
 GRID_CAPTION = ("Columns: the channel at In, Pre and Post of the block. Rows: FZ of the channel's centre neuron, "
                 "FZ of the whole channel, and the top natural images at the centre neuron (as in the paper's Fig. 1).")
 EQ3_CAPTION = ("Eq. 3: mean over random trials of acc(invariant channels ablated) / acc(random channels ablated) "
-               "at each scale; whiskers: standard error over the trials; blue line: the no-scale ratio. Bars below "
+               "at each scale; whiskers: standard error over the trials (none where fewer than two were kept); blue line: the no-scale ratio. Bars below "
                "the line mean that ablating the scale-invariant channels costs more accuracy under scaling than "
                "without it, relative to random channels (the paper's Fig. 2).")
 ACC_CAPTION = ("Top-1 accuracy against the scale transformation (centre crop of p% of the resized image, resized "
@@ -624,6 +627,13 @@ def _sweep_section(sweep: SweepOutput, contents: RunContents, page: _Page) -> No
     page.add(f'<p class="meta">{len(channels)} scale-invariant channel(s) mean-ablated at '
              f"{_e(manifest.get('node', 'post'))}; folder <code>{_e(label)}</code>; files: {', '.join(files)}.</p>")
     page.add(_settings_table(manifest))
+    from .results_summary import summarize_contents
+
+    ablation = summarize_contents(RunContents(contents.root, {}, [], [sweep], {}))["ablations"][0]
+    banner = _starved(ablation)
+    if banner:
+        page.add(f'<div class="banner">{_e(banner)}</div>')
+    page.add(f'<p class="verdict">{_e(ablation["verdict"])}</p>')
 
     if not page.figure(sweep.dir / "eq3.png", EQ3_CAPTION, alt=f"Eq. 3 ratios per scale, block {block}"):
         page.add('<p class="note">eq3.png is missing (the sweep may not have finished).</p>')
@@ -631,7 +641,12 @@ def _sweep_section(sweep: SweepOutput, contents: RunContents, page: _Page) -> No
         note = (" Computed from the finished cells of ablation.csv (eq3.csv is missing: the sweep may not have "
                 "finished).") if sweep.eq3_source == "ablation.csv" else ""
         page.add(f'<p class="caption">Eq. 3 per scale: ratio_mean ± ratio_se over n_trials random sets, the '
-                 f"no-scale ratio and the accuracies of each condition.{_e(note)}</p>")
+                 "no-scale ratio and the accuracies of each condition; the tests (rsi_plugin.eq3_stats): a bootstrap "
+                 "95% interval of the mean ratio (ratio_ci_low/high), the mean paired difference to the no-scale "
+                 "ratio (diff_mean) with one-sided paired permutation (p_permutation) and sign (p_sign) tests over "
+                 "the random sets, and the invariant set's scale-specific deficit (deficit) against n_null random "
+                 "same-size sets from all channels (null_share: share doing at least as badly; p_null)."
+                 f"{_e(note)}</p>")
         page.add(_table(sweep.eq3, {"scale": _scale_label}))
     page.figure(sweep.dir / "accuracy.png", ACC_CAPTION, alt=f"accuracy against scale, block {block}")
     if sweep.results is not None and len(sweep.results):
@@ -639,7 +654,12 @@ def _sweep_section(sweep: SweepOutput, contents: RunContents, page: _Page) -> No
         images = f" over {', '.join(map(str, n))} images" if n else ""
         page.add(f'<p class="caption">Top-1 accuracy per condition and trial (rows) and scale (columns){_e(images)}.'
                  "</p>")
-        page.add(_table(_accuracy_pivot(sweep.results)))
+        shown = sweep.results[sweep.results["condition"].astype(str) != "null_set"]
+        nulls = int(sweep.results.loc[sweep.results["condition"].astype(str) == "null_set", "trial"].nunique())
+        page.add(_table(_accuracy_pivot(shown)))
+        if nulls:
+            page.add(f'<p class="note">The {nulls} null sets\' cells are in '
+                     f"{page.link(sweep.dir / 'ablation.csv', 'ablation.csv')} (condition null_set).</p>")
     if sweep.draws is not None:
         kept_mask = _truthy(sweep.draws["kept"]) if "kept" in sweep.draws.columns else pd.Series(dtype=bool)
         kept = int(kept_mask.sum())
@@ -655,11 +675,67 @@ def _sweep_section(sweep: SweepOutput, contents: RunContents, page: _Page) -> No
                  f"({page.link(sweep.dir / 'skipped.csv', 'skipped.csv')}).</p>")
 
 
+def _starved(ablation: Mapping[str, Any]) -> str | None:
+    """The banner text of a sweep that kept fewer random sets than asked, or None."""
+    kept, asked = ablation.get("trials_kept"), ablation.get("trials_asked")
+    if kept is None or asked is None or kept >= asked:
+        return None
+    bars = " Fig. 2 has no error bars." if kept < 2 else ""
+    return (f"Block {ablation['block']}: screening kept only {kept} of the {asked} random control sets asked "
+            f"({ablation.get('draws')} draws, tolerance {_format(ablation.get('tolerance'))}); Eq. 3 rests on "
+            f"{kept} set(s).{bars} Rerun with --tolerance auto (the smallest tolerance that keeps {asked}) or a "
+            "larger --max-draws.")
+
+
+def _glance_section(contents: RunContents, page: _Page) -> None:
+    """The first screen: per block, the passing channels, the seed agreement, the random
+    sets kept and the Eq. 3 verdict with its test."""
+    from .results_summary import summarize_contents
+
+    try:
+        summary = summarize_contents(contents)
+    except (KeyError, ValueError, TypeError) as error:  # a partial run must still get a report
+        logger.warning("no overview: %s", error)
+        return
+    blocks = {b["block"]: b for b in summary["blocks"]}
+    ablations = {a["block"]: a for a in summary["ablations"]}
+    if not blocks and not ablations:
+        return
+    page.section("At a glance")
+    for ablation in ablations.values():
+        text = _starved(ablation)
+        if text:
+            page.add(f'<div class="banner">{_e(text)}</div>')
+    rows = []
+    for name in sorted(set(blocks) | set(ablations), key=_block_key):
+        b, a = blocks.get(name, {}), ablations.get(name)
+        jaccard = b.get("jaccard_mean")
+        row = {"block": name, "channels": b.get("channels"),
+               "robust": b.get("robust", b.get("passing")), "any seed": b.get("any_seed"),
+               "undetermined": b.get("undetermined"),
+               "seed Jaccard": "–" if jaccard is None else
+               f"{jaccard:.2f} ({_format(b.get('jaccard_min'))}–{_format(b.get('jaccard_max'))})",
+               "random sets kept": "–" if a is None else f"{a.get('trials_kept')} of {a.get('trials_asked')}",
+               "Eq. 3 verdict": "not ablated" if a is None else a["verdict"]}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    seeded = any(b.get("robust") is not None for b in blocks.values())
+    if not seeded:
+        frame = frame.rename(columns={"robust": "passing"})
+    frame = frame.drop(columns=[c for c in ("any seed", "undetermined") if frame[c].isna().all()])
+    page.add('<p class="caption">Per block: channels passing both criteria (robust: in every seed, when the scan '
+             "has seeds; any seed; undetermined: an In or Pre FZ was not valid), the agreement of the passing sets "
+             "between seeds (Jaccard), the random control sets kept by the screening, and whether the Eq. 3 "
+             "scale-specific deficit is distinguishable from a null of random same-size sets.</p>")
+    page.add(_table(frame))
+
+
 def _render(contents: RunContents, title: str | None) -> str:
     from . import __version__
 
     page = _Page(contents.root)
     model = contents.model
+    _glance_section(contents, page)
     heading = title or (f"Scale invariance in the residual stream: {model}" if model
                         else f"Scale invariance in the residual stream: {contents.root.resolve().name}")
     if contents.settings:

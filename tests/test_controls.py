@@ -85,6 +85,13 @@ def test_starved_screening_warns_records_the_kept_count_and_draws_no_error_bars(
     axes = eq3_figure(result.summary).axes[0]
     assert not [c for c in axes.containers if isinstance(c, ErrorbarContainer)]
     assert any("no error bars: 1 random set" in t.get_text() for t in axes.texts)
+    # the report's first screen carries the banner and the verdict
+    from rsi_plugin.report import write_report
+
+    text = write_report(tmp_path).read_text()
+    assert text.index("At a glance") < text.index("Ablation: block")
+    assert "screening kept only 1 of the 10 random control sets asked" in text and "no error bars" in text
+    assert "1 of 10" in text and result.verdict.split(":")[0] in text
 
 
 def test_tolerance_auto_keeps_the_asked_number_with_the_smallest_tolerance(constructed, tmp_path):

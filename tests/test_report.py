@@ -72,7 +72,7 @@ def run(model, tmp_path_factory) -> Path:
     write_scan(table, root / "scan")  # scan.csv, scan.parquet (with the table's attrs), summary.csv
     images, labels = generate(24, 3, size=73, centered=True)
     sweep(model, (images, labels), "2.1", PASSING,
-          SweepConfig(scales=(0.0, 0.5), trials=2, tolerance=1.0, max_draws=4, batch_size=12),
+          SweepConfig(scales=(0.0, 0.5), trials=2, tolerance=1.0, max_draws=4, null_sets=6, batch_size=12),
           out_dir=root / "ablation" / "2.1", progress=False)
     settings = {"model": "tiny", "weights": "random@0", "blocks": BLOCKS, "steps": 4, "trials": 2,
                 "wall_times": {"scan": 1.5, "ablation": 2.25}, "note": "<i>not markup</i>"}
@@ -377,6 +377,7 @@ def test_write_report_from_the_directory_alone(run, grids, no_model):
     eq3_html = table_with(links, list(eq3.columns))
     assert len(eq3_html["rows"]) == len(eq3)
     results = pd.read_csv(run / "ablation" / "2.1" / "ablation.csv")
+    results = results[results["condition"] != "null_set"]  # the null sets' cells stay in ablation.csv
     accuracy = table_with(links, ["condition", "trial", "0%", "50%"])
     assert len(accuracy["head"]) == 4
     cells = {(r[0], int(r[1])): r[2:] for r in accuracy["rows"]}

@@ -3,11 +3,17 @@
 Finds every ``scan.csv`` (``rsi scan``) and every sweep folder (``sweep.json``, ``rsi ablate``)
 below DIR, the Fig.-1 grids and ``settings.json`` of an ``rsi demo`` run, and writes
 ``DIR/report.html`` (images referenced by relative paths). No model is loaded.
+
+``--summary-json PATH`` also writes the run's headline numbers (:mod:`rsi_plugin.results_summary`),
+``--markdown`` prints them as the README's Markdown tables, and ``--update-readme README.md``
+rewrites the README between ``<!-- results:start -->`` and ``<!-- results:end -->`` from the
+summary file (``--summary-json``, or ``DIR/results-summary.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("dir", metavar="DIR",
                         help="run directory: holds scan.csv and/or sweep folders (sweep.json) anywhere below it")
     parser.add_argument("--title", default=None, help="title of the report (default: named after the model)")
+    parser.add_argument("--summary-json", default=None, metavar="PATH",
+                        help="also write the run's headline numbers to PATH (JSON; e.g. docs/results/demo-summary.json)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the headline numbers as Markdown tables (the README's 'What the demo finds')")
+    parser.add_argument("--update-readme", default=None, metavar="README",
+                        help="rewrite README between <!-- results:start --> and <!-- results:end --> from the "
+                             "summary JSON (--summary-json, default DIR/results-summary.json)")
     parser.set_defaults(run=run)
 
 
@@ -23,4 +36,15 @@ def run(args: argparse.Namespace) -> int:
     from ..report import write_report
 
     print(write_report(args.dir, title=args.title))
+    if args.summary_json or args.markdown or args.update_readme:
+        from ..results_summary import render_markdown, summarize_run, update_readme, write_summary
+
+        summary = summarize_run(args.dir)
+        path = Path(args.summary_json) if args.summary_json else Path(args.dir) / "results-summary.json"
+        if args.summary_json or args.update_readme:
+            print(write_summary(summary, path))
+        if args.markdown:
+            print(render_markdown(summary), end="")
+        if args.update_readme:
+            print(update_readme(args.update_readme, path))
     return 0
