@@ -268,16 +268,17 @@ def verdict(summary: pd.DataFrame, block: str | None = None, no_scale: float = 0
     kept = int(summary["n_trials"].max()) if "n_trials" in summary.columns and len(summary) else 0
     n_null = int(scaled["n_null"].max()) if len(scaled) else 0
     paired = scaled["p_permutation"].astype(float)
-    paired_text = ("paired test over random sets: smallest p = "
-                   f"{paired.min():.3g}" if paired.notna().any() else "no paired test (fewer than one random set)")
+    paired_text = (f"paired test over the screened random sets: smallest p = {paired.min():.3g}"
+                   if paired.notna().any() else "no paired test: no screened random set")
     if n_null:
         p = scaled["p_null"].astype(float)
         hits = scaled.loc[p * m < alpha, "scale"]
         best = scaled.loc[p.idxmin()] if p.notna().any() else None
         if len(hits):
+            worst = float(p[p * m < alpha].max())
             return (f"{who}: the scale-specific deficit is distinguishable from the null at {_scales(hits)} "
-                    f"(fewer than {alpha:g} / {m} of {n_null} random same-size sets do as badly; "
-                    f"{paired_text}; {kept} screened random sets).")
+                    f"(p_null <= {worst:.3g} against {n_null} random same-size sets, below {alpha:g} after "
+                    f"Bonferroni over {m} scales; {paired_text}; {kept} screened random sets).")
         where = (f"smallest p_null = {best['p_null']:.3g} at {_scales([best['scale']])}" if best is not None
                  else "no finite deficit")
         return (f"{who}: the scale-specific deficit is not distinguishable from the null at any scale "
