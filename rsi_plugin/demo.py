@@ -40,7 +40,9 @@ class DemoConfig:
         blocks (list of str or "all"): blocks to scan.
         steps (int): feature-visualisation steps (the paper: 2560).
         trials (int): random control sets per ablated block (the paper: 10).
-        tolerance (float): screening slack of the random sets (0: the paper's rule).
+        tolerance (float or "auto"): screening slack of the random sets (0: the paper's
+            rule; ``"auto"``, the default: 0 when that keeps ``trials`` sets, else the smallest
+            tolerance that does, reported; see :class:`~rsi_plugin.scale_sweep.SweepConfig`).
         ablation_blocks (int or list of str): how many of the blocks with the most passing
             channels to ablate (the paper: 2), or their names.
         samples (int): generated evaluation images for the sweep (``tiny``).
@@ -58,7 +60,7 @@ class DemoConfig:
     blocks: Sequence[str] | str = "all"
     steps: int = 128
     trials: int = 10
-    tolerance: float = 0.0
+    tolerance: float | str = "auto"
     ablation_blocks: int | Sequence[str] = 2
     samples: int = 1000
     natural_samples: int = 1000

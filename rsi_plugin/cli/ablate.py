@@ -15,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .args import tolerance
 from .common import add_model_arguments, load_model_from_args
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="rows of this source (fz, natural) when the scan CSV holds several")
     parser.add_argument("--out", required=True, help="output folder (rerun to resume)")
     parser.add_argument("--trials", type=int, default=10, help="random control sets (default 10)")
-    parser.add_argument("--tolerance", type=_tolerance, default=0.0,
+    parser.add_argument("--tolerance", type=tolerance, default=0.0,
                         help="screening slack: keep a random set if its no-scale accuracy <= the invariant "
                              "set's + this (default 0; the paper used 0.01 for block 3.1); 'auto': 0 when that "
                              "keeps --trials sets within --max-draws, else the smallest tolerance that does "
@@ -67,18 +68,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=20, help="save partial counts every N batches")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
-
-
-def _tolerance(value: str) -> float | str:
-    if value.strip().lower() == "auto":
-        return "auto"
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {value!r}") from None
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {value!r}")
-    return number
 
 
 def parse_channels(values: list[str], block: str, source: str | None = None) -> list[int]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .args import tolerance
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="scan all blocks, draw Fig.-1 grids, run the scale-ablation sweep on the "
@@ -16,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--blocks", nargs="+", default=["all"], help="blocks to scan (default all)")
     parser.add_argument("--steps", type=int, default=None, help="feature-visualisation steps (default 128; quick 8)")
     parser.add_argument("--trials", type=int, default=None, help="random control sets per block (default 10; quick 2)")
-    parser.add_argument("--tolerance", type=float, default=0.0,
-                        help="screening slack of random sets (default 0, the paper's rule; it used 0.01 for 3.1)")
+    parser.add_argument("--tolerance", type=tolerance, default="auto",
+                        help="screening slack of the random sets: a number (0: the paper's rule) or auto "
+                             "(default: 0 when that keeps --trials sets, else the smallest tolerance that does)")
     parser.add_argument("--ablate", nargs="+", default=None, metavar="BLOCK",
                         help="blocks to ablate (default: the two with the most passing channels)")
     parser.add_argument("--samples", type=int, default=None, help="generated evaluation images (default 1000)")
