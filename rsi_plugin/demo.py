@@ -43,6 +43,8 @@ class DemoConfig:
         tolerance (float or "auto"): screening slack of the random sets (0: the paper's
             rule; ``"auto"``, the default: 0 when that keeps ``trials`` sets, else the smallest
             tolerance that does, reported; see :class:`~rsi_plugin.scale_sweep.SweepConfig`).
+        null_sets (int): random same-size sets from all channels swept as the Eq. 3 null
+            (:class:`~rsi_plugin.scale_sweep.SweepConfig`).
         ablation_blocks (int or list of str): how many of the blocks with the most passing
             channels to ablate (the paper: 2), or their names.
         samples (int): generated evaluation images for the sweep (``tiny``).
@@ -61,6 +63,7 @@ class DemoConfig:
     steps: int = 128
     trials: int = 10
     tolerance: float | str = "auto"
+    null_sets: int = 200
     ablation_blocks: int | Sequence[str] = 2
     samples: int = 1000
     natural_samples: int = 1000
@@ -74,7 +77,7 @@ class DemoConfig:
     @classmethod
     def quick_run(cls, out: str, **overrides: Any) -> "DemoConfig":
         """The one-minute smoke settings."""
-        settings = dict(out=out, steps=8, trials=2, samples=200, natural_samples=200,
+        settings = dict(out=out, steps=8, trials=2, samples=200, natural_samples=200, null_sets=20,
                         scales=(0.0, 0.2, 0.4), grids_per_block=2, quick=True)
         settings.update(overrides)
         return cls(**settings)
@@ -208,7 +211,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     channels_of = {b.name: b.channels for b in residual_blocks(model)}
     chosen = pick_ablation_blocks(summary, config.ablation_blocks, channels_of)
     sweep_config = SweepConfig(scales=tuple(config.scales), trials=config.trials, seed=config.seed,
-                               tolerance=config.tolerance)
+                               tolerance=config.tolerance, null_sets=config.null_sets)
     data = _sweep_data(config, model)
     eq3 = {}
     for block in chosen:

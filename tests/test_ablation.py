@@ -147,7 +147,7 @@ def test_ablate_conditions_errors(model, data, kwargs, error, match):
 
 
 def _config(**kw):
-    base = dict(scales=(0.0, 0.2, 0.4), trials=3, tolerance=1.0, batch_size=10, checkpoint_every=1)
+    base = dict(scales=(0.0, 0.2, 0.4), trials=3, tolerance=1.0, null_sets=2, batch_size=10, checkpoint_every=1)
     base.update(kw)
     return SweepConfig(**base)
 
@@ -157,7 +157,7 @@ def test_sweep_prefix_reuse_equals_naive_path(model, data, node):
     fast = sweep(model, data, "3.1", [0, 5, 9], _config(node=node), progress=False)
     naive = sweep(model, data, "3.1", [0, 5, 9], _config(node=node, batch_conditions=False), progress=False)
     chunked = sweep(model, data, "3.1", [0, 5, 9], _config(node=node, batch_conditions=2), progress=False)
-    assert len(fast.results) == 3 * (2 + 3)
+    assert len(fast.results) == 3 * (2 + 3 + 2)  # none, invariant, 3 random and 2 null sets at 3 scales
     assert fast.results.equals(naive.results)
     assert fast.results.equals(chunked.results)
     assert fast.draws.equals(naive.draws)

@@ -21,7 +21,7 @@ CHANNELS = [1, 5, 11]
 def setup():
     model = small_resnet(seed=2)
     data = random_data(24, seed=9)
-    result = sweep(model, data, "3.1", CHANNELS, SweepConfig(scales=(0.0,) + SCALES, trials=0, batch_size=8),
+    result = sweep(model, data, "3.1", CHANNELS, SweepConfig(scales=(0.0,) + SCALES, trials=0, null_sets=0, batch_size=8),
                    progress=False)
     table = result.results.set_index(["condition", "scale"])["accuracy"]
     return model, data, result.means, table

@@ -18,7 +18,7 @@ from rsi_plugin.ablation import SweepConfig, sweep
 
 TESTS = Path(__file__).resolve().parent
 CONFIG = dict(scales=(0.0, 0.3), trials=2, tolerance=0.0, max_draws=6, seed=0, batch_size=4, screen_batch=1,
-              checkpoint_every=1)
+              checkpoint_every=1, null_sets=3)
 CHANNELS = [2, 3, 5, 8]
 BAD_ITEM = 9
 
@@ -74,7 +74,8 @@ def test_two_process_torchrun_sweep_equals_one_process(tmp_path):
     out.mkdir()
     script = tmp_path / "run_sweep.py"
     script.write_text(textwrap.dedent(SCRIPT.format(tests=str(TESTS), out=str(out))))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
+    # the package of this tree first (not an installed copy), then the test helpers
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)

@@ -32,7 +32,7 @@ class Counting(torch.utils.data.Dataset):
 
 
 CONFIG = SweepConfig(scales=(0.0, 0.25, 0.5), trials=2, tolerance=0.0, max_draws=8, seed=2,
-                     batch_size=BATCH, checkpoint_every=1, screen_batch=2)
+                     batch_size=BATCH, checkpoint_every=1, screen_batch=2, null_sets=3)
 
 
 @pytest.fixture(scope="module")
