@@ -222,7 +222,7 @@ def _eq3_tables(ablations: list[dict[str, Any]]) -> list[str]:
         for scale in scales:
             s = by.get(scale, {})
             mean, se = s.get("ratio_mean"), s.get("ratio_se")
-            cells.append(_num(mean) + ("" if se is None else f" ± {se:.3f}"))
+            cells.append(_num(mean) + ("" if se is None else f" ± {se:.2g}"))  # the spread to 2 significant digits
             p_cells.append(f"{_p(s.get('p_permutation'))} / {_p(s.get('p_sign'))}")
             null_cells.append(f"{_p(s.get('p_null'))}")
         ratio.append(f"| block {a['block']} | " + " | ".join(cells) + " |")
