@@ -26,7 +26,7 @@ from typing import Any
 
 from .atomic import atomic_write_text
 
-__all__ = ["START", "END", "summarize_run", "summarize_contents", "write_summary", "read_summary", "render_markdown", "readme_block",
+__all__ = ["START", "END", "marker_lines", "summarize_run", "summarize_contents", "write_summary", "read_summary", "render_markdown", "readme_block",
            "update_readme", "check_readme", "FORMAT"]
 
 START = "<!-- results:start -->"
@@ -278,10 +278,20 @@ def readme_block(summary: dict[str, Any]) -> str:
     return f"{START}\n{NOTE}\n{render_markdown(summary)}{END}"
 
 
+def marker_lines(text: str) -> tuple[list[int], list[int]]:
+    """Offsets of the lines that are exactly :data:`START` and :data:`END` (markers quoted
+    inside prose do not count)."""
+    import re
+
+    return ([m.start() for m in re.finditer(rf"^{re.escape(START)}[ \t]*$", text, re.M)],
+            [m.start() for m in re.finditer(rf"^{re.escape(END)}[ \t]*$", text, re.M)])
+
+
 def _split(text: str, path: Path) -> tuple[str, str, str]:
-    start, end = text.find(START), text.find(END)
-    if start < 0 or end < 0 or end < start or text.count(START) != 1 or text.count(END) != 1:
-        raise ValueError(f"{path} must hold exactly one {START} followed by one {END}")
+    starts, ends = marker_lines(text)
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ValueError(f"{path} must hold exactly one line {START} followed by one line {END}")
+    start, end = starts[0], ends[0]
     return text[:start], text[start:end + len(END)], text[end + len(END):]
 
 

@@ -15,6 +15,7 @@ from rsi_plugin.results_summary import (
     END,
     START,
     check_readme,
+    marker_lines,
     read_summary,
     render_markdown,
     summarize_run,
@@ -109,6 +110,10 @@ def test_readme_errors(tmp_path, run):
     readme.write_text(f"{START}\n{START}\n{END}\n")
     with pytest.raises(ValueError, match="exactly one"):
         update_readme(readme, results)
+    readme.write_text(f"prose quoting `{START}` and `{END}` is not a block\n")
+    assert marker_lines(readme.read_text()) == ([], [])
+    with pytest.raises(ValueError, match="exactly one"):
+        check_readme(readme, results)
     with pytest.raises(FileNotFoundError):
         read_summary(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{}")
@@ -133,10 +138,11 @@ def test_committed_readme_agrees_with_the_committed_results():
     then both must exist and agree (regenerate with ``rsi report RUN --summary-json
     docs/results/demo-summary.json --update-readme README.md``)."""
     readme = REPO / "README.md"
-    marked = START in readme.read_text()
+    starts, ends = marker_lines(readme.read_text())
+    marked = bool(starts or ends)
     if COMMITTED.is_file() or marked:
         assert COMMITTED.is_file(), f"README.md has the results markers but {COMMITTED} is missing"
         assert marked, f"{COMMITTED} exists but README.md has no {START} ... {END} block"
         assert check_readme(readme, COMMITTED) == []
     else:  # before the first committed run: no generated block may claim to come from one
-        assert END not in readme.read_text()
+        assert not starts and not ends
