@@ -54,6 +54,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -85,6 +86,13 @@ __all__ = [
     "visualize",
     "render",
     "paper_jitter",
+    "scaled_jitter",
+    "relu_source",
+    "fz_status",
+    "plateaued",
+    "STATUSES",
+    "DEAD_ACTIVATION",
+    "FLAT_STD",
     "channel_seed",
     "model_fingerprint",
     "OBJECTIVES",
@@ -93,7 +101,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: bump when a change of the algorithm makes cached records stale
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: the statuses of an FZ (:func:`fz_status`), best first
+STATUSES: tuple[str, ...] = ("ok", "dead", "flat", "unconverged")
+#: an FZ whose objective on its final image is at or below this is ``"dead"``: it does not
+#: drive its own target (a ReLU node stuck at 0, a Pre that stayed negative)
+DEAD_ACTIVATION: float = 0.0
+#: an FZ whose pixel standard deviation (over colours and pixels, [0, 1] scale) is below this
+#: is ``"flat"``: the initial noise (std ~0.0025) or a uniform colour, not an image
+FLAT_STD: float = 0.01
+#: the paper's jitters (:func:`paper_jitter`) are for images of this side
+JITTER_REFERENCE_SIZE: int = 224
 OBJECTIVES: tuple[str, ...] = ("neuron", "channel")
 JITTER_SCHEDULES: tuple[str, ...] = ("text", "code")
 PAD_MODES: tuple[str, ...] = ("reflect", "constant", "replicate", "circular")
@@ -158,6 +176,22 @@ def paper_jitter(block_name: str, node: str, schedule: Literal["text", "code"] =
     return 16
 
 
+def scaled_jitter(jitter: int, image_size: int) -> int:
+    r"""A jitter given for 224-px images, scaled to ``image_size``: ``round(jitter * size / 224)``.
+
+    The paper's jitter of 16 px is 7 % of its 224-px images but 25 % of a 64-px one; scaled,
+    it is 5 px there (and 4 becomes 1, below the pad threshold of 4: scale and rotation only).
+
+    Args:
+        jitter (int): the jitter at 224 px.
+        image_size (int): the image side.
+
+    Returns:
+        int.
+    """
+    return int(round(int(jitter) * int(image_size) / JITTER_REFERENCE_SIZE))
+
+
 def channel_seed(seed: int, channel: int) -> int:
     """The seed of channel ``channel``'s generator, derived from ``(seed, channel)`` only.
 
@@ -196,8 +230,25 @@ class FeatureVizConfig:
         decorrelate (bool): Lucent's colour decorrelation.
         decay_power (float): spectrum decay (Lucent: 1).
         sd (float): standard deviation of the initial parameters (Lucent: 0.01).
-        paper_compat (bool): read Pre as Lucent does (a reference to bn's output, which the
-            block's in-place sum and ReLU turn into Post). Only Pre is affected.
+        paper_compat (bool): Lucent's behaviour: read Pre as Lucent does (a reference to
+            bn's output, which the block's in-place sum and ReLU turn into Post), and no
+            pre-activation substitution (``pre_activation`` is off).
+        early_stop (bool): stop each channel once its objective plateaus
+            (:func:`plateaued`), with ``steps`` as the cap; ``False``: exactly ``steps``
+            steps (the paper's fixed count).
+        plateau_window (int): ``w``: the plateau rule compares the mean objective of the
+            last ``w`` steps with the ``w`` before (``min(w, steps // 2)`` for short runs);
+            checked every ``w`` steps from ``2 w`` on.
+        plateau_rtol (float): the objective has plateaued when that gain is at most this
+            fraction of its magnitude. A channel that has not plateaued at the end of the
+            run is ``"unconverged"``.
+        scale_jitter (bool): scale the paper's jitter (given for 224 px) to ``image_size``
+            (:func:`scaled_jitter`) when ``jitter`` is ``None``; ``False``: the paper's
+            pixels at any size. An explicit ``jitter`` is never scaled.
+        pre_activation (bool): for a node behind a ReLU (Post; In when it is the previous
+            block's output, see :func:`relu_source`), optimise the pre-ReLU sum while the
+            target is <= 0, so that a channel that starts at 0 gets a gradient. Where the
+            target is > 0 the objective is the target itself. Off with ``paper_compat``.
     """
 
     image_size: int | None = None
@@ -216,6 +267,11 @@ class FeatureVizConfig:
     decay_power: float = 1.0
     sd: float = 0.01
     paper_compat: bool = False
+    early_stop: bool = True
+    plateau_window: int = 64
+    plateau_rtol: float = 0.01
+    scale_jitter: bool = True
+    pre_activation: bool = True
 
     def __post_init__(self) -> None:
         def integer(name: str, low: int, allow_none: bool = False) -> None:
@@ -229,6 +285,12 @@ class FeatureVizConfig:
         integer("jitter", 0, allow_none=True)
         integer("seed", 0)
         integer("channels_per_batch", 1)
+        integer("plateau_window", 1)
+        for name in ("paper_compat", "early_stop", "scale_jitter", "pre_activation", "fft", "decorrelate"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.plateau_rtol, bool) or not float(self.plateau_rtol) >= 0:
+            raise ValueError(f"plateau_rtol must be a number >= 0, got {self.plateau_rtol!r}")
         for name in ("lr", "sd"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -255,10 +317,15 @@ class FeatureVizConfig:
         """
         name = block.name if isinstance(block, ResidualBlock) else str(block)
         size = self.image_size if self.image_size is not None else int(model_info(_unwrap(model)).input_size)
-        jitter = self.jitter if self.jitter is not None else paper_jitter(name, node, self.jitter_schedule)
+        jitter = self.jitter
+        if jitter is None:
+            jitter = paper_jitter(name, node, self.jitter_schedule)
+            if self.scale_jitter:
+                jitter = scaled_jitter(jitter, size)
         if jitter >= 4 and jitter >= size:
             raise ValueError(f"jitter {jitter} needs an image larger than {jitter} px, got image_size {size}")
-        return dataclasses.replace(self, image_size=int(size), jitter=int(jitter))
+        return dataclasses.replace(self, image_size=int(size), jitter=int(jitter),
+                                   pre_activation=bool(self.pre_activation and not self.paper_compat))
 
     def transform_spec(self) -> TransformSpec:
         """The transforms of a resolved config."""
@@ -268,16 +335,49 @@ class FeatureVizConfig:
 
     def cache_key(self) -> dict[str, Any]:
         """What determines a channel's result: every field but ``channels_per_batch`` (and the
-        jitter schedule once the jitter is resolved), plus the cache format version."""
+        jitter schedule once the jitter is resolved), the cache format version, the torch
+        version and torch's intra-op thread count (CPU results differ in the last bits
+        between thread counts and versions, and the optimisation amplifies that)."""
         key = dataclasses.asdict(self)
         key.pop("channels_per_batch")
         if self.jitter is not None:  # resolved: the schedule no longer matters
             key.pop("jitter_schedule")
         key["format"] = FORMAT_VERSION
+        key["torch"] = torch.__version__
+        key["threads"] = int(torch.get_num_threads())
         return key
 
 
 # --------------------------------------------------------------------------- reading a node
+
+def relu_source(blocks: Sequence[ResidualBlock], block: ResidualBlock, node: str) -> ResidualBlock | None:
+    r"""The block whose pre-ReLU sum ``In + Pre`` is the pre-activation of ``node``, if any.
+
+    Post is ``ReLU(In + Pre)`` of its own block. In of a block without a downsample that
+    follows another block of its stage (``"3.1"`` after ``"3.0"``) is that block's output,
+    ``ReLU`` of its sum. In of a stage's first block without a downsample (resnet18's 1.0:
+    the stem's max-pooled ReLU) and In with a downsample (a BatchNorm output), Pre and Sum
+    have no such source (``None``). For blocks without a ReLU after the sum (ConvNeXt) the
+    sum equals the node, so reading it changes nothing.
+
+    Args:
+        blocks (sequence of ResidualBlock): the model's blocks (:func:`residual_blocks`).
+        block (ResidualBlock): the block of the node.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+
+    Returns:
+        ResidualBlock or None.
+    """
+    if node == "post":
+        return block
+    if node != "in" or block.downsample_path is not None:
+        return None
+    split = _split_name(block.name)
+    if split is None or split[1] == 0 or block.index == 0:
+        return None
+    previous = blocks[block.index - 1]
+    return previous if _split_name(previous.name) == (split[0], split[1] - 1) else None
+
 
 class _StopForward(Exception):
     """Raised by a hook once the target node is read, to skip the rest of the forward."""
@@ -319,12 +419,18 @@ class NodeProbe:
         ``probe(x)``: input ``[K, 3, H, W]`` (normalised) to ``[K, C, h, w]``.
     """
 
-    def __init__(self, model: nn.Module, block: str | ResidualBlock, node: str, paper_compat: bool = False) -> None:
+    def __init__(self, model: nn.Module, block: str | ResidualBlock, node: str, paper_compat: bool = False,
+                 pre_activation: bool = False) -> None:
         check_nodes([node])
         self.model = _unwrap(model)
-        self.block = get_block(residual_blocks(self.model), block)
+        blocks = residual_blocks(self.model)
+        self.block = get_block(blocks, block)
         self.node = node
         self.paper_compat = bool(paper_compat)
+        #: the block whose pre-ReLU sum feeds the node's ReLU (``None``: not read)
+        self.relu_source = relu_source(blocks, self.block, node) if pre_activation and not paper_compat else None
+        #: the pre-ReLU value of the last call (``None`` when not read)
+        self.pre_activation: torch.Tensor | None = None
         self._handles: list[Any] = []
         self._seen: dict[str, torch.Tensor] = {}
 
@@ -352,13 +458,34 @@ class NodeProbe:
             self._seen["value"] = self._seen["pre"]
         raise _StopForward
 
+    def _finish_source(self, module, args, output):
+        self._seen["z"] = self._seen.pop("z_in") + self._seen.pop("z_pre")
+        if self.node == "post":
+            self._seen["value"] = output
+            raise _StopForward
+
+    def _register_source(self, register: Callable[[Any], None]) -> None:
+        """Hooks that read the pre-ReLU sum ``In + Pre`` of :attr:`relu_source` as ``"z"``."""
+        source = self.relu_source
+        unit = get_module(self.model, source.path)
+        if source.downsample_path is not None:
+            register(get_module(self.model, source.downsample_path).register_forward_hook(self._store("z_in")))
+        else:
+            register(unit.register_forward_pre_hook(self._store_input("z_in")))
+        register(get_module(self.model, source.pre_path).register_forward_hook(self._store("z_pre", clone=True)))
+        register(unit.register_forward_hook(self._finish_source))
+
     def __enter__(self) -> "NodeProbe":
         block, node = self.block, self.node
         bn = get_module(self.model, block.pre_path)
         unit = get_module(self.model, block.path)
         register = self._handles.append
         try:
-            if node == "post":
+            if self.relu_source is not None:
+                self._register_source(register)
+                if node == "in":  # In is the block's input, the source block's output after its ReLU
+                    register(unit.register_forward_pre_hook(self._store_input("in", stop=True)))
+            elif node == "post":
                 register(unit.register_forward_hook(self._store("post", stop=True)))
             elif node == "pre" and not self.paper_compat:
                 register(bn.register_forward_hook(self._store("pre", clone=True, stop=True)))
@@ -394,6 +521,7 @@ class NodeProbe:
         except _StopForward:
             pass
         value = self._seen.get("value")
+        self.pre_activation = self._seen.get("z")
         self._seen = {}
         if value is None:
             raise RuntimeError(f"the forward never reached node {self.node!r} of block {self.block.name}")
@@ -411,12 +539,19 @@ class Visualization:
         activations (Tensor): ``[K]``, each channel's objective on its final, untransformed
             image (the centre neuron for ``"neuron"``; the value that was optimised, so the
             aliased Post for Pre with ``paper_compat=True``).
-        history (Tensor): ``[steps, K]``, the objective on each step's transformed image.
+        history (Tensor): ``[steps, K]``, the optimised objective on each step's
+            transformed image (the pre-ReLU value where it stood in for a target <= 0);
+            NaN after a channel's ``steps_used``.
+        status (list of str): per channel, ``"ok"``, ``"dead"``, ``"flat"`` or
+            ``"unconverged"`` (:func:`fz_status`).
+        steps_used (Tensor): ``[K]`` int64, the steps each channel's image got.
     """
 
     images: torch.Tensor
     activations: torch.Tensor
     history: torch.Tensor
+    status: list[str] = field(default_factory=list)
+    steps_used: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return iter((self.images, self.activations))
@@ -446,6 +581,67 @@ def _frozen(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
         for m, mode in modes:
             m.training = mode
+
+
+def plateau_window(steps: int, window: int) -> int:
+    """The window of the plateau rule for a run of ``steps``: ``min(window, steps // 2)`` (0:
+    too short to tell)."""
+    return min(int(window), int(steps) // 2)
+
+
+def plateaued(history: torch.Tensor, window: int, rtol: float) -> torch.Tensor:
+    r"""Whether each column's objective has stopped rising: the mean of the last ``window``
+    steps exceeds the mean of the ``window`` before by at most ``rtol`` times the larger of
+    their magnitudes.
+
+    Args:
+        history (Tensor): ``[t, K]`` objective per step, ``t >= 2 * window``.
+        window (int): ``w`` >= 1.
+        rtol (float): the tolerated relative gain.
+
+    Returns:
+        bool Tensor ``[K]`` (False where the history is not finite).
+    """
+    if window < 1 or history.shape[0] < 2 * window:
+        return torch.zeros(history.shape[1], dtype=torch.bool, device=history.device)
+    last = history[-window:].mean(0)
+    before = history[-2 * window:-window].mean(0)
+    scale = torch.maximum(last.abs(), before.abs())
+    return torch.isfinite(last) & torch.isfinite(before) & (last - before <= rtol * scale)
+
+
+def fz_status(activations: torch.Tensor, images: torch.Tensor, converged: torch.Tensor) -> list[str]:
+    r"""The status of each FZ, the first that applies of:
+
+    * ``"dead"``: its objective on its final image is at or below :data:`DEAD_ACTIVATION`
+      (or not finite): the image does not drive its own target;
+    * ``"flat"``: its pixel standard deviation is below :data:`FLAT_STD`;
+    * ``"unconverged"``: the objective had not plateaued (:func:`plateaued`) when the run
+      ended;
+    * ``"ok"``.
+
+    Args:
+        activations (Tensor): ``[K]`` the objective on each final image.
+        images (Tensor): ``[K, 3, H, W]`` in [0, 1].
+        converged (Tensor): ``[K]`` bool.
+
+    Returns:
+        list of str.
+    """
+    acts = activations.detach().float().cpu()
+    spread = images.detach().float().flatten(1).std(1).cpu()
+    done = converged.detach().bool().cpu()
+    out = []
+    for a, sd, ok in zip(acts.tolist(), spread.tolist(), done.tolist()):
+        if not np.isfinite(a) or a <= DEAD_ACTIVATION:
+            out.append("dead")
+        elif not sd >= FLAT_STD:
+            out.append("flat")
+        elif not ok:
+            out.append("unconverged")
+        else:
+            out.append("ok")
+    return out
 
 
 def _objective(act: torch.Tensor, rows: torch.Tensor, channels: torch.Tensor, objective: str) -> torch.Tensor:
@@ -511,19 +707,43 @@ def _optimize_batch(model: nn.Module, block: ResidualBlock, node: str, channels:
 
     params = params0.to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([params], lr=cfg.lr)
-    history = []
-    with _frozen(model), NodeProbe(model, block, node, cfg.paper_compat) as probe, torch.enable_grad():
+    k = len(channels)
+    history = torch.full((steps, k), float("nan"), device=device)
+    window = plateau_window(steps, cfg.plateau_window)
+    done = torch.zeros(k, dtype=torch.bool, device=device)  # plateaued: the image is frozen at ``kept``
+    used = torch.full((k,), steps, dtype=torch.long, device=device)
+    kept = params.detach().clone()
+    with _frozen(model), NodeProbe(model, block, node, cfg.paper_compat, cfg.pre_activation) as probe, \
+            torch.enable_grad():
         for step in range(steps):
             optimizer.zero_grad(set_to_none=True)
             seen = transform_images(image_of(params), thetas[step], spec)
-            value = _objective(probe((seen - mean) / std), rows, index, cfg.objective)
+            target = _objective(probe((seen - mean) / std), rows, index, cfg.objective)
+            value = target
+            if probe.pre_activation is not None:  # a ReLU node: climb its pre-activation while it is <= 0
+                value = torch.where(target > 0, target, _objective(probe.pre_activation, rows, index, cfg.objective))
             (-value.sum()).backward()
             optimizer.step()
-            history.append(value.detach())
+            history[step] = torch.where(done, torch.full_like(value, float("nan")), value.detach())
+            t = step + 1
+            if cfg.early_stop and window and t < steps and t >= 2 * window and t % window == 0:
+                new = plateaued(history[:t], window, cfg.plateau_rtol) & ~done
+                if bool(new.any()):  # one host sync per window
+                    kept[new] = params.detach()[new]
+                    used[new] = t
+                    history[t:, new] = float("nan")
+                    done |= new
+                    if bool(done.all()):
+                        break
+        last = ~done
+        if bool(last.any()):
+            done[last] = plateaued(history[:steps, last], window, cfg.plateau_rtol)
         with torch.no_grad():
-            images = image_of(params)
+            final_params = torch.where(last.view(-1, *[1] * (params.dim() - 1)), params.detach(), kept)
+            images = image_of(final_params)
             final = _objective(probe((images - mean) / std), rows, index, cfg.objective)
-    return Visualization(images.detach(), final.detach(), torch.stack(history))
+    run = int(used.max())
+    return Visualization(images.detach(), final.detach(), history[:run], fz_status(final, images, done), used.cpu())
 
 
 def visualize(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | torch.Tensor,
@@ -551,8 +771,11 @@ def visualize(model: nn.Module, block: str | ResidualBlock, node: str, channels:
     parts = [_optimize_batch(module, target, node, chosen[i:i + cfg.channels_per_batch], cfg)
              for i in tqdm(range(0, len(chosen), cfg.channels_per_batch), disable=not progress,
                            desc=f"FZ {target.name} {node}", unit="batch")]
-    return Visualization(torch.cat([p.images for p in parts]), torch.cat([p.activations for p in parts]),
-                         torch.cat([p.history for p in parts], dim=1))
+    run = max(p.history.shape[0] for p in parts)
+    history = torch.cat([F.pad(p.history, (0, 0, 0, run - p.history.shape[0]), value=float("nan"))
+                         for p in parts], dim=1)
+    return Visualization(torch.cat([p.images for p in parts]), torch.cat([p.activations for p in parts]), history,
+                         [s for p in parts for s in p.status], torch.cat([p.steps_used for p in parts]))
 
 
 # --------------------------------------------------------------------------- cached rendering
@@ -569,7 +792,10 @@ class FeatureVizResult:
         paths (list): the PNG of each channel, or ``None`` without a cache.
         config (FeatureVizConfig): the resolved config.
         computed (list of int): channels computed by this call (the rest came from the cache).
-        histories (list): each channel's objective per step ``[steps]``.
+        histories (list): each channel's objective per step ``[steps_used]``.
+        status (list of str): each channel's FZ status, ``"ok"``, ``"dead"``, ``"flat"``
+            or ``"unconverged"`` (:func:`fz_status`).
+        steps_used (list of int): the steps each channel's image got.
     """
 
     block: str
@@ -581,6 +807,8 @@ class FeatureVizResult:
     config: FeatureVizConfig
     computed: list[int] = field(default_factory=list)
     histories: list[torch.Tensor] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    steps_used: list[int] = field(default_factory=list)
 
 
 BatchCallback = Callable[[list[int], torch.Tensor, torch.Tensor], Any]
@@ -636,8 +864,9 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
                 if record is not None:
                     found[c] = record
     missing = [c for c in chosen if c not in found]
-    logger.info("FZ block %s node %s: %d channel(s), %d cached, %d to compute (size %d, %d steps, jitter %d)",
-                target.name, node, len(chosen), len(found), len(missing), cfg.image_size, cfg.steps, cfg.jitter)
+    logger.info("FZ block %s node %s: %d channel(s), %d cached, %d to compute (size %d, %s %d steps, jitter %d)",
+                target.name, node, len(chosen), len(found), len(missing), cfg.image_size,
+                "at most" if cfg.early_stop else "", cfg.steps, cfg.jitter)
     batches = [missing[i:i + cfg.channels_per_batch] for i in range(0, len(missing), cfg.channels_per_batch)]
     computed: list[int] = []
     for batch in tqdm(batches, disable=not progress, desc=f"FZ {target.name} {node}", unit="batch"):
@@ -648,10 +877,13 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
 
             vis = in_one_request(model, optimize_batch_remotely, target, node, batch, cfg, remote=remote)
         for i, c in enumerate(batch):
+            used = int(vis.steps_used[i])
             record = {
-                "image": vis.images[i].detach().float().cpu(),
+                "image": vis.images[i].detach().float().cpu().clone(),
                 "activation": float(vis.activations[i]),
-                "history": vis.history[:, i].detach().float().cpu(),
+                "history": vis.history[:used, i].detach().float().cpu().clone(),
+                "status": vis.status[i],
+                "steps_used": used,
                 "block": target.name,
                 "node": node,
                 "channel": c,
@@ -673,4 +905,6 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
         config=cfg,
         computed=computed,
         histories=[found[c].get("history") for c in chosen],
+        status=[str(found[c].get("status", "unconverged")) for c in chosen],
+        steps_used=[int(found[c].get("steps_used", cfg.steps)) for c in chosen],
     )

@@ -203,7 +203,7 @@ def test_pre_fz_maximises_pre_and_paper_compat_optimises_post(tiny):
     cfg = fast(steps=30, jitter=4)
     pre = visualize(tiny, "2.1", "pre", chans, cfg)
     compat = visualize(tiny, "2.1", "pre", chans, replace(cfg, paper_compat=True))
-    post = visualize(tiny, "2.1", "post", chans, cfg)
+    post = visualize(tiny, "2.1", "post", chans, replace(cfg, pre_activation=False))  # Lucent's Post: no substitution
     idx = torch.arange(len(chans)), torch.tensor(chans)
     # reported activations are the node read by nnsight's capture on the returned images
     torch.testing.assert_close(pre.activations, centre(tiny, pre.images, "2.1", "pre")[idx], atol=1e-4, rtol=1e-4)
