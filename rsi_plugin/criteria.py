@@ -57,6 +57,9 @@ __all__ = [
     "ScaleInvariance",
     "summarize",
     "TABLE_COLUMNS",
+    "VERDICTS",
+    "fz_verdict",
+    "add_fz_verdict",
 ]
 
 logger = logging.getLogger(__name__)
@@ -532,6 +535,52 @@ class ScaleInvariance(Attribution):
         return summarize(self.table())
 
 
+#: a channel's verdict: both criteria hold on valid FZs, one fails on valid FZs, or an FZ
+#: it was judged on is not ``"ok"`` (see :func:`rsi_plugin.featureviz.fz_status`)
+VERDICTS: tuple[str, ...] = ("pass", "fail", "undetermined")
+
+
+def fz_verdict(passes: bool, in_status: str, pre_status: str) -> str:
+    """``"undetermined"`` unless both In's and Pre's FZ are ``"ok"``; else ``"pass"`` or
+    ``"fail"`` as ``passes`` says. An undetermined channel never counts as passing."""
+    if in_status != "ok" or pre_status != "ok":
+        return "undetermined"
+    return "pass" if bool(passes) else "fail"
+
+
+def add_fz_verdict(table: pd.DataFrame, in_status: Sequence[str], pre_status: Sequence[str],
+                   post_status: Sequence[str] | None = None) -> pd.DataFrame:
+    r"""Add the FZ statuses and the verdict to a criteria table (in place, and returned).
+
+    Columns ``in_status``, ``pre_status`` (the FZs the criteria used), ``post_status``
+    (Post's FZ, for information; ``"n/a"`` when it was not rendered), ``verdict``
+    (:func:`fz_verdict`), and ``passes`` set to False where the verdict is
+    ``"undetermined"``.
+
+    Args:
+        table (DataFrame): one row per channel (``passes``), e.g. :meth:`ScaleInvariance.table`.
+        in_status, pre_status (sequence of str): per row.
+        post_status (sequence of str, optional): per row.
+
+    Returns:
+        the table.
+
+    Raises:
+        ValueError: lengths that do not match the table.
+    """
+    n = len(table)
+    post_status = ["n/a"] * n if post_status is None else list(post_status)
+    for name, values in (("in_status", in_status), ("pre_status", pre_status), ("post_status", post_status)):
+        if len(values) != n:
+            raise ValueError(f"{name} has {len(values)} entries for a table of {n} rows")
+    table["in_status"] = list(in_status)
+    table["pre_status"] = list(pre_status)
+    table["post_status"] = post_status
+    table["verdict"] = [fz_verdict(p, i, q) for p, i, q in zip(table["passes"], in_status, pre_status)]
+    table["passes"] = table["verdict"] == "pass"
+    return table
+
+
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     r"""Per block: how many channels were analysed and how many pass (the numbers of the
     paper's §3, e.g. "2.1 with 23 (~18%)").
@@ -542,8 +591,9 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         DataFrame with the group keys, ``channels`` (rows), ``passing`` (rows that pass),
-        ``share = passing / channels``, and ``eq1`` / ``eq2`` (rows where each holds) when
-        the table has those columns.
+        ``share = passing / channels``, ``eq1`` / ``eq2`` (rows where each holds) when
+        the table has those columns, and ``undetermined`` (rows whose verdict is
+        ``"undetermined"``: an FZ that is not ``"ok"``) when it has ``verdict``.
 
     Raises:
         ValueError: if ``block`` or ``passes`` is missing.
@@ -562,5 +612,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         row.update({"channels": len(part), "passing": passing, "share": passing / len(part) if len(part) else float("nan")})
         for column in counts:
             row[column] = int(part[column].astype(bool).sum())
+        if "verdict" in part.columns:
+            row["undetermined"] = int((part["verdict"].astype(str) == "undetermined").sum())
         rows.append(row)
-    return pd.DataFrame(rows, columns=keys + ["channels", "passing", "share"] + counts)
+    extra = ["undetermined"] if "verdict" in table.columns else []
+    return pd.DataFrame(rows, columns=keys + ["channels", "passing", "share"] + counts + extra)

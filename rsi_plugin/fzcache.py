@@ -34,9 +34,10 @@ logger = logging.getLogger(__name__)
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """A hash of a model's class and state dict (names, dtypes, shapes and bytes).
+    """A hash of a model's class, module structure (``repr``) and state dict (names, dtypes,
+    shapes and bytes).
 
-    Two models with the same class and equal weights and buffers get the same
+    Two models with the same class, structure and equal weights and buffers get the same
     fingerprint, whatever their device. Hashing resnet18's 47 MB takes about 0.1 s.
 
     Args:
@@ -48,6 +49,7 @@ def model_fingerprint(model: nn.Module) -> str:
     module = getattr(model, "_module", model)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    digest.update(repr(module).encode())  # the architecture: a swapped parameter-free module (max-pool) counts
     for name, value in module.state_dict().items():
         if not isinstance(value, torch.Tensor):
             digest.update(f"{name}={value!r}".encode())

@@ -30,10 +30,12 @@ from .criteria import (
     NODE_VARIANTS,
     TOLERANCE,
     ScaleInvariance,
+    add_fz_verdict,
     check_tolerance,
     node_sites,
 )
 from .featureviz import FeatureVizConfig, render
+from .geometry import ZOOM_CENTERS, receptive_field_center, zoom_transform
 from .images import model_info, normalize
 from .natural import TopKImages, top_k_images
 from .nodes import ResidualBlock, resolve_blocks
@@ -76,6 +78,10 @@ class ScanConfig:
         batch_size (int, optional): images per forward pass of the criteria and the
             natural-image search.
         seed (int): seed of the generated natural dataset.
+        zoom_center (str): where a ``"scale"`` transform zooms: ``"rf"`` (default) about the
+            receptive-field centre of the block's centre neuron, measured once per block
+            (:func:`rsi_plugin.geometry.receptive_field_center`); ``"image"``: about the
+            image centre, as the paper's ``S``. Recorded per row as ``zoom_center``.
     """
 
     featureviz: FeatureVizConfig = field(default_factory=FeatureVizConfig)
@@ -92,6 +98,7 @@ class ScanConfig:
     force: bool = False
     batch_size: int | None = 64
     seed: int = 0
+    zoom_center: Literal["rf", "image"] = "rf"
 
     def __post_init__(self) -> None:
         if not isinstance(self.featureviz, FeatureVizConfig):
@@ -102,6 +109,8 @@ class ScanConfig:
             raise ValueError(f"unknown source {self.source!r}; valid: {', '.join(SOURCES)}")
         if self.natural_reduce not in NATURAL_REDUCE:
             raise ValueError(f"unknown natural_reduce {self.natural_reduce!r}; valid: {', '.join(NATURAL_REDUCE)}")
+        if self.zoom_center not in ZOOM_CENTERS:
+            raise ValueError(f"unknown zoom_center {self.zoom_center!r}; valid: {', '.join(ZOOM_CENTERS)}")
         if self.node_variant not in NODE_VARIANTS:
             raise ValueError(f"unknown node_variant {self.node_variant!r}; valid: {', '.join(NODE_VARIANTS)}")
         for name, low in (("top_k", 1), ("natural_samples", 1)):
@@ -162,6 +171,15 @@ def _channels(block: ResidualBlock, wanted: Sequence[int] | None) -> list[int]:
     return list(wanted)
 
 
+def _block_transform(model: nn.Module, block: ResidualBlock, config: ScanConfig) -> tuple[Any, str]:
+    """The transform of Eq. (1) for a block (``S`` about the zoom centre) and how it is recorded."""
+    family, _, value = config.transform.partition(":") if isinstance(config.transform, str) else ("", "", "")
+    if config.zoom_center != "rf" or family != "scale":
+        return config.transform, "image"
+    center = receptive_field_center(model, block, "pre", image_size=config.featureviz.image_size)
+    return zoom_transform(float(value) if value else 2.0, center, config.transform), f"{center[0]:.2f},{center[1]:.2f}"
+
+
 def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], config: ScanConfig,
               progress: bool) -> pd.DataFrame:
     sites = node_sites(model, block, config.node_variant)
@@ -174,9 +192,13 @@ def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], confi
     x_in = normalize(renders["in"].images.to(device), model)
     x_pre = normalize(renders["pre"].images.to(device), model)
     si = ScaleInvariance(model, block, node_variant=config.node_variant)
-    si.attribute((x_in, x_pre), channels=channels, transform=config.transform, tolerance=config.tolerance,
+    transform, zoom = _block_transform(model, block, config)
+    si.attribute((x_in, x_pre), channels=channels, transform=transform, tolerance=config.tolerance,
                  batch_size=config.batch_size)
-    table = si.table()
+    table = add_fz_verdict(si.table(), renders["in"].status, renders["pre"].status)
+    table["in_steps_used"] = renders["in"].steps_used
+    table["pre_steps_used"] = renders["pre"].steps_used
+    table["zoom_center"] = zoom
     table.insert(0, "source", "fz")
     table["in_fz_act"] = renders["in"].activations.numpy()
     table["pre_fz_act"] = renders["pre"].activations.numpy()
@@ -192,15 +214,17 @@ def _natural_table(model: nn.Module, block: ResidualBlock, channels: list[int], 
     device = _device(model)
     k = 1 if config.natural_reduce == "top1" else top.k
     si = ScaleInvariance(model, block, node_variant=config.node_variant)
+    transform, zoom = _block_transform(model, block, config)
     parts = []
     for start in range(0, len(channels), chunk):
         some = channels[start:start + chunk]
         x_in = top.images(sites["in"], some, k).to(device)
         x_pre = top.images(sites["pre"], some, k).to(device)
-        si.attribute((x_in, x_pre), channels=some, transform=config.transform, tolerance=config.tolerance,
+        si.attribute((x_in, x_pre), channels=some, transform=transform, tolerance=config.tolerance,
                      batch_size=config.batch_size)
         parts.append(si.table())
     table = pd.concat(parts, ignore_index=True)
+    table["zoom_center"] = zoom
     table.insert(0, "source", "natural")
     index = torch.tensor(channels)
     table["in_top_act"] = top.values[sites["in"]][index, :k].mean(1).numpy()

@@ -466,3 +466,216 @@ def test_cli_featureviz(tmp_path, capsys):
     assert "0 computed, 2 from cache" in capsys.readouterr().out
     assert main(argv[:4] + ["7.7"] + argv[5:]) == 2
     assert "valid blocks" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- validity (issue 12)
+
+
+def _kill_channel(model: nn.Module, block: str, channel: int, bias: float = -50.0) -> nn.Module:
+    """Make ``Pre`` of a channel a constant ``bias`` (bn2 weight 0): no gradient reaches the image."""
+    stage, index = (int(p) for p in block.split("."))
+    bn = getattr(model, f"layer{stage}")[index].bn2
+    bn.weight.data[channel] = 0.0
+    bn.bias.data[channel] = bias
+    return model
+
+
+def test_fz_status_rules_on_constructed_cases():
+    from rsi_plugin.featureviz import DEAD_ACTIVATION, FLAT_STD, fz_status
+
+    g = torch.Generator().manual_seed(0)
+    textured = torch.rand(1, 3, 16, 16, generator=g)
+    flat = 0.5 + (FLAT_STD / 4) * torch.randn(1, 3, 16, 16, generator=g)
+    images = torch.cat([textured, textured, flat, textured, textured, flat])
+    acts = torch.tensor([1.0, DEAD_ACTIVATION, 2.0, 3.0, float("nan"), -1.0])
+    converged = torch.tensor([True, True, True, False, True, True])
+    assert fz_status(acts, images, converged) == ["ok", "dead", "flat", "unconverged", "dead", "dead"]
+
+
+def test_plateau_rule_on_constructed_histories():
+    from rsi_plugin.featureviz import plateaued
+
+    steps = torch.arange(40, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    history = torch.stack([
+        steps,                                                  # still rising: no plateau
+        torch.full((40,), 3.0),                                 # flat: plateau
+        5.0 + 0.01 * torch.randn(40, generator=g),              # noise about a level: plateau
+        torch.zeros(40),                                        # dead: flat at 0
+        10.0 * (1 - torch.exp(-steps / 3)),                     # saturated exponential: plateau
+    ], dim=1)
+    assert plateaued(history, 10, 0.01).tolist() == [False, True, True, True, True]
+    # a window longer than half the history cannot tell
+    assert not plateaued(history, 21, 0.01).any()
+
+
+def test_dead_fz_detected_and_verdict_undetermined():
+    model = _kill_channel(make_tiny(0), "2.1", 3)
+    vis = visualize(model, "2.1", "pre", [2, 3], fast(steps=8))
+    assert vis.status[1] == "dead"
+    assert float(vis.activations[1]) == pytest.approx(-50.0)
+    # the dead channel's image never moved from its initial noise: flat as well (dead wins)
+    assert float(vis.images[1].std()) < rsi.featureviz.FLAT_STD
+    assert vis.status[0] != "dead"
+
+
+def test_unconverged_on_a_truncated_run_and_ok_when_run_to_a_plateau(tiny):
+    chans = [0, 1, 2, 3]
+    short = visualize(tiny, "1.0", "pre", chans, fast(steps=6, lr=0.2))
+    assert short.status == ["unconverged"] * 4 and short.steps_used.tolist() == [6] * 4
+    long = visualize(tiny, "1.0", "pre", chans, fast(steps=400, lr=0.2, plateau_window=20, plateau_rtol=0.02))
+    assert all(s == "ok" for s in long.status), long.status
+    assert (long.steps_used < 400).all()
+    # the plateau reached: the last window gained at most rtol over the one before
+    for k, used in enumerate(long.steps_used.tolist()):
+        h = long.history[:used, k]
+        assert float(h[-20:].mean() - h[-40:-20].mean()) <= 0.02 * float(h[-40:].abs().max())
+        assert torch.isnan(long.history[used:, k]).all()
+
+
+def test_early_stop_image_equals_a_fixed_run_of_that_many_steps(tiny):
+    chans = [0, 1, 2, 3, 4, 5]
+    cfg = fast(steps=120, lr=0.2, plateau_window=8, plateau_rtol=0.05, channels_per_batch=6)
+    stopped = visualize(tiny, "1.0", "pre", chans, cfg)
+    used = stopped.steps_used.tolist()
+    assert min(used) < 120 and len(set(used)) > 1, used  # channels stopped at different steps
+    for k, c in enumerate(chans):
+        alone = visualize(tiny, "1.0", "pre", [c], replace(cfg, steps=used[k], early_stop=False))
+        torch.testing.assert_close(stopped.images[k], alone.images[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(stopped.activations[k], alone.activations[0], atol=1e-4, rtol=1e-4)
+
+
+def test_fixed_count_without_early_stop(tiny):
+    vis = visualize(tiny, "1.0", "pre", [0, 1], fast(steps=40, lr=0.2, plateau_window=4, plateau_rtol=0.5,
+                                                      early_stop=False))
+    assert vis.steps_used.tolist() == [40, 40] and vis.history.shape == (40, 2)
+    assert torch.isfinite(vis.history).all()
+
+
+def test_pre_activation_reads_the_sum_behind_the_relu(tiny):
+    from rsi_plugin.featureviz import relu_source
+
+    blocks = rsi.residual_blocks(tiny)
+    names = {b.name: b for b in blocks}
+    assert relu_source(blocks, names["2.1"], "post").name == "2.1"
+    assert relu_source(blocks, names["2.1"], "in").name == "2.0"
+    assert relu_source(blocks, names["2.0"], "in") is None  # a downsample: In is a BatchNorm output
+    assert relu_source(blocks, names["1.0"], "in") is None  # the stem's pooled ReLU: not read
+    assert relu_source(blocks, names["2.1"], "pre") is None
+    x = torch.randn(3, 3, SIZE, SIZE)
+    for block, node, source in (("2.1", "post", "2.1"), ("2.1", "in", "2.0")):
+        ref = rsi.capture(tiny, x, blocks=[block, source], nodes=(node, "sum"), center=False)
+        with NodeProbe(tiny, block, node, pre_activation=True) as probe:
+            value = probe(x)
+            torch.testing.assert_close(value, ref[(block, node)])
+            torch.testing.assert_close(probe.pre_activation, ref[(source, "sum")])
+            torch.testing.assert_close(value, torch.relu(probe.pre_activation))
+
+
+def test_pre_activation_revives_a_post_fz_that_starts_dead():
+    model = make_tiny(0)
+    # Post of channel 1 of 2.1 starts at 0 everywhere: Pre is pushed far below In's range
+    _kill_channel(model, "2.1", 1, bias=-3.0)
+    model.layer2[1].bn2.weight.data[1] = 0.5
+    x = torch.rand(4, 3, SIZE, SIZE)
+    assert float(rsi.capture(model, rsi.normalize(x), blocks=["2.1"], nodes=("post",))[("2.1", "post")][:, 1].max()) == 0
+    cfg = fast(steps=60, lr=0.1)
+    lucent = visualize(model, "2.1", "post", [1], replace(cfg, pre_activation=False))
+    ours = visualize(model, "2.1", "post", [1], cfg)
+    assert lucent.status == ["dead"] and float(lucent.history.abs().max()) == 0  # no gradient: the noise stays
+    assert ours.status[0] != "dead" and float(ours.activations[0]) > 0
+    assert float(ours.history[-1, 0]) > float(ours.history[0, 0])  # the pre-activation climbed
+    # paper_compat keeps Lucent's behaviour
+    assert replace(cfg, paper_compat=True).resolved(model, "2.1", "post").pre_activation is False
+
+
+def test_jitter_scaled_to_the_image_and_recorded(tiny):
+    from rsi_plugin.featureviz import scaled_jitter
+
+    assert scaled_jitter(16, 224) == 16 and scaled_jitter(16, 64) == 5 and scaled_jitter(4, 64) == 1
+    cfg = FeatureVizConfig(image_size=64)
+    assert cfg.resolved(tiny, "3.1", "pre").jitter == 5
+    assert cfg.resolved(tiny, "2.1", "pre").jitter == 1
+    assert replace(cfg, scale_jitter=False).resolved(tiny, "3.1", "pre").jitter == 16
+    assert replace(cfg, jitter=16).resolved(tiny, "3.1", "pre").jitter == 16  # explicit: not scaled
+    keys = [c.resolved(tiny, "3.1", "pre").cache_key() for c in (cfg, replace(cfg, scale_jitter=False))]
+    assert keys[0]["scale_jitter"] is True and keys[0] != keys[1]
+
+
+def test_cache_key_records_torch_version_and_threads(tiny):
+    from rsi_plugin.fzcache import config_hash
+
+    cfg = fast().resolved(tiny, "2.1", "pre")
+    before = torch.get_num_threads()
+    key = cfg.cache_key()
+    assert key["torch"] == torch.__version__ and key["threads"] == before
+    try:
+        torch.set_num_threads(before + 1)
+        assert config_hash(cfg.cache_key()) != config_hash(key)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_render_records_status_and_steps_used(tiny, tmp_path):
+    model = _kill_channel(copy.deepcopy(tiny), "2.1", 2)
+    cfg = fast(steps=6)
+    first = render(model, "2.1", "pre", [1, 2], cfg, cache_dir=tmp_path, progress=False)
+    again = render(model, "2.1", "pre", [1, 2], cfg, cache_dir=tmp_path, progress=False)
+    assert again.computed == [] and first.computed == [1, 2]
+    assert first.status == again.status and first.status[1] == "dead"
+    assert first.steps_used == again.steps_used == [6, 6]
+    record = torch.load(str(first.paths[1]).replace(".png", ".pt"), weights_only=True)
+    assert record["status"] == "dead" and record["steps_used"] == 6 and record["history"].shape == (6,)
+
+
+def test_undetermined_verdict_never_passes():
+    import pandas as pd
+
+    from rsi_plugin.criteria import add_fz_verdict, summarize
+
+    table = pd.DataFrame({"block": ["2.1"] * 4, "channel": [0, 1, 2, 3], "passes": [True, True, False, True],
+                          "eq1": [True] * 4, "eq2": [True, True, False, True]})
+    add_fz_verdict(table, ["ok", "dead", "ok", "ok"], ["ok", "ok", "ok", "unconverged"])
+    assert table["verdict"].tolist() == ["pass", "undetermined", "fail", "undetermined"]
+    assert table["passes"].tolist() == [True, False, False, False]
+    assert table["post_status"].tolist() == ["n/a"] * 4
+    row = summarize(table).iloc[0]
+    assert (row["passing"], row["undetermined"], row["channels"]) == (1, 2, 4)
+    with pytest.raises(ValueError, match="in_status"):
+        add_fz_verdict(table, ["ok"], ["ok"] * 4)
+
+
+# ----------------------------------------------------------------------------- geometry (issue 12)
+
+
+def test_zoom_about_the_image_centre_is_S_and_follows_a_shifted_centre():
+    from rsi_plugin.geometry import zoom_about
+    from rsi_plugin.transforms import S
+
+    x = torch.rand(2, 3, 32, 32)
+    ours, ref = zoom_about(x, 2.0, (15.5, 15.5)), S(x)
+    torch.testing.assert_close(ours[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1])  # equal but for the crop's border
+    # zooming about (c + d) equals zooming a copy shifted by -d about c (integer d, inside the image)
+    shifted = torch.roll(x, shifts=(-4, -2), dims=(2, 3))
+    torch.testing.assert_close(zoom_about(x, 2.0, (19.5, 17.5))[..., 2:-2, 2:-2],
+                               zoom_about(shifted, 2.0, (15.5, 15.5))[..., 2:-2, 2:-2])
+
+
+def test_receptive_field_centre_of_a_symmetric_model_is_the_stride_centre():
+    from rsi_plugin.geometry import receptive_field_center
+
+    model = make_tiny(0)
+    # flip-symmetric kernels: the gradient centroid is set by the geometry alone. Block 1.0's
+    # centre neuron (8, 8) of its 16x16 map sits at pixel 4 * 8 = 32 (stem stride 2, pool
+    # stride 2, centres at 2i); its receptive field (~43 px) lies inside the 64-px image.
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight.data
+            m.weight.data = (w + w.flip(-1) + w.flip(-2) + w.flip(-1, -2)) / 4
+    cy, cx = receptive_field_center(model, "1.0", "pre", samples=32, image_size=SIZE)
+    assert abs(cy - 32) < 0.3 and abs(cx - 32) < 0.3, (cy, cx)
+    # a channel-summed centre neuron that no gradient reaches is an error, not the image centre
+    for m in model.layer1[0].bn2.modules():
+        m.weight.data.zero_()
+    with pytest.raises(RuntimeError, match="no gradient"):
+        receptive_field_center(model, "1.0", "pre", samples=2, image_size=SIZE)
