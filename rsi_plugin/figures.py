@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 ROWS: tuple[str, ...] = ("neuron", "channel", "natural")
 #: the grid's columns: the block's In, Pre and Post
 COLUMNS: tuple[str, ...] = ("in", "pre", "post")
+#: outline and label colour of an FZ panel whose status is not ``"ok"`` (dead, flat, unconverged)
+STATUS_COLOR: tuple[int, int, int] = (220, 0, 0)
 ROW_LABELS: dict[str, str] = {"neuron": "neuron FZ", "channel": "channel FZ", "natural": "top-{k} natural"}
 COLUMN_LABELS: dict[str, str] = {"in": "In", "pre": "Pre", "post": "Post"}
 
@@ -193,6 +195,7 @@ def _grid_images(model: nn.Module, block: ResidualBlock, channels: list[int], fz
     """The grid content of some channels of one block (``top`` already searched)."""
     out: dict[int, dict[str, Any]] = {
         c: {"neuron": {}, "channel": {}, "natural": {}, "activations": {"neuron": {}, "channel": {}, "natural": {}},
+            "status": {"neuron": {}, "channel": {}},
             "sites": dict(sites), "block": block.name, "channel_index": c} for c in channels}
     for objective in ("neuron", "channel"):
         config = dataclasses.replace(fz_config, objective=objective)
@@ -203,6 +206,7 @@ def _grid_images(model: nn.Module, block: ResidualBlock, channels: list[int], fz
             for i, c in enumerate(channels):
                 out[c][objective][role] = result.images[i].detach().float().cpu()
                 out[c]["activations"][objective][role] = float(result.activations[i])
+                out[c]["status"][objective][role] = result.status[i] if result.status else "ok"
     for role in COLUMNS:
         key = sites[role]
         images = top.images(key, channels, top.k)  # [K, k, 3, H, W], model-ready
@@ -258,6 +262,8 @@ def channel_grid_images(
         ``"natural"``: ``{"in"|"pre"|"post": Tensor [top_k, 3, h, w]}`` in [0, 1], highest
         activation first; ``"activations"``: the achieved objective of each FZ (float) and
         the top-k centre-neuron activations (Tensor ``[top_k]``), keyed like the images;
+        ``"status"``: each FZ's status (``"ok"``, ``"dead"``, ``"flat"``, ``"unconverged"``;
+        drawn as a red outline and label when not ``"ok"``), keyed like the FZ images;
         ``"sites"``: ``{"in"|"pre"|"post": (block, node)}`` where each column was read;
         ``"block"`` and ``"channel_index"``.
 
@@ -349,6 +355,10 @@ def _draw_grid(grid: Mapping[str, Any], block: str, channel: int, layout: GridLa
                     canvas.paste(_to_pil(image, side), (x, y))
             else:
                 canvas.paste(_to_pil(value, cell), (box[0], box[1]))
+                status = ((grid.get("status") or {}).get(row) or {}).get(role, "ok")
+                if status != "ok":  # an invalid FZ is shown as such, not silently
+                    draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=STATUS_COLOR, width=3)
+                    draw.text((box[0] + 5, box[1] + 4), status, fill=STATUS_COLOR, font=font, anchor="la")
     return canvas
 
 

@@ -679,3 +679,23 @@ def test_receptive_field_centre_of_a_symmetric_model_is_the_stride_centre():
         m.weight.data.zero_()
     with pytest.raises(RuntimeError, match="no gradient"):
         receptive_field_center(model, "1.0", "pre", samples=2, image_size=SIZE)
+
+
+def test_fig1_grid_marks_a_non_ok_fz_in_red(tmp_path):
+    from PIL import Image
+
+    from rsi_plugin.figures import STATUS_COLOR, GridLayout, save_channel_grids
+
+    grey = torch.full((3, 32, 32), 0.5)
+    grid = {"neuron": {"in": grey, "pre": grey, "post": grey},
+            "status": {"neuron": {"in": "dead", "pre": "ok", "post": "ok"}}}
+    layout = GridLayout(cell=64)
+    [path] = save_channel_grids({3: grid}, "2.1", tmp_path, layout)
+    picture = np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+    def red(column):
+        left, top, right, bottom = layout.box(0, column)
+        return int((picture[top:bottom, left:right] == np.array(STATUS_COLOR)).all(-1).sum())
+
+    assert red(0) > 4 * 64  # the dead In FZ: outlined and labelled
+    assert red(1) == 0 and red(2) == 0  # the ok ones untouched
