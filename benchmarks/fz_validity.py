@@ -46,6 +46,12 @@ def passing(table) -> dict[str, list[int]]:
             for b, part in table.groupby("block")}
 
 
+def eq_passing(table) -> dict[str, list[int]]:
+    """Channels where both equations hold, whatever their FZs' status."""
+    return {b: sorted(int(c) for c in part.loc[part["eq1"].astype(bool) & part["eq2"].astype(bool), "channel"])
+            for b, part in table.groupby("block")}
+
+
 def verdicts(table) -> dict[str, dict[str, int]]:
     return {b: dict(Counter(part["verdict"])) for b, part in table.groupby("block")}
 
@@ -111,7 +117,9 @@ def main(argv=None) -> int:
                                                        zoom_center="image"), progress=False)
             res[name] = {"centers": {b: receptive_field_center(m, b, "pre", image_size=size) for b in ("4.0", "4.1")},
                          "verdicts": verdicts(table), "passing": passing(table),
-                         "passing_zoom_image": passing(image), "seconds": time.time() - t}
+                         "passing_zoom_image": passing(image), "seconds": time.time() - t,
+                         "passing_ignoring_status": eq_passing(table),
+                         "passing_ignoring_status_zoom_image": eq_passing(image)}
             print(name, res[name], flush=True)
         out["nomaxpool"] = res
         save()
@@ -137,8 +145,8 @@ def main(argv=None) -> int:
                                for b, part in table.groupby("block")},
                 "passing": passing(table),
                 "passing_zoom_image": passing(tables[(name, "image")]),
-                "passing_ignoring_status": {b: sorted(int(c) for c in part.loc[part["eq1"] & part["eq2"], "channel"])
-                                            for b, part in table.groupby("block")},
+                "passing_ignoring_status": eq_passing(table),
+                "passing_ignoring_status_zoom_image": eq_passing(tables[(name, "image")]),
             }
             print(name, runs[name], flush=True)
         a, b = runs["default"], runs["long"]

@@ -463,7 +463,10 @@ def test_cli_featureviz(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 computed" in out and len(list(tmp_path.rglob("*.png"))) == 2
     assert main(argv) == 0
-    assert "0 computed, 2 from cache" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "0 computed, 2 from cache" in out and "unconverged" in out  # 2 steps: status shown per channel
+    assert main(argv + ["--no-early-stop", "--no-scale-jitter", "--no-pre-activation"]) == 0
+    assert "2 computed" in capsys.readouterr().out  # another config: another cache entry
     assert main(argv[:4] + ["7.7"] + argv[5:]) == 2
     assert "valid blocks" in capsys.readouterr().err
 

@@ -182,8 +182,9 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
 
     # every FZ is in the cache now: where render() keeps each (no optimisation runs)
     monkeypatch.setattr(featureviz, "_optimize_batch", fail)
-    cached = {(b, o, n): featureviz.render(model, b, n, PASSING, replace(FAST, objective=o), cache, progress=False).paths
-              for b in BLOCKS for o in ("neuron", "channel") for n in ("in", "pre", "post")}
+    results = {(b, o, n): featureviz.render(model, b, n, PASSING, replace(FAST, objective=o), cache, progress=False)
+               for b in BLOCKS for o in ("neuron", "channel") for n in ("in", "pre", "post")}
+    cached = {key: result.paths for key, result in results.items()}
     for path in paths:
         block, channel = path.stem.split("_")[1], int(path.stem.split("_")[2])
         picture = np.asarray(Image.open(path).convert("RGB"))
@@ -194,8 +195,13 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
             for c, node in enumerate(("in", "pre", "post")):
                 png = cached[(block, objective, node)][PASSING.index(channel)]
                 left, top, right, bottom = LAYOUT.box(r, c)
-                fz = np.asarray(Image.open(png).convert("RGB"))
-                assert np.array_equal(picture[top:bottom, left:right], fz.repeat(2, 0).repeat(2, 1)), (r, c)
+                fz = np.asarray(Image.open(png).convert("RGB")).repeat(2, 0).repeat(2, 1)
+                panel = picture[top:bottom, left:right]
+                if results[(block, objective, node)].status[PASSING.index(channel)] != "ok":
+                    # a non-ok FZ is outlined (3 px) and labelled in red at its top: the rest is the PNG
+                    assert (panel[:, :3] == figures.STATUS_COLOR).all(), (r, c)
+                    panel, fz = panel[24:-3, 3:-3], fz[24:-3, 3:-3]
+                assert np.array_equal(panel, fz), (r, c)
         row = table[(table.block == block) & (table.channel == channel)].iloc[0]
         assert Path(row.in_fz_path).name == cached[(block, "neuron", "in")][PASSING.index(channel)].name
         for c in range(3):  # row 3: natural images, not blank

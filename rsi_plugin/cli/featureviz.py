@@ -19,7 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--node", default="pre", choices=("in", "pre", "sum", "post"), help="node (default pre)")
     parser.add_argument("--channels", type=int, nargs="*", default=None,
                         help="channels to render (default: all of the node's)")
-    parser.add_argument("--steps", type=int, default=2560, help="optimisation steps (default 2560, the paper's)")
+    parser.add_argument("--steps", type=int, default=2560,
+                        help="optimisation steps: the cap of the plateau stop (default 2560, the paper's count)")
+    parser.add_argument("--no-early-stop", action="store_true",
+                        help="run exactly --steps steps (the paper's fixed count) instead of stopping at the plateau")
+    parser.add_argument("--no-scale-jitter", action="store_true",
+                        help="use the paper's jitter in pixels at any image size (default: scaled from 224 px)")
+    parser.add_argument("--no-pre-activation", action="store_true",
+                        help="optimise a ReLU node's target even while it is 0 (Lucent's behaviour)")
     parser.add_argument("--size", type=int, default=None, help="image size (default: the model's input size)")
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
     parser.add_argument("--objective", default="neuron", choices=("neuron", "channel"),
@@ -44,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     config = FeatureVizConfig(
         image_size=args.size, steps=args.steps, lr=args.lr, objective=args.objective, jitter=args.jitter,
         jitter_schedule=args.jitter_schedule, seed=args.fz_seed, channels_per_batch=args.batch,
-        paper_compat=args.paper_compat,
+        paper_compat=args.paper_compat, early_stop=not args.no_early_stop, scale_jitter=not args.no_scale_jitter,
+        pre_activation=not args.no_pre_activation,
     )
     model = load_model_from_args(args)
     result = render(model, args.block, args.node, channels=args.channels, config=config, cache_dir=args.out,
@@ -53,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.model} block {result.block} node {result.node}: {len(result.channels)} channel(s), "
           f"{len(result.computed)} computed, {len(result.channels) - len(result.computed)} from cache "
           f"({cfg.image_size} px, {cfg.steps} steps, jitter {cfg.jitter}, objective {cfg.objective})")
-    print(f"{'channel':>7}  {'activation':>11}  png")
-    for channel, value, path in zip(result.channels, result.activations.tolist(), result.paths):
-        print(f"{channel:>7}  {value:>11.4f}  {path}")
+    print(f"{'channel':>7}  {'activation':>11}  {'status':>11}  {'steps':>5}  png")
+    for channel, value, status, used, path in zip(result.channels, result.activations.tolist(), result.status,
+                                                  result.steps_used, result.paths):
+        print(f"{channel:>7}  {value:>11.4f}  {status:>11}  {used:>5}  {path}")
     return 0
