@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--blocks", nargs="+", default=["2.1", "3.1", "4.0"])
     p.add_argument("--channels", type=int, default=12, help="channels 0..N-1 of every block")
+    p.add_argument("--channel-list", type=int, nargs="+", default=None, help="these channels instead of 0..N-1")
     p.add_argument("--fixed", type=int, default=128, help="steps of the status-fix comparison")
     p.add_argument("--cap", type=int, default=1024, help="step cap of the default (plateau) run")
     p.add_argument("--long", type=int, default=1024, help="steps of the long fixed run")
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
 
     model = rsi.load_model("tiny")
-    chans = list(range(args.channels))
+    chans = sorted(set(args.channel_list)) if args.channel_list else list(range(args.channels))
     blocks = [b.name for b in rsi.residual_blocks(model)]
     out["centers"] = {b: receptive_field_center(model, b, "pre") for b in blocks}
     save()
