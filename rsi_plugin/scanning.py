@@ -259,7 +259,10 @@ def scan(
         post_pre, ratio, eq1, eq2, passes, ...``); for FZ rows ``in_fz_act, pre_fz_act``
         (the activations the FZs achieved, as the renderer measured them),
         ``in_fz_path, pre_fz_path`` (the cached PNGs, ``None`` without a cache) and
-        ``fz_computed`` (whether this call rendered the channel's FZs); for natural rows
+        ``fz_computed`` (whether this call rendered the channel's FZs), ``in_status``,
+        ``pre_status``, ``post_status``, ``verdict`` (``"undetermined"`` when an FZ is not
+        ``"ok"``; then ``passes`` is False; see :func:`rsi_plugin.criteria.add_fz_verdict`),
+        ``in_steps_used``, ``pre_steps_used``; for every row ``zoom_center``; for natural rows
         ``in_top_act, pre_top_act`` (the top activations, averaged over the images used)
         and ``in_top_index, pre_top_index`` (the data position of the top image).
         ``attrs`` holds ``model``, ``weights``, ``node_variant``, ``transform``. The
