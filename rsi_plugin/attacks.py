@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from .channels import check_channels
 from .images import model_info, normalize
 from .trace import ablate
 from .transforms import scale_crop
@@ -137,7 +138,7 @@ def ablated_forward(model: nn.Module, block: str, channels: Sequence[int],
     Returns:
         callable ``inputs [N, 3, S, S] -> logits [N, classes]``.
     """
-    channels = [int(c) for c in channels]
+    channels = check_channels(channels, allow_empty=True)
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
         return ablate(model, inputs, block, channels, values, node=node, **trace_kwargs)

@@ -36,6 +36,8 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .channels import check_channels
+from .evalmode import runs_in_eval_mode
 from .intrace import check_trace_options
 from .nodes import ResidualBlock, get_block, residual_blocks
 from .trace import capture
@@ -344,7 +346,8 @@ class ScaleInvariance(Attribution):
         si.table(); si.summary()
 
     Args:
-        model (nn.Module): a model with residual blocks (it is not changed).
+        model (nn.Module): a model with residual blocks (it is not changed; :meth:`attribute`
+            runs it in eval mode and restores its mode, so BatchNorm buffers stay as they are).
         block (str or ResidualBlock): the block, e.g. ``"2.1"``.
         node_variant (str): ``"text"`` (default: the nodes of the paper's text) or
             ``"code"`` (Post, and In of a block without downsample, read at the pre-ReLU
@@ -361,6 +364,7 @@ class ScaleInvariance(Attribution):
         self._last: dict[str, Any] | None = None
 
     @log_usage(part_of_slo=True)
+    @runs_in_eval_mode
     def attribute(
         self,
         inputs: tuple[Tensor, Tensor],
@@ -473,18 +477,7 @@ class ScaleInvariance(Attribution):
                 raise ValueError(f"x_in holds images for {default} channels but block {self.block.name} has "
                                  f"{num}; pass channels= to analyse a subset")
             return torch.arange(num)
-        if isinstance(channels, Tensor):
-            channels = channels.flatten().tolist()
-        channels = [int(c) for c in channels]
-        bad = [c for c in channels if not 0 <= c < num]
-        if bad:
-            raise IndexError(f"channel(s) {bad} out of range: block {self.block.name} has {num} channels "
-                             f"(0..{num - 1})")
-        if len(set(channels)) != len(channels):
-            raise ValueError(f"channels contain duplicates: {channels}")
-        if not channels:
-            raise ValueError("channels is empty; give at least one channel or None for all")
-        return torch.tensor(channels, dtype=torch.long)
+        return torch.tensor(check_channels(channels, num, where=f"block {self.block.name}"), dtype=torch.long)
 
     def table(self) -> pd.DataFrame:
         r"""The last :meth:`attribute` call as a tidy table, one row per channel.

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .channels import check_channels as validate_channels
 from .fzcache import (
     config_hash,
     model_fingerprint,
@@ -657,26 +658,7 @@ def check_channels(channels: Sequence[int] | torch.Tensor | None, block: Residua
     Raises:
         TypeError: a non-integer. IndexError: out of range. ValueError: duplicates or none.
     """
-    if channels is None:
-        return list(range(block.channels))
-    if isinstance(channels, torch.Tensor):
-        channels = channels.flatten().tolist()
-    if isinstance(channels, (int, np.integer)):
-        channels = [channels]
-    out = []
-    for c in channels:
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-            raise TypeError(f"channels must be integers, got {c!r}")
-        out.append(int(c))
-    bad = [c for c in out if not 0 <= c < block.channels]
-    if bad:
-        raise IndexError(f"channel(s) {bad} out of range: block {block.name} has {block.channels} channels "
-                         f"(0..{block.channels - 1})")
-    if len(set(out)) != len(out):
-        raise ValueError(f"channels contain duplicates: {out}")
-    if not out:
-        raise ValueError(f"no channel given; block {block.name} has channels 0..{block.channels - 1}")
-    return out
+    return validate_channels(channels, block.channels, where=f"block {block.name}")
 
 
 def _prepare(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | torch.Tensor | None,

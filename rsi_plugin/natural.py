@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .channels import check_channels
 from .trace import capture, iter_batches, wrap
 
 __all__ = ["TopKImages", "top_k_images"]
@@ -76,8 +77,8 @@ class TopKImages:
             raise ValueError(f"k must be in 1..{self.k}, got {k}")
         index = self.indices[key]
         if channels is not None:
-            index = index[torch.as_tensor(list(channels) if not isinstance(channels, Tensor) else channels,
-                                          dtype=torch.long)]
+            index = index[torch.tensor(check_channels(channels, index.shape[0], where=f"node {key}"),
+                                       dtype=torch.long)]
         index = index[:, :k]
         row = {int(p): i for i, p in enumerate(self.bank_index.tolist())}
         rows = torch.tensor([[row[int(p)] for p in r] for r in index.tolist()], dtype=torch.long)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .channels import check_channels
 from .criteria import (
     NODE_VARIANTS,
     TOLERANCE,
@@ -34,6 +35,7 @@ from .criteria import (
     check_tolerance,
     node_sites,
 )
+from .evalmode import runs_in_eval_mode
 from .featureviz import FeatureVizConfig, render
 from .geometry import ZOOM_CENTERS, receptive_field_center, zoom_transform
 from .images import model_info, normalize
@@ -120,10 +122,7 @@ class ScanConfig:
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
         if self.channels is not None:
-            channels = tuple(int(c) for c in self.channels)
-            if not channels:
-                raise ValueError("channels is empty; give at least one channel or None for all")
-            object.__setattr__(self, "channels", channels)
+            object.__setattr__(self, "channels", tuple(check_channels(self.channels)))
         compat = bool(self.paper_compat or self.featureviz.paper_compat)
         object.__setattr__(self, "paper_compat", compat)
         if compat != self.featureviz.paper_compat:
@@ -162,13 +161,7 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def _channels(block: ResidualBlock, wanted: Sequence[int] | None) -> list[int]:
-    if wanted is None:
-        return list(range(block.channels))
-    bad = [c for c in wanted if not 0 <= c < block.channels]
-    if bad:
-        raise IndexError(f"channel(s) {bad} out of range: block {block.name} has {block.channels} channels "
-                         f"(0..{block.channels - 1})")
-    return list(wanted)
+    return check_channels(wanted, block.channels, where=f"block {block.name}")
 
 
 def _block_transform(model: nn.Module, block: ResidualBlock, config: ScanConfig) -> tuple[Any, str]:
@@ -234,6 +227,7 @@ def _natural_table(model: nn.Module, block: ResidualBlock, channels: list[int], 
     return table
 
 
+@runs_in_eval_mode
 def scan(
     model: nn.Module,
     blocks: str | Sequence[str] | None = "all",
@@ -244,7 +238,9 @@ def scan(
     r"""The scale-invariance criteria for every channel of the chosen blocks (the paper's §3).
 
     Args:
-        model (nn.Module): a model with residual blocks, in eval mode (``load_model``).
+        model (nn.Module): a model with residual blocks. It runs in eval mode (BatchNorm
+            with its running statistics, which stay unchanged); a model in train mode is
+            put back in train mode afterwards.
         blocks (str or list of str): block names (``"2.1"``) or ``"all"``.
         config (ScanConfig, optional): the paper's settings by default.
         data (Tensor or iterable, optional): for ``source="natural"``/``"both"``:

@@ -21,6 +21,7 @@ from nnsight.intervention.envoy import Envoy
 from nnsight.modeling.mixins.remotable import Remotable
 from torch import nn
 
+from .channels import check_channels
 from .intrace import check_not_in_trace
 from .nodes import (
     ResidualBlock,
@@ -45,7 +46,9 @@ def wrap(model: nn.Module | NNsight) -> NNsight:
     nnsight instruments every submodule once, when the wrapper is built (it installs
     its own ``forward`` controllers, inert outside a trace, and no hooks); building a
     wrapper per call would redo that work. The wrapper is kept on the model itself, so
-    it lives exactly as long as the model does. An nnsight wrapper (any ``Envoy``, e.g.
+    it lives exactly as long as the model does, in a slot that ``pickle``,
+    ``torch.save`` and ``copy.deepcopy`` leave out (a copy gets its own wrapper on first
+    use; see :class:`_WrapperSlot`). An nnsight wrapper (any ``Envoy``, e.g.
     ``NNsight`` or a :class:`~rsi_plugin.remote.VisionModel`) passed in is returned as is.
 
     The wrapper built here is a :class:`rsi_plugin.remote.VisionModel`: an ``NNsight``
@@ -65,12 +68,38 @@ def wrap(model: nn.Module | NNsight) -> NNsight:
         VisionModel,  # remote imports models and this module's users; import on use
     )
 
-    cached = model.__dict__.get("_rsi_nnsight")
-    if isinstance(cached, VisionModel) and cached._module is model:
-        return cached
+    slot = model.__dict__.get(_SLOT)
+    if isinstance(slot, _WrapperSlot) and isinstance(slot.envoy, VisionModel) and slot.envoy._module is model:
+        return slot.envoy
     envoy = VisionModel(model)
-    model.__dict__["_rsi_nnsight"] = envoy
+    model.__dict__[_SLOT] = _WrapperSlot(envoy)
     return envoy
+
+
+_SLOT = "_rsi_nnsight"
+
+
+class _WrapperSlot:
+    """Holds a model's nnsight wrapper in the model's ``__dict__``, invisible to copies.
+
+    ``pickle``, ``torch.save`` and ``copy.deepcopy`` of the model store ``None`` in its
+    place (an nnsight wrapper holds weak references and its interleaver, which cannot be
+    pickled, and a copy must get its own wrapper), so the model pickles as it did before
+    it was wrapped; :func:`wrap` builds a new wrapper for the copy on first use. The
+    wrapper is not kept in a global ``weakref.WeakKeyDictionary`` because it references
+    its model strongly: such a cache would keep every model ever wrapped alive.
+    """
+
+    __slots__ = ("envoy",)
+
+    def __init__(self, envoy: NNsight) -> None:
+        self.envoy = envoy
+
+    def __reduce__(self) -> tuple:
+        return type(None), ()
+
+    def __deepcopy__(self, memo: dict) -> None:
+        return None
 
 
 def _check_trace_kwargs(envoy: Envoy, trace_kwargs: dict[str, Any]) -> None:
@@ -263,16 +292,10 @@ def channel_values(channels: Sequence[int], values: Any, num_channels: int,
         (index LongTensor ``[K]``, values Tensor ``[K]``).
 
     Raises:
-        IndexError: a channel out of range. ValueError: values of the wrong length.
+        TypeError: channels that are not integers (see :mod:`rsi_plugin.channels`).
+        IndexError: a channel out of range. ValueError: duplicates, values of the wrong length.
     """
-    if isinstance(channels, torch.Tensor):
-        channels = channels.tolist()
-    channels = [int(c) for c in channels]
-    bad = [c for c in channels if not 0 <= c < num_channels]
-    if bad:
-        raise IndexError(f"channel(s) {bad} out of range: the node has {num_channels} channels (0..{num_channels - 1})")
-    if len(set(channels)) != len(channels):
-        raise ValueError(f"channels contain duplicates: {channels}")
+    channels = check_channels(channels, num_channels, allow_empty=True)
     vals = torch.as_tensor(values, dtype=dtype, device=device).flatten()
     if vals.numel() == 1:
         vals = vals.expand(len(channels)).clone()
@@ -411,13 +434,10 @@ def node_gradient(
         raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(GRADIENT_OBJECTIVES)}")
     target = get_block(residual_blocks(envoy._module), block)
     check_images(envoy._module, images)
-    index = torch.as_tensor(channels).flatten().long() if not isinstance(channels, torch.Tensor) else channels.flatten().long()
+    index = torch.tensor(check_channels(channels, target.channels, where=f"block {target.name}",
+                                        allow_empty=True, allow_duplicates=True), dtype=torch.long)
     if index.numel() != images.shape[0]:
         raise ValueError(f"channels must hold one channel per image ({images.shape[0]}), got {index.numel()}")
-    bad = [c for c in index.tolist() if not 0 <= c < target.channels]
-    if bad:
-        raise IndexError(f"channel(s) {bad} out of range: block {target.name} has {target.channels} channels "
-                         f"(0..{target.channels - 1})")
     index = index.to(images.device)
     reads = sorted(("in", "pre") if node == "sum" else (node,), key=target.order)
     x = images.detach()
