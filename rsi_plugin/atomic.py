@@ -1,6 +1,11 @@
 """Atomic file writes: every result file of the library is written to a temporary file next to
 its destination and moved into place with :func:`os.replace`, so a file either exists whole or
-not at all, and an interrupted run never leaves half a table, image or record behind."""
+not at all, and an interrupted run never leaves half a table, image or record behind.
+
+Files get the permissions ``open()`` would give them: ``0o666`` less the process's umask
+(``0o644`` under the usual umask ``022``), not the ``0o600`` of a bare temporary file, so a
+report folder can be served or shared. A temporary file left by a killed process is named
+``.<name>.<random>.tmp`` (:data:`TMP_SUFFIX`) and can be removed with :func:`remove_stale_tmp`."""
 
 from __future__ import annotations
 
@@ -10,7 +15,44 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_csv", "atomic_write_json"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_csv", "atomic_write_json", "file_mode",
+           "remove_stale_tmp", "TMP_SUFFIX"]
+
+TMP_SUFFIX = ".tmp"
+
+
+def file_mode() -> int:
+    """The permission bits ``open()`` gives a new file: ``0o666`` less the umask."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def remove_stale_tmp(folder: str | os.PathLike, older_than: float = 0.0) -> list[Path]:
+    """Remove the temporary files that interrupted atomic writes left in ``folder``.
+
+    Args:
+        folder (str or Path): where to look (not recursive); a missing folder is fine.
+        older_than (float): only files last modified more than this many seconds ago
+            (leave a margin when another process may be writing into the folder now).
+
+    Returns:
+        list of the paths removed.
+    """
+    import time
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    now, removed = time.time(), []
+    for path in folder.glob(f".*{TMP_SUFFIX}"):
+        try:
+            if now - path.stat().st_mtime >= older_than:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another process finished or removed it
+            continue
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
@@ -25,10 +67,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp makes it 0o600 whatever the umask
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
