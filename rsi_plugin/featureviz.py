@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 
 from .channels import check_channels as validate_channels
 from .fzcache import (
+    RecordLocks,
     config_hash,
     model_fingerprint,
     read_record,
@@ -849,34 +850,42 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
     logger.info("FZ block %s node %s: %d channel(s), %d cached, %d to compute (size %d, %s %d steps, jitter %d)",
                 target.name, node, len(chosen), len(found), len(missing), cfg.image_size,
                 "at most" if cfg.early_stop else "", cfg.steps, cfg.jitter)
-    batches = [missing[i:i + cfg.channels_per_batch] for i in range(0, len(missing), cfg.channels_per_batch)]
     computed: list[int] = []
-    for batch in tqdm(batches, disable=not progress, desc=f"FZ {target.name} {node}", unit="batch"):
-        if remote is None or remote is False:
-            vis = _optimize_batch(module, target, node, batch, cfg)
-        else:
-            from .sessions import in_one_request, optimize_batch_remotely
+    # one lock per record: a concurrent run into the same cache computes other channels
+    # and waits for (then reads) the ones this run holds, and vice versa
+    with RecordLocks(where if cache_dir is not None else None, expect if cache_dir is not None else None) as locks:
+        while missing:
+            mine, done, busy = locks.claim(missing, reread=not force)
+            found.update(done)
+            batches = [mine[i:i + cfg.channels_per_batch] for i in range(0, len(mine), cfg.channels_per_batch)]
+            for batch in tqdm(batches, disable=not progress, desc=f"FZ {target.name} {node}", unit="batch"):
+                if remote is None or remote is False:
+                    vis = _optimize_batch(module, target, node, batch, cfg)
+                else:
+                    from .sessions import in_one_request, optimize_batch_remotely
 
-            vis = in_one_request(model, optimize_batch_remotely, target, node, batch, cfg, remote=remote)
-        for i, c in enumerate(batch):
-            used = int(vis.steps_used[i])
-            record = {
-                "image": vis.images[i].detach().float().cpu().clone(),
-                "activation": float(vis.activations[i]),
-                "history": vis.history[:used, i].detach().float().cpu().clone(),
-                "status": vis.status[i],
-                "steps_used": used,
-                "block": target.name,
-                "node": node,
-                "channel": c,
-            }
-            if cache_dir is not None:
-                record.update(config_hash=chash, fingerprint=fingerprint)
-                paths[c] = write_record(where[c], record, key)
-            found[c] = record
-        computed.extend(batch)
-        if callback is not None:
-            callback(list(batch), vis.images, vis.activations)
+                    vis = in_one_request(model, optimize_batch_remotely, target, node, batch, cfg, remote=remote)
+                for i, c in enumerate(batch):
+                    used = int(vis.steps_used[i])
+                    record = {
+                        "image": vis.images[i].detach().float().cpu().clone(),
+                        "activation": float(vis.activations[i]),
+                        "history": vis.history[:used, i].detach().float().cpu().clone(),
+                        "status": vis.status[i],
+                        "steps_used": used,
+                        "block": target.name,
+                        "node": node,
+                        "channel": c,
+                    }
+                    if cache_dir is not None:
+                        record.update(config_hash=chash, fingerprint=fingerprint)
+                        paths[c] = write_record(where[c], record, key)
+                    found[c] = record
+                computed.extend(batch)
+                locks.release(batch)
+                if callback is not None:
+                    callback(list(batch), vis.images, vis.activations)
+            missing = locks.wait(busy)
     return FeatureVizResult(
         block=target.name,
         node=node,
