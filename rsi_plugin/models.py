@@ -18,7 +18,8 @@ from torch import nn
 
 from .images import ModelInfo
 
-__all__ = ["RESNET_FAMILY", "MODEL_NAMES", "load_model", "load_state_dict_file", "hub_cache_path"]
+__all__ = ["RESNET_FAMILY", "MODEL_NAMES", "load_model", "load_state_dict_file", "hub_cache_path", "check_device",
+           "DeviceError", "WeightsFileError"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,48 @@ RESNET_FAMILY: tuple[str, ...] = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "resnext50_32x4d",
 )
 MODEL_NAMES: tuple[str, ...] = ("tiny",) + RESNET_FAMILY
+
+
+class DeviceError(ValueError, RuntimeError):
+    """A device that is not a valid torch device, or that this machine does not have."""
+
+
+class WeightsFileError(ValueError):
+    """A weights file that cannot be read as a state dict (empty, truncated, not torch)."""
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The ``torch.device`` for ``device``, checked to exist on this machine.
+
+    Raises:
+        DeviceError: not a device name, or a CUDA / MPS device this machine lacks.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise DeviceError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N, mps") from error
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {str(device)!r} was asked for but no CUDA GPU is available "
+                              "(torch.cuda.is_available() is False); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {str(device)!r} does not exist: this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError("device 'mps' was asked for but MPS is not available; use --device cpu")
+    return dev
+
+
+def _load_weights(path: Path) -> Any:
+    """``torch.load`` of a weights file, its failures turned into one readable error."""
+    if path.stat().st_size == 0:
+        raise WeightsFileError(f"weights file {path} is empty")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, text, a pickle of something else, ...
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise WeightsFileError(f"cannot read weights file {path} as a torch state dict (truncated, damaged or "
+                               f"not a .pth file?): {type(error).__name__}{': ' + detail[:200] if detail else ''}") from None
 
 
 def _looks_like_path(weights: str) -> bool:
@@ -45,18 +88,19 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> nn.Module
 
     Raises:
         FileNotFoundError: no file at ``path``.
+        WeightsFileError (a ValueError): the file is empty, truncated or not a torch file.
         ValueError: the keys or shapes do not match, naming the offending keys.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load_weights(path)
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if key in state and isinstance(state[key], dict):
                 state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsFileError(f"{path} does not hold a state dict of tensors (got {type(state).__name__})")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -90,7 +134,7 @@ def _enum_state_dict(name: str, weights: str, download: bool) -> tuple[dict[str,
     cached = hub_cache_path(member.url)
     if cached.is_file():
         logger.info("loading %s.%s from the torch hub cache %s", enum.__name__, member.name, cached)
-        return torch.load(cached, map_location="cpu", weights_only=True), member.name
+        return _load_weights(cached), member.name
     hint = (f"{enum.__name__}.{member.name} is not in the torch hub cache. Put the file "
             f"{cached.name} (from {member.url}) at {cached} (set TORCH_HOME to move the cache), "
             "or pass weights='/path/to/state_dict.pth'")
@@ -122,10 +166,13 @@ def load_model(name: str = "tiny", weights: str | os.PathLike | None = None, see
         nn.Module in eval mode with ``rsi_info`` (:class:`~rsi_plugin.images.ModelInfo`).
 
     Raises:
-        ValueError: unknown model or weights name, mismatched state dict.
+        ValueError: unknown model or weights name, mismatched state dict; a weights file
+            that cannot be read (:class:`WeightsFileError`); a device this machine does not
+            have (:class:`DeviceError`).
         FileNotFoundError: a missing weights file, or enum weights neither cached nor
             downloadable (the message names the expected file and where to put it).
     """
+    device = check_device(device)
     if name == "tiny":
         from .zoo import load_tiny  # the zoo is only imported when asked for
 

@@ -360,9 +360,9 @@ def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 3
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if str(device).split(":")[0] not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r}; valid: cpu, cuda")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
+    from .models import check_device
+
+    dev = check_device(device)  # a DeviceError (ValueError and RuntimeError) names what is missing
     names = list(BENCH_CASES if cases is None else cases)
     if remote and cases is None:
         names += list(REMOTE_CASES)

@@ -138,7 +138,8 @@ def check_images(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Validate one batch of model input.
 
     Raises:
-        TypeError: if ``images`` is not a floating-point tensor.
+        TypeError: if ``images`` is not a floating-point tensor, or not of the dtype of the
+            model's weights (e.g. float64 images for a float32 model).
         ValueError: if it is not ``[N, C, H, W]`` with the model's ``C``.
     """
     if not isinstance(images, torch.Tensor):
@@ -148,9 +149,14 @@ def check_images(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
             f"images must be floating point (normalised model input), got {images.dtype}; "
             "convert uint8 images with images.float() / 255 and rsi.normalize"
         )
+    module = getattr(model, "_module", model)
+    weight = next((p for p in module.parameters() if p.is_floating_point()), None) if isinstance(module, nn.Module) else None
+    if weight is not None and images.dtype != weight.dtype and weight.device.type != "meta":
+        raise TypeError(f"images are {images.dtype} but the model's weights are {weight.dtype}; "
+                        f"convert the images with images.to({weight.dtype}) (or the model with model.to(...))")
     if images.dim() != 4:
         raise ValueError(f"images must have shape [N, C, H, W], got {tuple(images.shape)}")
-    expected = _expected_channels(getattr(model, "_module", model))
+    expected = _expected_channels(module)
     if expected is not None and images.shape[1] != expected:
         raise ValueError(f"images must have {expected} channels, got shape {tuple(images.shape)}")
     if images.shape[0] == 0:

@@ -19,6 +19,34 @@ from typing import Sequence
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
+#: errors that mean bad input (arguments, data, weights, device, output path): one line
+#: on stderr and exit status 2 instead of a traceback
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, IndexError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError,
+    PermissionError,
+)
+
+#: argument names holding an output folder / an output file, checked before any work
+OUTPUT_DIRS: tuple[str, ...] = ("out",)
+OUTPUT_FILES: tuple[str, ...] = ("json", "plot", "csv")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    from .common import check_output_dir, check_output_file
+
+    for name in OUTPUT_DIRS:
+        if getattr(args, name, None):
+            check_output_dir(getattr(args, name), flag="--" + name)
+    for name in OUTPUT_FILES:
+        if getattr(args, name, None):
+            check_output_file(getattr(args, name), flag="--" + name)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 2000 else text[:2000] + " ..."
+
+
 #: subcommand -> its one-line help, in the order ``rsi --help`` lists them. The module
 #: ``rsi_plugin.cli.<name>`` is imported only when that subcommand runs.
 COMMANDS: dict[str, str] = {
@@ -90,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:
+        _check_outputs(args)
         # log lines go through tqdm.write, above the progress bars instead of through them
         with logging_redirect_tqdm():
             return int(args.run(args) or 0)
-    except (ValueError, IndexError, TypeError, FileNotFoundError) as error:
-        print(f"rsi {args.command}: error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(f"rsi {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rsi {args.command}: interrupted; finished results are kept, rerun to resume", file=sys.stderr)
