@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from .images import model_info
 
 __all__ = ["SkippedFiles", "ValidationLoader", "validation_loader", "image_folder", "check_labels", "describe",
-           "IMAGE_EXTENSIONS"]
+           "IMAGE_EXTENSIONS", "model_class_names", "map_class_folders"]
 
 logger = logging.getLogger(__name__)
 
@@ -192,21 +193,141 @@ class _NotImages:
         return False
 
 
-def image_folder(root: str | os.PathLike) -> tuple[Dataset, SkippedFiles]:
+_WNID = re.compile(r"^n\d{8}$")
+_PREFIXED = re.compile(r"^(\d+)[_\-. ](.+)$")
+
+
+def model_class_names(model: nn.Module | None) -> tuple[str, ...] | None:
+    """The model's class names in label order, when known.
+
+    ``"tiny"``: the shapes classes (:data:`rsi_plugin.zoo.CLASSES`); a torchvision ImageNet
+    model (1000 classes): ``weights.meta["categories"]`` (``"tench"``, ``"goldfish"``, ...).
+    ``None`` for other models.
+    """
+    if model is None:
+        return None
+    info = model_info(model)
+    if info.name == "tiny":
+        from .zoo.shapes import CLASSES
+
+        return tuple(CLASSES) if len(CLASSES) == info.num_classes else None
+    if info.num_classes == 1000:
+        import torchvision
+
+        try:
+            enum = torchvision.models.get_model_weights(info.name)
+        except (ValueError, KeyError):
+            return None
+        categories = next(iter(enum)).meta.get("categories")
+        return tuple(categories) if categories and len(categories) == 1000 else None
+    return None
+
+
+def map_class_folders(folders: list[str], num_classes: int, class_names: tuple[str, ...] | list[str] | None = None,
+                      root: str | os.PathLike = "") -> dict[str, int]:
+    """The model's label of each class folder.
+
+    A folder maps by, in this order: its name among ``class_names`` (``"star"``,
+    ``"tench"``); a number prefix that agrees with the name after it (``"05_star"``, as
+    :func:`rsi_plugin.zoo.export_imagefolder` writes; any ``"NN_..."`` when no names are
+    known); a bare number (``"5"``). Folders that are all of a model's classes in sorted
+    order — ImageNet's 1000 WordNet-id folders ``n01440764`` ... ``n15075141``, torchvision's
+    class order, or any ``num_classes`` folders of a model without class names — keep
+    their sorted position. Anything else (a subset of WordNet-id folders, names the model
+    does not have) is an error rather than a silent relabelling.
+
+    Args:
+        folders (list of str): class folder names, sorted.
+        num_classes (int): the model's number of classes.
+        class_names (sequence of str, optional): the model's class names in label order
+            (:func:`model_class_names`; for a subset of ImageNet pass the 1000 WordNet ids
+            in label order, e.g. from ``LOC_synset_mapping.txt``).
+        root (path): the data folder, for messages.
+
+    Returns:
+        dict folder -> label.
+
+    Raises:
+        ValueError: a folder that cannot be mapped, a label out of range, or two folders
+            with one label.
+    """
+    names = list(class_names) if class_names is not None else None
+    lookup: dict[str, int] = {}
+    if names is not None:
+        for i, name in enumerate(names):
+            lookup.setdefault(str(name), i if str(name) not in lookup else -1)  # -1: ambiguous name
+    mapping: dict[str, int] = {}
+    unmapped: list[str] = []
+    for folder in folders:
+        label = None
+        if folder in lookup and lookup[folder] >= 0:
+            label = lookup[folder]
+        elif (match := _PREFIXED.match(folder)) is not None:
+            index, rest = int(match.group(1)), match.group(2)
+            if names is None or (index < len(names) and names[index] == rest):
+                label = index
+        elif folder.isdigit():
+            label = int(folder)
+        if label is None:
+            unmapped.append(folder)
+        else:
+            mapping[folder] = label
+    if unmapped and len(folders) == num_classes and (
+            names is None or all(_WNID.match(f) for f in folders)):
+        return {folder: i for i, folder in enumerate(sorted(folders))}  # the full set: sorted order
+    ambiguous = [f for f in unmapped if lookup.get(f) == -1]
+    if ambiguous:
+        raise ValueError(f"class folder(s) {', '.join(ambiguous)} of {root} name more than one class of the model; "
+                         "name them by label number instead ('NNN_name')")
+    if unmapped:
+        shown = ", ".join(unmapped[:5]) + (f" (+{len(unmapped) - 5} more)" if len(unmapped) > 5 else "")
+        if names is not None and all(_WNID.match(f) for f in unmapped):
+            hint = (f"WordNet-id folders map by sorted position only when all {num_classes} classes are "
+                    "present; for a subset, name the folders by class (e.g. '{0}' or '000_{0}') or pass "
+                    "class_names= (the model's WordNet ids in label order)".format(names[0]))
+        elif names is not None:
+            sample = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
+            hint = f"valid class names: {sample} (or 'NN_name' / a label number)"
+        else:
+            hint = (f"the model has {num_classes} classes and no class names: name the folders by label "
+                    f"number ('0' .. '{num_classes - 1}', or 'NN_anything'), or give all {num_classes} class "
+                    "folders (taken in sorted order)")
+        raise ValueError(f"class folder(s) {shown} of {root} cannot be mapped to the model's classes; {hint}")
+    bad = {f: label for f, label in mapping.items() if not 0 <= label < num_classes}
+    if bad:
+        raise ValueError(f"class folder(s) {bad} of {root} give labels outside the model's 0..{num_classes - 1}")
+    labels = list(mapping.values())
+    if len(set(labels)) != len(labels):
+        twice = sorted({f for f, label in mapping.items() if labels.count(label) > 1})
+        raise ValueError(f"class folders {twice} of {root} map to the same class of the model")
+    return mapping
+
+
+def image_folder(root: str | os.PathLike, model: nn.Module | None = None,
+                 class_names: tuple[str, ...] | list[str] | None = None) -> tuple[Dataset, SkippedFiles]:
     """An ImageNet-layout folder (``root/<class>/<file>``) as a torchvision ``ImageFolder``.
 
-    Labels are the class folders' indices in sorted order (for ImageNet's synset folders,
-    ``n01440764`` ... ``n15075141``, torchvision's class order). Images are decoded with
-    PIL and converted to RGB; files without an image extension are left out and reported.
+    With a ``model`` (or ``class_names``), each class folder gets the model's label of its
+    class (:func:`map_class_folders`), so a folder holding a subset of the classes
+    (``05_star/`` alone) keeps its true labels, and a folder whose classes cannot be mapped
+    is an error before any image is read. Without either, labels are the class folders'
+    indices in sorted order (for ImageNet's synset folders, ``n01440764`` ...
+    ``n15075141``, torchvision's class order). Images are decoded with PIL and converted to
+    RGB; files without an image extension are left out and reported.
 
     Args:
         root (str or path): the folder.
+        model (nn.Module, optional): whose classes the labels are (:func:`model_class_names`,
+            ``rsi_info.num_classes``).
+        class_names (sequence of str, optional): the model's class names in label order,
+            instead of :func:`model_class_names`.
 
     Returns:
         (dataset, :class:`SkippedFiles` of the non-image files found).
 
     Raises:
         FileNotFoundError: ``root`` is not a folder or holds no class folder.
+        ValueError: class folders that cannot be mapped to the model's classes.
     """
     from torchvision.datasets import ImageFolder
 
@@ -218,6 +339,18 @@ def image_folder(root: str | os.PathLike) -> tuple[Dataset, SkippedFiles]:
         dataset = ImageFolder(str(root), loader=_open_rgb, is_valid_file=check, allow_empty=True)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{root}: {error} (expected ImageNet layout root/<class>/<image>)") from error
+    if model is not None or class_names is not None:
+        num_classes = model_info(model).num_classes if model is not None else len(class_names)
+        names = class_names if class_names is not None else model_class_names(model)
+        mapping = map_class_folders(list(dataset.classes), num_classes, names, root)
+        relabel = {index: mapping[folder] for folder, index in dataset.class_to_idx.items()}
+        if any(old != new for old, new in relabel.items()):
+            logger.info("class folders of %s mapped to the model's labels: %s", root,
+                        ", ".join(f"{f}->{mapping[f]}" for f in dataset.classes[:10]))
+        dataset.samples = [(path, relabel[label]) for path, label in dataset.samples]
+        dataset.imgs = dataset.samples
+        dataset.targets = [label for _, label in dataset.samples]
+        dataset.class_to_idx = dict(mapping)
     return dataset, check.skipped
 
 
@@ -325,6 +458,7 @@ def validation_loader(
     limit: int | None = None,
     resize_size: int | None = None,
     input_size: int | None = None,
+    class_names: tuple[str, ...] | list[str] | None = None,
 ) -> ValidationLoader:
     r"""Validation batches at the model's resize size, bad files skipped and reported.
 
@@ -345,13 +479,19 @@ def validation_loader(
         limit (int, optional): use only ``limit`` items, evenly spaced over the dataset
             (so a sorted ImageNet folder keeps every class).
         resize_size, input_size (int, optional): override the model's sizes.
+        class_names (sequence of str, optional): for a folder: the model's class names in
+            label order, when :func:`model_class_names` does not know them (e.g. the 1000
+            WordNet ids for a subset of ImageNet's synset folders). A folder's class
+            folders are mapped to the model's labels by name (:func:`map_class_folders`)
+            whenever a model or ``class_names`` is given.
 
     Returns:
         :class:`ValidationLoader`; its ``skipped`` attribute reports left-out files.
 
     Raises:
         FileNotFoundError: a folder that does not exist.
-        ValueError: bad ``batch_size``, ``workers`` or ``limit``.
+        ValueError: bad ``batch_size``, ``workers`` or ``limit``; class folders that
+            cannot be mapped to the model's classes.
         TypeError: an unsupported ``root_or_dataset``.
     """
     info = model_info(model) if model is not None else None
@@ -372,7 +512,7 @@ def validation_loader(
         root_or_dataset = given.dataset
         skipped.update(given.skipped)
     if isinstance(root_or_dataset, (str, os.PathLike)):
-        dataset, skipped = image_folder(root_or_dataset)
+        dataset, skipped = image_folder(root_or_dataset, model=model, class_names=class_names)
     elif isinstance(root_or_dataset, DataLoader):
         dataset = root_or_dataset.dataset
     elif isinstance(root_or_dataset, torch.Tensor):

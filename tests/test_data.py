@@ -193,3 +193,95 @@ def test_a_loader_given_again_keeps_its_report_or_is_returned(folder):
     rebatched = validation_loader(loader, resize_size=R, input_size=S, batch_size=5)
     assert rebatched.batch_size == 5 and rebatched.num_images == loader.num_images
     assert rebatched.skipped.entries == loader.skipped.entries  # the README found when listing
+
+
+# ------------------------------------------------------------------ class folders -> model labels
+
+def _class_folders(root, names, per_class=2, size=40):
+    for k, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            _rgb(100 * k + i, (size, size)).save(root / name / f"{i}.png")
+    return root
+
+
+def _labels(loader):
+    return torch.cat([labels for _, labels in loader]).tolist()
+
+
+def test_a_subset_folder_keeps_the_models_labels(tmp_path):
+    from rsi_plugin import load_model
+    from rsi_plugin.zoo import export_imagefolder
+
+    tiny = load_model("tiny")
+    full = export_imagefolder(tmp_path / "full", n=40, seed=3)
+    star = tmp_path / "only_star"
+    star.mkdir()
+    (full / "05_star").rename(star / "05_star")  # the case: was relabelled 0
+    loader = validation_loader(star, tiny, batch_size=8)
+    labels = _labels(loader)
+    assert labels and set(labels) == {5}
+    # and the model agrees with those labels on its own test shapes
+    images = torch.cat([x for x, _ in loader])
+    from rsi_plugin.transforms import scale_crop
+    from rsi_plugin.images import normalize
+
+    with torch.no_grad():
+        predicted = tiny(normalize(scale_crop(images, 0.0, 64), tiny)).argmax(1)
+    assert (predicted == 5).float().mean() > 0.5
+    # bare class names and label numbers map too; the order of folders does not matter
+    named = _class_folders(tmp_path / "named", ["spiral", "disc"])
+    assert sorted(set(_labels(validation_loader(named, tiny, batch_size=8)))) == [0, 8]
+    numbered = _class_folders(tmp_path / "numbered", ["7", "3"])
+    assert sorted(set(_labels(validation_loader(numbered, tiny, batch_size=8)))) == [3, 7]
+
+
+@pytest.mark.parametrize("names, match", [
+    (["05_star", "dog"], "dog"),
+    (["05_disc"], "05_disc"),                 # the prefix and the name disagree
+    (["star", "05_star"], "same class"),
+    (["12"], "outside"),
+])
+def test_folders_that_cannot_be_mapped_are_a_clear_error(tmp_path, names, match):
+    from rsi_plugin import load_model
+
+    root = _class_folders(tmp_path / "data", names, per_class=1)
+    with pytest.raises(ValueError, match=match):
+        validation_loader(root, load_model("tiny"))
+
+
+def test_imagenet_folders_map_by_category_and_a_wnid_subset_is_refused(tmp_path):
+    from rsi_plugin import load_model
+
+    resnet = load_model("resnet18", weights=None)
+    named = _class_folders(tmp_path / "named", ["goldfish", "tench"], per_class=1)
+    assert sorted(_labels(validation_loader(named, resnet))) == [0, 1]
+    wnids = _class_folders(tmp_path / "wnids", ["n01443537"], per_class=1)
+    with pytest.raises(ValueError, match="WordNet"):
+        validation_loader(wnids, resnet)
+    given = ["n0000%04d" % i for i in range(999)] + ["n01443537"]  # class_names= maps a subset
+    assert _labels(validation_loader(wnids, resnet, class_names=given)) == [999]
+
+
+def test_models_without_class_names_keep_sorted_order_for_a_full_set_only(tmp_path):
+    full = _class_folders(tmp_path / "full", ["b_class", "a_class"], per_class=1)
+    model = small_resnet(num_classes=2)
+    assert sorted(_labels(validation_loader(full, model))) == [0, 1]
+    subset = _class_folders(tmp_path / "subset", ["b_class"], per_class=1)
+    with pytest.raises(ValueError, match="no class names"):
+        validation_loader(subset, model)
+
+
+def test_ablate_cli_refuses_an_unmappable_folder_before_the_channel_means(tmp_path, capsys, monkeypatch):
+    from rsi_plugin.cli import main
+
+    def no_means(*args, **kwargs):
+        raise AssertionError("the channel means were computed before the data's classes were checked")
+
+    monkeypatch.setattr("rsi_plugin.scale_sweep.channel_means", no_means)
+    data = _class_folders(tmp_path / "data", ["05_star", "unicorn"], per_class=1)
+    argv = ["ablate", "--model", "tiny", "--block", "3.1", "--channels", "1", "2", "--data", str(data),
+            "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unicorn" in err and "Traceback" not in err
