@@ -21,11 +21,22 @@ __all__ = ["atomic_write", "atomic_write_text", "atomic_write_csv", "atomic_writ
 TMP_SUFFIX = ".tmp"
 
 
+def _umask() -> int:
+    try:  # Linux reports it without changing it (thread-safe)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)  # elsewhere reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return umask
+
+
 def file_mode() -> int:
     """The permission bits ``open()`` gives a new file: ``0o666`` less the umask."""
-    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
 
 
 def remove_stale_tmp(folder: str | os.PathLike, older_than: float = 0.0) -> list[Path]:

@@ -15,12 +15,12 @@ from rsi_plugin.cli.ablate import parse_channels
 @pytest.fixture()
 def folder(tmp_path):
     rng = np.random.default_rng(0)
-    for label in ("n01", "n02"):
+    for label in ("tench", "goldfish"):  # ImageNet classes by name (weights.meta["categories"])
         (tmp_path / "val" / label).mkdir(parents=True)
         for i in range(2):
             pixels = rng.integers(0, 256, (60, 70, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "val" / label / f"{i}.png")
-    (tmp_path / "val" / "n02" / "broken.jpg").write_text("not a jpeg")
+    (tmp_path / "val" / "goldfish" / "broken.jpg").write_text("not a jpeg")
     return tmp_path / "val"
 
 
