@@ -459,6 +459,7 @@ def validation_loader(
     resize_size: int | None = None,
     input_size: int | None = None,
     class_names: tuple[str, ...] | list[str] | None = None,
+    map_classes: bool = True,
 ) -> ValidationLoader:
     r"""Validation batches at the model's resize size, bad files skipped and reported.
 
@@ -484,6 +485,8 @@ def validation_loader(
             WordNet ids for a subset of ImageNet's synset folders). A folder's class
             folders are mapped to the model's labels by name (:func:`map_class_folders`)
             whenever a model or ``class_names`` is given.
+        map_classes (bool): ``False`` for images whose labels are not used (natural
+            images for a scan): class folders keep their sorted indices, whatever their names.
 
     Returns:
         :class:`ValidationLoader`; its ``skipped`` attribute reports left-out files.
@@ -512,7 +515,8 @@ def validation_loader(
         root_or_dataset = given.dataset
         skipped.update(given.skipped)
     if isinstance(root_or_dataset, (str, os.PathLike)):
-        dataset, skipped = image_folder(root_or_dataset, model=model, class_names=class_names)
+        dataset, skipped = image_folder(root_or_dataset, model=model if map_classes else None,
+                                        class_names=class_names if map_classes else None)
     elif isinstance(root_or_dataset, DataLoader):
         dataset = root_or_dataset.dataset
     elif isinstance(root_or_dataset, torch.Tensor):

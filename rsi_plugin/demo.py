@@ -161,7 +161,7 @@ def _natural_images(config: DemoConfig, model):
     from .images import normalize
     from .transforms import scale_crop
 
-    loader = validation_loader(config.data, model, limit=config.natural_samples)
+    loader = validation_loader(config.data, model, limit=config.natural_samples, map_classes=False)  # labels unused
     size = model.rsi_info.input_size
     return [normalize(scale_crop(x, 0.0, output_size=size), model) for x, _ in loader if len(x)]
 

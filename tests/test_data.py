@@ -285,3 +285,12 @@ def test_ablate_cli_refuses_an_unmappable_folder_before_the_channel_means(tmp_pa
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "unicorn" in err and "Traceback" not in err
+
+
+def test_natural_images_whose_labels_are_unused_need_no_mapping(tmp_path):
+    from rsi_plugin import load_model
+
+    photos = _class_folders(tmp_path / "photos", ["holiday", "garden"], per_class=1)
+    with pytest.raises(ValueError, match="holiday"):
+        validation_loader(photos, load_model("tiny"))
+    assert sorted(_labels(validation_loader(photos, load_model("tiny"), map_classes=False))) == [0, 1]

@@ -3,12 +3,8 @@ killed writes removed, and concurrent runs sharing the work through per-record l
 
 from __future__ import annotations
 
-import json
 import os
 import struct
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -132,37 +128,34 @@ def test_leftover_temporaries_are_removed_on_the_next_run(tiny, tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-_WORKER = textwrap.dedent("""
-    import json, sys, time
-    from pathlib import Path
-    import torch
+def _worker(cache: Path, me: str, other: str, results) -> None:
+    """One of two processes rendering the same channels into one cache (started together)."""
+    import time
+
     torch.set_num_threads(1)
-    import rsi_plugin as rsi
-    from rsi_plugin.featureviz import FeatureVizConfig
-    cache, me, other = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     model = rsi.load_model("tiny")
     (cache / f"ready-{me}").touch()
     while not (cache / f"ready-{other}").exists():  # start both renders together
-        time.sleep(0.005)
+        time.sleep(0.002)
     config = FeatureVizConfig(steps=20, image_size=32, jitter=0, channels_per_batch=1)
     result = rsi.render(model, "2.1", "pre", [0, 1, 2, 3, 4, 5], config, cache_dir=cache / "fz", progress=False)
-    print(json.dumps({"computed": result.computed, "activations": result.activations.tolist()}))
-""")
+    results.put((me, result.computed, result.activations.tolist()))
 
 
 def test_two_concurrent_runs_compute_each_record_once(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(_WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(rsi.__file__).parents[1])}
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path), me, other], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env)
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # two real processes, without a second import of torch
+    results = context.Queue()
+    procs = [context.Process(target=_worker, args=(tmp_path, me, other, results))
              for me, other in (("a", "b"), ("b", "a"))]
-    outs = []
     for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-2000:]
-        outs.append(json.loads(out.strip().splitlines()[-1]))
-    computed = [c for out in outs for c in out["computed"]]
+        proc.start()
+    outs = dict((me, (computed, acts)) for me, computed, acts in (results.get(timeout=300) for _ in procs))
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    computed = outs["a"][0] + outs["b"][0]
     assert sorted(computed) == [0, 1, 2, 3, 4, 5]  # no channel rendered twice, none missing
-    assert outs[0]["activations"] == outs[1]["activations"]  # the waiting run read the other's records
+    assert outs["a"][1] == outs["b"][1]  # the waiting run read the other's records
     assert len(_records(tmp_path / "fz")) == 6

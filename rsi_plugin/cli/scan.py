@@ -62,7 +62,7 @@ def _folder_batches(path: str, model, batch_size: int, limit: int | None):
     from ..data import validation_loader
     from ..images import model_info, normalize
 
-    loader = validation_loader(path, model, batch_size=batch_size, limit=limit)
+    loader = validation_loader(path, model, batch_size=batch_size, limit=limit, map_classes=False)  # labels unused
     size = model_info(model).input_size
     device = next(model.parameters()).device
     for images, _ in loader:
