@@ -139,12 +139,11 @@ def _rows(value: torch.Tensor, batch: int | None) -> torch.Tensor:
 
 
 def _check_channel(reader: NodeReader, channel: int) -> int:
-    if isinstance(channel, bool) or not isinstance(channel, int):
-        raise TypeError(f"channel must be an int, got {type(channel).__name__}")
-    if not 0 <= channel < reader.block.channels:
-        raise IndexError(f"channel {channel} out of range: block {reader.block.name} has {reader.block.channels} "
-                         f"channels (0..{reader.block.channels - 1})")
-    return channel
+    from .channels import check_channels
+
+    if isinstance(channel, (list, tuple, str, bytes)) or (isinstance(channel, torch.Tensor) and channel.dim()):
+        raise TypeError(f"channel must be one integer, got {type(channel).__name__} {channel!r}")
+    return check_channels(channel, reader.block.channels, what="channel", where=f"block {reader.block.name}")[0]
 
 
 def neuron(model: nn.Module, block: str | ResidualBlock, node: str, channel: int, x: int | None = None,

@@ -123,3 +123,14 @@ def test_validator_messages_name_what_is_valid():
     assert check_channels([], 32, allow_empty=True) == []
     assert check_channels(None, 3) == [0, 1, 2]
     assert check_channels(7, 32) == [7]
+
+
+def test_lucent_objectives_take_one_channel_through_the_same_validator(model):
+    from rsi_plugin import lucent
+
+    for bad, error in ((1.5, TypeError), (True, TypeError), ("3", TypeError), ([3], TypeError), (32, IndexError),
+                       (-1, IndexError)):
+        with pytest.raises(error):
+            lucent.neuron(model, BLOCK, "pre", bad)
+    objective = lucent.channel(model, BLOCK, "pre", np.int64(3))  # NumPy integers are integers
+    objective.remove()
