@@ -60,29 +60,38 @@ def _ratio(num: int, den: int) -> float:
     return num / den if den else float("nan")
 
 
-def compare_to_paper(table: pd.DataFrame) -> pd.DataFrame:
+def compare_to_paper(table: pd.DataFrame, share: float = 1.0) -> pd.DataFrame:
     r"""Agreement between the channels a scan found and the paper's, block by block.
 
     Only meaningful for ResNet18 with ``IMAGENET1K_V1`` weights (a warning is logged when
     ``table.attrs`` says otherwise). Rows are grouped by ``block`` and, when the table has
-    them, by ``source`` and ``transform`` as well.
+    them, by ``source`` and ``transform`` as well. A scan with several seeds is compared
+    through its robust set (:func:`rsi_plugin.seeds.channel_table`: channels passing in
+    at least ``ceil(share * seeds)`` of their seeds; every seed by default); undetermined
+    channels (an FZ that is not valid) never count as found and are counted on their own.
 
     Args:
         table (DataFrame): a scan or :meth:`ScaleInvariance.table` result with columns
-            ``block``, ``channel`` and ``passes``.
+            ``block``, ``channel`` and ``passes`` (and ``seed``, ``verdict`` when present).
+        share (float): the robust share.
 
     Returns:
         DataFrame with one row per group: the group keys, ``probed`` (whether the paper
-        probed the block), ``scanned`` (channels in ``table``), ``found`` (passing
-        channels in ``table``), ``paper`` (the paper's passing channels among those
-        scanned: a scan of some channels is compared on those only), ``overlap``,
-        ``precision = overlap / found``, ``recall = overlap / paper`` and
-        ``jaccard = overlap / |found ∪ paper|``. A ratio with a zero denominator is NaN,
-        and every ratio is NaN for a block the paper did not probe.
+        probed the block), ``seeds`` (FZ seeds in the scan), ``scanned`` (channels in
+        ``table``), ``found`` (robust channels: with one seed, the passing ones),
+        ``any_seed`` (channels passing in at least one seed), ``undetermined`` (channels
+        whose verdict the invalid FZs leave open), ``paper`` (the paper's passing channels
+        among those scanned: a scan of some channels is compared on those only),
+        ``overlap`` (of ``found`` with ``paper``), ``precision = overlap / found``,
+        ``recall = overlap / paper`` and ``jaccard = overlap / |found ∪ paper|``. A ratio
+        with a zero denominator is NaN, and every ratio is NaN for a block the paper did
+        not probe.
 
     Raises:
         ValueError: if a required column is missing.
     """
+    from .seeds import channel_table
+
     missing = [c for c in ("block", "channel", "passes") if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}; it needs block, channel and passes "
@@ -93,14 +102,16 @@ def compare_to_paper(table: pd.DataFrame) -> pd.DataFrame:
                        model, weights, PAPER_MODEL, PAPER_WEIGHTS)
     reference = paper_channels()
     sets = {b: set(g["channel"]) for b, g in reference.groupby("block")}
+    table = table.assign(block=table["block"].astype(str))
     keys = [c for c in ("source", "transform") if c in table.columns] + ["block"]
     rows = []
     for group, part in table.groupby(keys, sort=False):
         group = group if isinstance(group, tuple) else (group,)
         row = dict(zip(keys, group))
         block = str(row["block"])
-        scanned = set(int(c) for c in part["channel"])
-        found = set(int(c) for c in part.loc[part["passes"].astype(bool), "channel"])
+        channels = channel_table(part, share)
+        scanned = set(int(c) for c in channels["channel"])
+        found = set(int(c) for c in channels.loc[channels["robust"], "channel"])
         probed = block in PAPER_BLOCKS
         paper = sets.get(block, set()) & scanned  # a scan of some channels is compared on those
         overlap = len(found & paper)
@@ -108,8 +119,11 @@ def compare_to_paper(table: pd.DataFrame) -> pd.DataFrame:
         nan = float("nan")
         row.update({
             "probed": probed,
+            "seeds": int(part["seed"].nunique()) if "seed" in part.columns else 1,
             "scanned": len(scanned),
             "found": len(found),
+            "any_seed": int(channels["any_seed"].sum()),
+            "undetermined": int((channels["status"] == "undetermined").sum()),
             "paper": len(paper) if probed else pd.NA,
             "overlap": overlap if probed else pd.NA,
             "precision": _ratio(overlap, len(found)) if probed else nan,
@@ -117,5 +131,6 @@ def compare_to_paper(table: pd.DataFrame) -> pd.DataFrame:
             "jaccard": _ratio(overlap, union) if probed else nan,
         })
         rows.append(row)
-    columns = keys + ["probed", "scanned", "found", "paper", "overlap", "precision", "recall", "jaccard"]
+    columns = keys + ["probed", "seeds", "scanned", "found", "any_seed", "undetermined", "paper", "overlap",
+                      "precision", "recall", "jaccard"]
     return pd.DataFrame(rows, columns=columns)

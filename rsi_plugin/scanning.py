@@ -11,6 +11,34 @@ The defaults follow the paper's text: nodes as §2.1 defines them, ``S`` of §3,
 tolerance 3/2, Pre read before the in-place sum. The paper's code's choices are options:
 ``node_variant="code"`` (Post and In at the pre-ReLU sum) and ``paper_compat=True`` (Pre
 FZs rendered at Lucent's aliased reading of bn2, which is Post).
+
+**Seeds.** ``ScanConfig(seeds=(0, 1, 2))`` renders every channel's FZs once per seed (the
+seed is part of the FZ cache key, so each seed is cached and resumed on its own) and
+returns one row per (source, block, channel, seed) with a ``seed`` column and a
+``verdict`` (``"pass"``, ``"fail"``, ``"undetermined"``; ``passes`` is False unless the
+verdict is ``"pass"``). Natural-image rows do not depend on the FZ seed: they are computed
+once and carry the first seed. ``adaptive=True`` gives the seeds after the first only to
+channels whose first verdict is near a threshold (:func:`rsi_plugin.seeds.adaptive_stop`;
+stopped rows carry ``adaptive_stop`` True). Per-channel pass rates, the robust set, seed
+Jaccard and the permutation null are in :mod:`rsi_plugin.seeds`.
+
+**Files** (:func:`write_scan`, written atomically; the CLI rewrites them after each seed,
+so a killed multi-seed run keeps its finished seeds and a rerun renders only missing FZs):
+
+* ``scan.csv`` (and ``scan.parquet`` with pyarrow): the rows of :func:`scan`, with
+  ``layer`` and ``index`` (the integer parts of the block id) after ``channel``. Block
+  ids are strings (``"3.10"`` is not ``"3.1"``): read the file with :func:`read_table`
+  (or ``pd.read_csv(path, dtype={"block": str})``).
+* ``scan_channels.csv``: one row per (source, transform, block, channel):
+  :func:`rsi_plugin.seeds.channel_table` (``n_seeds, n_pass, n_fail, n_undetermined,
+  seeds, seeds_passing, pass_rate, pass_rate_low, pass_rate_high, robust, any_seed,
+  status``, and ``adaptive_stop`` for an adaptive scan).
+* ``summary.csv``: one row per (source, transform, block):
+  :func:`rsi_plugin.seeds.block_summary` (``channels, seeds, passing`` (= the robust
+  count), ``share, robust, any_seed, undetermined, not_robust, passing_mean/min/max,
+  undetermined_mean, jaccard_mean/min/max, null_expected, null_low, null_high,
+  null_p``).
+* ``paper_comparison.csv`` for resnet18 (:func:`rsi_plugin.paper.compare_to_paper`).
 """
 
 from __future__ import annotations
@@ -21,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -41,13 +70,16 @@ from .geometry import ZOOM_CENTERS, receptive_field_center, zoom_transform
 from .images import model_info, normalize
 from .natural import TopKImages, top_k_images
 from .nodes import ResidualBlock, resolve_blocks
+from .seeds import ADAPTIVE_EQ1, ADAPTIVE_EQ2, adaptive_stop, block_parts, check_share, verdicts
 from .transforms import get_transform, transform_name
 
-__all__ = ["ScanConfig", "SOURCES", "scan", "natural_data"]
+__all__ = ["ScanConfig", "SOURCES", "scan", "natural_data", "write_scan", "read_table", "SCAN_FILES"]
 
 logger = logging.getLogger(__name__)
 
 SOURCES: tuple[str, ...] = ("fz", "natural", "both")
+#: the tables :func:`write_scan` writes (block ids in them are strings)
+SCAN_FILES: tuple[str, ...] = ("scan.csv", "scan_channels.csv", "summary.csv", "paper_comparison.csv")
 NATURAL_REDUCE: tuple[str, ...] = ("top1", "mean")
 
 
@@ -84,6 +116,14 @@ class ScanConfig:
             receptive-field centre of the block's centre neuron, measured once per block
             (:func:`rsi_plugin.geometry.receptive_field_center`); ``"image"``: about the
             image centre, as the paper's ``S``. Recorded per row as ``zoom_center``.
+        seeds (sequence of int, optional): FZ seeds; every channel's FZs are rendered and
+            judged once per seed. ``None``: ``(featureviz.seed,)``.
+        robust_share (float): a channel is ``robust`` when it passes in at least
+            ``ceil(robust_share * seeds)`` of its seeds; 1 (default): every seed.
+        adaptive (bool): after the first seed, render further seeds only for channels
+            whose verdict is near a threshold (:func:`rsi_plugin.seeds.adaptive_stop`).
+        adaptive_eq1 (float): the rule's threshold on Eq. 1's relative margin (0, 1].
+        adaptive_eq2 (float): the rule's threshold on Eq. 2's log margin (> 0).
     """
 
     featureviz: FeatureVizConfig = field(default_factory=FeatureVizConfig)
@@ -101,6 +141,11 @@ class ScanConfig:
     batch_size: int | None = 64
     seed: int = 0
     zoom_center: Literal["rf", "image"] = "rf"
+    seeds: Sequence[int] | None = None
+    robust_share: float = 1.0
+    adaptive: bool = False
+    adaptive_eq1: float = ADAPTIVE_EQ1
+    adaptive_eq2: float = ADAPTIVE_EQ2
 
     def __post_init__(self) -> None:
         if not isinstance(self.featureviz, FeatureVizConfig):
@@ -123,6 +168,23 @@ class ScanConfig:
             raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
         if self.channels is not None:
             object.__setattr__(self, "channels", tuple(check_channels(self.channels)))
+        seeds = (self.featureviz.seed,) if self.seeds is None else self.seeds
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+            raise TypeError(f"seeds must be a sequence of integers, got {seeds!r}")
+        seeds = tuple(seeds)
+        if not seeds:
+            raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0, 1, 2)")
+        for value in seeds:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"seeds must be integers >= 0, got {value!r} in {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds has duplicates: {seeds!r}")
+        object.__setattr__(self, "seeds", tuple(int(v) for v in seeds))
+        check_share(self.robust_share)
+        if not 0 < self.adaptive_eq1 <= 1:
+            raise ValueError(f"adaptive_eq1 must be in (0, 1], got {self.adaptive_eq1!r}")
+        if not self.adaptive_eq2 > 0:
+            raise ValueError(f"adaptive_eq2 must be > 0, got {self.adaptive_eq2!r}")
         compat = bool(self.paper_compat or self.featureviz.paper_compat)
         object.__setattr__(self, "paper_compat", compat)
         if compat != self.featureviz.paper_compat:
@@ -174,13 +236,14 @@ def _block_transform(model: nn.Module, block: ResidualBlock, config: ScanConfig)
 
 
 def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], config: ScanConfig,
-              progress: bool) -> pd.DataFrame:
+              progress: bool, seed: int | None = None) -> pd.DataFrame:
     sites = node_sites(model, block, config.node_variant)
     device = _device(model)
+    fz_config = config.featureviz if seed is None else dataclasses.replace(config.featureviz, seed=seed)
     renders = {}
     for role in ("in", "pre"):
         where, node = sites[role]
-        renders[role] = render(model, where, node, channels=channels, config=config.featureviz,
+        renders[role] = render(model, where, node, channels=channels, config=fz_config,
                                cache_dir=config.cache_dir, force=config.force, progress=progress)
     x_in = normalize(renders["in"].images.to(device), model)
     x_pre = normalize(renders["pre"].images.to(device), model)
@@ -227,6 +290,27 @@ def _natural_table(model: nn.Module, block: ResidualBlock, channels: list[int], 
     return table
 
 
+def _with_verdicts(table: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Add ``seed``, ``layer``, ``index`` and (when the criteria did not) ``verdict``;
+    ``passes`` holds only for a ``"pass"`` verdict."""
+    table.insert(1, "seed", seed)
+    layer, index = block_parts(table["block"])
+    at = table.columns.get_loc("channel") + 1
+    table.insert(at, "layer", pd.array(layer, dtype="Int64"))
+    table.insert(at + 1, "index", pd.array(index, dtype="Int64"))
+    if "verdict" not in table.columns:
+        table["verdict"] = verdicts(table)
+    table["passes"] = table["passes"].astype(bool) & (table["verdict"] == "pass")
+    return table
+
+
+def _log_block(part: pd.DataFrame, block: str, seed: int) -> None:
+    passing = int((part["verdict"] == "pass").sum())
+    undetermined = int((part["verdict"] == "undetermined").sum())
+    logger.info("block %s (%s, seed %d): %d of %d channels pass (%.1f%%), %d undetermined", block,
+                part["source"].iloc[0], seed, passing, len(part), 100.0 * passing / len(part), undetermined)
+
+
 @runs_in_eval_mode
 def scan(
     model: nn.Module,
@@ -234,25 +318,31 @@ def scan(
     config: ScanConfig | None = None,
     data: torch.Tensor | Iterable[Any] | None = None,
     progress: bool = True,
+    on_seed: Callable[[int, pd.DataFrame], None] | None = None,
 ) -> pd.DataFrame:
-    r"""The scale-invariance criteria for every channel of the chosen blocks (the paper's §3).
+    r"""The scale-invariance criteria for every channel of the chosen blocks (the paper's §3),
+    once per FZ seed.
 
     Args:
         model (nn.Module): a model with residual blocks. It runs in eval mode (BatchNorm
             with its running statistics, which stay unchanged); a model in train mode is
             put back in train mode afterwards.
         blocks (str or list of str): block names (``"2.1"``) or ``"all"``.
-        config (ScanConfig, optional): the paper's settings by default.
+        config (ScanConfig, optional): the paper's settings by default (one seed).
         data (Tensor or iterable, optional): for ``source="natural"``/``"both"``:
             model-ready images ``[N, 3, H, W]`` or an iterable of ``(images, labels)``
             batches (normalised); for the ``"tiny"`` model :func:`natural_data` is used
             when not given.
         progress (bool): tqdm bars.
+        on_seed (callable, optional): ``on_seed(seed, rows_so_far)`` after each seed (the
+            CLI writes its files there, so a killed run keeps its finished seeds).
 
     Returns:
-        DataFrame, one row per (source, block, channel): ``source`` then the columns of
-        :meth:`ScaleInvariance.table` (``block, channel, pre_in, pre_scaled, post_in,
-        post_pre, ratio, eq1, eq2, passes, ...``); for FZ rows ``in_fz_act, pre_fz_act``
+        DataFrame, one row per (source, seed, block, channel): ``source, seed`` then the
+        columns of :meth:`ScaleInvariance.table` (``block, channel, pre_in, pre_scaled,
+        post_in, post_pre, ratio, eq1, eq2, passes, ...``) with ``layer, index`` after
+        ``channel`` and ``verdict`` (``"pass"``, ``"fail"``, ``"undetermined"``;
+        ``passes`` is True only for ``"pass"``); for FZ rows ``in_fz_act, pre_fz_act``
         (the activations the FZs achieved, as the renderer measured them),
         ``in_fz_path, pre_fz_path`` (the cached PNGs, ``None`` without a cache) and
         ``fz_computed`` (whether this call rendered the channel's FZs), ``in_status``,
@@ -260,10 +350,11 @@ def scan(
         ``"ok"``; then ``passes`` is False; see :func:`rsi_plugin.criteria.add_fz_verdict`),
         ``in_steps_used``, ``pre_steps_used``; for every row ``zoom_center``; for natural rows
         ``in_top_act, pre_top_act`` (the top activations, averaged over the images used)
-        and ``in_top_index, pre_top_index`` (the data position of the top image).
-        ``attrs`` holds ``model``, ``weights``, ``node_variant``, ``transform``. The
-        per-block summary (count and share of passing channels) is
-        :func:`rsi_plugin.criteria.summarize` of it; it is also logged.
+        and ``in_top_index, pre_top_index`` (the data position of the top image); with
+        ``adaptive=True``, ``adaptive_stop`` (the channel got no seed after the first).
+        ``attrs`` holds ``model``, ``weights``, ``node_variant``, ``transform``,
+        ``seeds``, ``robust_share``, ``adaptive``. Per-channel and per-block summaries:
+        :func:`rsi_plugin.seeds.channel_table` and :func:`rsi_plugin.seeds.block_summary`.
 
     Raises:
         ValueError: unknown block; ``source="natural"`` without data for a model other
@@ -273,7 +364,7 @@ def scan(
     module = getattr(model, "_module", model)
     chosen = resolve_blocks(module, blocks)
     plan = {b.name: _channels(b, config.channels) for b in chosen}
-    tables = []
+    tables: list[pd.DataFrame] = []
     top = None
     if config.source in ("natural", "both"):
         if data is None:
@@ -281,32 +372,66 @@ def scan(
         keys = [site for b in chosen for role, site in node_sites(module, b, config.node_variant).items()
                 if role in ("in", "pre")]
         top = top_k_images(module, data, keys, k=config.top_k, batch_size=config.batch_size, progress=progress)
-    for block in tqdm(chosen, disable=not progress or len(chosen) < 2, desc="scan", unit="block"):
-        channels = plan[block.name]
-        if config.source in ("fz", "both"):
-            tables.append(_fz_table(module, block, channels, config, progress))
-        if top is not None:
-            tables.append(_natural_table(module, block, channels, top, config))
-        for part in tables[-2 if config.source == "both" else -1:]:
-            passing = int(part["passes"].sum())
-            logger.info("block %s (%s): %d of %d channels pass (%.1f%%)", block.name, part["source"].iloc[0],
-                        passing, len(part), 100.0 * passing / len(part))
+    remaining = dict(plan)
+    seeds = config.seeds
+    for number, seed in enumerate(tqdm(seeds, disable=not progress or len(seeds) < 2, desc="seeds", unit="seed")):
+        for block in tqdm(chosen, disable=not progress or len(chosen) < 2, desc=f"scan (seed {seed})",
+                          unit="block"):
+            if config.source in ("fz", "both") and remaining[block.name]:
+                part = _with_verdicts(_fz_table(module, block, remaining[block.name], config, progress, seed), seed)
+                if config.adaptive:
+                    if number == 0:
+                        stop = adaptive_stop(part, config.adaptive_eq1, config.adaptive_eq2)
+                        part["adaptive_stop"] = stop.to_numpy()
+                        remaining[block.name] = [c for c, s in zip(part["channel"], stop) if not s]
+                        logger.info("block %s: the adaptive rule stops %d of %d channels after seed %d",
+                                    block.name, int(stop.sum()), len(part), seed)
+                    else:
+                        part["adaptive_stop"] = False
+                tables.append(part)
+                _log_block(part, block.name, seed)
+            if top is not None and number == 0:
+                part = _with_verdicts(_natural_table(module, block, plan[block.name], top, config), seed)
+                tables.append(part)
+                _log_block(part, block.name, seed)
+        if on_seed is not None:
+            on_seed(seed, _finish(tables, module, config))
+    return _finish(tables, module, config)
+
+
+def _finish(tables: list[pd.DataFrame], module: nn.Module, config: ScanConfig) -> pd.DataFrame:
     table = pd.concat(tables, ignore_index=True)
+    if "adaptive_stop" in table.columns:
+        table["adaptive_stop"] = table["adaptive_stop"].fillna(False).astype(bool)
     info = model_info(module)
     table.attrs.update({"model": info.name, "weights": info.weights, "node_variant": config.node_variant,
-                        "transform": transform_name(config.transform)})
+                        "transform": transform_name(config.transform), "seeds": list(config.seeds),
+                        "robust_share": config.robust_share, "adaptive": config.adaptive})
     return table
 
 
+def read_table(path: str | Path) -> pd.DataFrame:
+    r"""Read one of the scan's CSV tables (:data:`SCAN_FILES`) with block ids as strings.
 
-def write_scan(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    r"""Write a scan's files atomically: ``scan.csv`` (and ``scan.parquet`` when pyarrow is
-    installed), ``summary.csv`` (:func:`~rsi_plugin.criteria.summarize`) and, for resnet18,
-    ``paper_comparison.csv`` (:func:`~rsi_plugin.paper.compare_to_paper`).
+    Args:
+        path (str or Path): ``scan.csv``, ``scan_channels.csv``, ``summary.csv`` or
+            ``paper_comparison.csv``.
+
+    Returns:
+        DataFrame; ``block`` is str (``"3.10"`` stays ``"3.10"``).
+    """
+    return pd.read_csv(path, dtype={"block": str})
+
+
+def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = None) -> list[Path]:
+    r"""Write a scan's files atomically (see the module docstring): ``scan.csv`` (and
+    ``scan.parquet`` when pyarrow is installed), ``scan_channels.csv``, ``summary.csv``
+    and, for resnet18, ``paper_comparison.csv``.
 
     Args:
         table (DataFrame): what :func:`scan` returned.
         out_dir (str or Path): the folder (created).
+        share (float, optional): the robust share; ``table.attrs["robust_share"]`` or 1.
 
     Returns:
         list of the paths written.
@@ -314,11 +439,12 @@ def write_scan(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     import importlib.util
 
     from .atomic import atomic_write, atomic_write_csv
-    from .criteria import summarize
     from .paper import compare_to_paper
+    from .seeds import block_summary, channel_table
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    share = float(table.attrs.get("robust_share", 1.0)) if share is None else share
 
     def atomic(frame: pd.DataFrame, name: str, parquet: bool = False) -> Path:
         if parquet:
@@ -328,7 +454,8 @@ def write_scan(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     written = [atomic(table, "scan.csv")]
     if importlib.util.find_spec("pyarrow") is not None:
         written.append(atomic(table, "scan.parquet", parquet=True))
-    written.append(atomic(summarize(table), "summary.csv"))
+    written.append(atomic(channel_table(table, share), "scan_channels.csv"))
+    written.append(atomic(block_summary(table, share), "summary.csv"))
     if table.attrs.get("model") == "resnet18":
-        written.append(atomic(compare_to_paper(table), "paper_comparison.csv"))
+        written.append(atomic(compare_to_paper(table, share=share), "paper_comparison.csv"))
     return written

@@ -50,15 +50,19 @@ def test_scan_end_to_end_then_rerun_uses_the_cache(model, tmp_path, monkeypatch)
     before = model_state(model)
     table = scan(model, ["1.1", "2.0"], config, progress=False)
     assert_same_state(before, model_state(model))  # no hook left, weights, modes and flags as they were
-    assert list(table.columns[:1 + len(TABLE_COLUMNS)]) == ["source", *TABLE_COLUMNS]
-    assert len(table) == 6 and (table["source"] == "fz").all()
+    expected_columns = ["source", "seed", *TABLE_COLUMNS]
+    expected_columns[4:4] = ["layer", "index"]  # after channel: the integer parts of the block id
+    assert list(table.columns[:len(expected_columns)]) == expected_columns
+    assert len(table) == 6 and (table["source"] == "fz").all() and (table["seed"] == 0).all()
+    assert table["layer"].tolist() == [1] * 3 + [2] * 3 and table["index"].tolist() == [1] * 3 + [0] * 3
     assert table["block"].tolist() == ["1.1"] * 3 + ["2.0"] * 3
     assert table["fz_computed"].all()
     # the activation each FZ achieved (the renderer's own reading) equals In_c / Pre_c of
     # the same image read back through capture
     assert close(table["in_fz_act"], table["in_in"])
     assert close(table["pre_fz_act"], table["pre_pre"])
-    assert table["passes"].equals(table["eq1"] & table["eq2"])
+    assert set(table["verdict"]) <= {"pass", "fail", "undetermined"}
+    assert table["passes"].equals(table["eq1"] & table["eq2"] & (table["verdict"] != "undetermined"))
     for path in table["in_fz_path"].tolist() + table["pre_fz_path"].tolist():
         assert Path(path).is_file() and path.endswith(".png")
     assert table.attrs["node_variant"] == "text" and table.attrs["transform"] == "scale"
