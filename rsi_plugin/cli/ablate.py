@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="a scan CSV (rows with block == --block and passes true) or channel numbers")
     parser.add_argument("--source", default=None,
                         help="rows of this source (fz, natural) when the scan CSV holds several")
+    parser.add_argument("--channel-set", default="robust",
+                        help="which passing channels of a multi-seed scan CSV: robust (pass in every seed, "
+                             "default), any (pass in at least one seed) or seed:K (pass in seed K)")
     parser.add_argument("--out", required=True, help="output folder (rerun to resume)")
     parser.add_argument("--trials", type=int, default=10, help="random control sets (default 10)")
     parser.add_argument("--tolerance", type=tolerance, default=0.0,
@@ -70,18 +73,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def parse_channels(values: list[str], block: str, source: str | None = None) -> list[int]:
+def parse_channels(values: list[str], block: str, source: str | None = None,
+                   channel_set: str = "robust") -> list[int]:
     """Channels from ``--channels``: one CSV path, or integers (``1 9 23`` or ``1,9,23``).
 
-    A scan CSV needs columns ``block, channel, passes``; the rows with ``block == block`` and
-    a true ``passes`` are taken (of ``source`` when the table has several sources).
+    A scan CSV needs columns ``block, channel, passes``; of the rows with ``block == block``
+    (of ``source`` when the table has several sources) the channels of ``channel_set`` are
+    taken (:func:`rsi_plugin.seeds.select_channels`: ``robust``, ``any`` or ``seed:K``;
+    with one seed all three are the passing channels).
 
     Raises:
         FileNotFoundError: a ``.csv`` that does not exist.
         ValueError: neither a CSV nor integers; missing columns; no passing channel.
     """
     if len(values) == 1 and (values[0].lower().endswith(".csv") or Path(values[0]).is_file()):
-        return _channels_from_csv(Path(values[0]), block, source)
+        return _channels_from_csv(Path(values[0]), block, source, channel_set)
     items = [v for value in values for v in value.split(",") if v.strip()]
     try:
         return [int(v) for v in items]
@@ -95,8 +101,10 @@ def _truthy(value) -> bool:
     return bool(value)
 
 
-def _channels_from_csv(path: Path, block: str, source: str | None) -> list[int]:
+def _channels_from_csv(path: Path, block: str, source: str | None, channel_set: str = "robust") -> list[int]:
     import pandas as pd
+
+    from ..seeds import select_channels
 
     if not path.is_file():
         raise FileNotFoundError(f"channel table not found: {path}")
@@ -112,12 +120,12 @@ def _channels_from_csv(path: Path, block: str, source: str | None) -> list[int]:
             table = table[table["source"].astype(str) == source]
         elif len(sources) > 1:
             raise ValueError(f"{path} holds several sources ({', '.join(sources)}); pick one with --source")
-    rows = table[(table["block"].astype(str) == str(block)) & table["passes"].map(_truthy)]
-    if rows.empty:
+    found = select_channels(table, block, channel_set)
+    if not found:
         blocks = sorted(set(table.loc[table["passes"].map(_truthy), "block"].astype(str)))
-        raise ValueError(f"no passing channel of block {block} in {path}; blocks with passing channels: "
-                         f"{', '.join(blocks) or 'none'}")
-    return sorted({int(c) for c in rows["channel"]})
+        raise ValueError(f"no passing channel ({channel_set}) of block {block} in {path}; blocks with passing "
+                         f"channels in some seed: {', '.join(blocks) or 'none'}")
+    return found
 
 
 def _default_data(args: argparse.Namespace, model):
@@ -150,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..distributed import is_main
     from ..scale_sweep import SweepConfig, sweep
 
-    channels = parse_channels(args.channels, args.block, args.source)
+    channels = parse_channels(args.channels, args.block, args.source, args.channel_set)
     model = load_model_from_args(args)
     batch_conditions = False if args.naive else (args.stack if args.stack else True)
     config = SweepConfig(scales=tuple(args.scales), trials=args.trials, seed=args.seed, tolerance=args.tolerance,

@@ -1,10 +1,13 @@
 """``rsi scan``: the scale-invariance criteria (§3) for every channel of some blocks.
 
 Writes ``OUT/scan.csv`` (and ``OUT/scan.parquet`` when pyarrow is installed), one row per
-(source, block, channel); ``OUT/summary.csv``, the count and share of passing channels per
-block; the feature visualisations under ``OUT/fz`` (PNG and a record per channel); for
-resnet18 also ``OUT/paper_comparison.csv``. A rerun with the same settings reuses every
-cached FZ, so an interrupted scan resumes where it stopped.
+(source, seed, block, channel); ``OUT/scan_channels.csv``, per channel its pass rate over
+the seeds (Wilson interval), ``robust`` and ``status``; ``OUT/summary.csv``, per block the
+robust / any-seed / undetermined counts, the seed Jaccard and the permutation null (columns
+in :mod:`rsi_plugin.seeds`); the feature visualisations under ``OUT/fz`` (PNG and a record
+per channel and seed); for resnet18 also ``OUT/paper_comparison.csv``. The tables are
+rewritten after each seed, and a rerun with the same settings reuses every cached FZ, so an
+interrupted scan resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -50,7 +53,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     nat.add_argument("--top-k", type=int, default=9, help="top images per channel (default 9)")
     nat.add_argument("--natural-reduce", choices=("top1", "mean"), default="top1",
                      help="top1: the top image drives the criteria (default); mean: average over the top-k")
+    sd = parser.add_argument_group("seeds")
+    sd.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
+                    help="FZ seeds: one number N runs seeds --seed .. --seed+N-1; several numbers are the seeds "
+                         "themselves (default: --seed only)")
+    sd.add_argument("--robust-share", type=float, default=1.0,
+                    help="a channel is robust when it passes in at least this share of its seeds "
+                         "(default 1: every seed)")
+    sd.add_argument("--adaptive", action="store_true",
+                    help="after the first seed, render further seeds only for channels near a threshold "
+                         "(rsi_plugin.seeds.adaptive_stop)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: 1 for tiny, as rsi demo; torch's default otherwise). "
+                             "Results can differ in the last bits between thread counts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
@@ -70,13 +86,44 @@ def _folder_batches(path: str, model, batch_size: int, limit: int | None):
             yield normalize(TF.center_crop(images, [size, size]), model).to(device)
 
 
-def run(args: argparse.Namespace) -> int:
+def seeds_from_args(values: list[int] | None, first: int) -> tuple[int, ...] | None:
+    """``--seeds``: one number ``N`` -> ``first .. first + N - 1``; several -> themselves.
 
+    Raises:
+        ValueError: a count below 1 or a negative seed.
+    """
+    if values is None:
+        return None
+    if len(values) == 1:
+        if values[0] < 1:
+            raise ValueError(f"--seeds N needs N >= 1 (the number of seeds), got {values[0]}")
+        return tuple(range(first, first + values[0]))
+    return tuple(values)
+
+
+def set_threads(threads: int | None, model_name: str) -> None:
+    """``--threads``: torch's intra-op threads (1 for the tiny model when not given).
+
+    Raises:
+        ValueError: ``threads < 1``.
+    """
+    import torch
+
+    threads = threads if threads is not None else (1 if model_name == "tiny" else None)
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ..featureviz import FeatureVizConfig
-    from ..scanning import ScanConfig, scan, write_scan
+    from ..scanning import ScanConfig, read_table, scan, write_scan
 
+    seeds = seeds_from_args(args.seeds, args.seed)
+    set_threads(args.threads, args.model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model_from_args(args)
@@ -86,23 +133,30 @@ def run(args: argparse.Namespace) -> int:
     config = ScanConfig(featureviz=featureviz, transform=args.transform, tolerance=args.tolerance,
                         source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
                         natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
-                        cache_dir=str(out / "fz"), force=args.force, batch_size=args.batch_size, seed=args.seed)
+                        cache_dir=str(out / "fz"), force=args.force, batch_size=args.batch_size, seed=args.seed,
+                        seeds=seeds, robust_share=args.robust_share, adaptive=args.adaptive)
     data = None
     if args.source != "fz" and args.data is not None:
         data = _folder_batches(args.data, model, args.batch_size, args.limit)
     blocks = "all" if args.blocks == ["all"] else args.blocks
-    table = scan(model, blocks, config, data=data, progress=not args.no_progress)
+    written: list[Path] = []
 
-    written = write_scan(table, out)
-    summary = pd.read_csv(out / "summary.csv", dtype={"block": str})
+    def finished_seed(seed: int, rows: pd.DataFrame) -> None:  # the files after every seed: resumable
+        written[:] = write_scan(rows, out)
+
+    scan(model, blocks, config, data=data, progress=not args.no_progress, on_seed=finished_seed)
+    summary = read_table(out / "summary.csv")
     print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), transform {args.transform}, "
-          f"tolerance {args.tolerance}, nodes: {args.node_variant}")
+          f"tolerance {args.tolerance}, nodes: {args.node_variant}, seeds {' '.join(map(str, config.seeds))}"
+          f"{' (adaptive)' if args.adaptive else ''}")
+    shown = [c for c in ("source", "block", "channels", "seeds", "robust", "any_seed", "undetermined",
+                         "passing_mean", "jaccard_mean", "jaccard_min", "jaccard_max", "null_expected", "null_p")
+             if c in summary.columns]
     with pd.option_context("display.width", 200):
-        print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(summary[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if (out / "paper_comparison.csv").exists() and model.rsi_info.name == "resnet18":
         print("agreement with the paper's channels (Fig. 1, 3, 4):")
-        print(pd.read_csv(out / "paper_comparison.csv", dtype={"block": str})
-              .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(read_table(out / "paper_comparison.csv").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for path in written:
         print("wrote", path)
     print("feature visualisations in", out / "fz")
