@@ -77,15 +77,15 @@ def compare_to_paper(table: pd.DataFrame, share: float = 1.0) -> pd.DataFrame:
 
     Returns:
         DataFrame with one row per group: the group keys, ``probed`` (whether the paper
-        probed the block), ``seeds`` (FZ seeds in the scan), ``scanned`` (channels in
-        ``table``), ``found`` (robust channels: with one seed, the passing ones),
-        ``any_seed`` (channels passing in at least one seed), ``undetermined`` (channels
-        whose verdict the invalid FZs leave open), ``paper`` (the paper's passing channels
-        among those scanned: a scan of some channels is compared on those only),
+        probed the block), ``scanned`` (channels in ``table``), ``found`` (robust
+        channels: with one seed, the passing ones), ``paper`` (the paper's passing
+        channels among those scanned: a scan of some channels is compared on those only),
         ``overlap`` (of ``found`` with ``paper``), ``precision = overlap / found``,
-        ``recall = overlap / paper`` and ``jaccard = overlap / |found ∪ paper|``. A ratio
-        with a zero denominator is NaN, and every ratio is NaN for a block the paper did
-        not probe.
+        ``recall = overlap / paper``, ``jaccard = overlap / |found ∪ paper|``, then
+        ``seeds`` (FZ seeds in the scan), ``any_seed`` (channels passing in at least one
+        seed) and ``undetermined`` (channels whose verdict invalid FZs leave open). A
+        ratio with a zero denominator is NaN, and every ratio is NaN for a block the paper
+        did not probe.
 
     Raises:
         ValueError: if a required column is missing.
@@ -131,6 +131,6 @@ def compare_to_paper(table: pd.DataFrame, share: float = 1.0) -> pd.DataFrame:
             "jaccard": _ratio(overlap, union) if probed else nan,
         })
         rows.append(row)
-    columns = keys + ["probed", "seeds", "scanned", "found", "any_seed", "undetermined", "paper", "overlap",
-                      "precision", "recall", "jaccard"]
+    columns = keys + ["probed", "scanned", "found", "paper", "overlap", "precision", "recall", "jaccard", "seeds",
+                      "any_seed", "undetermined"]
     return pd.DataFrame(rows, columns=columns)

@@ -25,8 +25,8 @@ Jaccard and the permutation null are in :mod:`rsi_plugin.seeds`.
 **Files** (:func:`write_scan`, written atomically; the CLI rewrites them after each seed,
 so a killed multi-seed run keeps its finished seeds and a rerun renders only missing FZs):
 
-* ``scan.csv`` (and ``scan.parquet`` with pyarrow): the rows of :func:`scan`, with
-  ``layer`` and ``index`` (the integer parts of the block id) after ``channel``. Block
+* ``scan.csv`` (and ``scan.parquet`` with pyarrow): the rows of :func:`scan`, ending with
+  ``verdict``, ``seed``, ``layer`` and ``index`` (the integer parts of the block id). Block
   ids are strings (``"3.10"`` is not ``"3.1"``): read the file with :func:`read_table`
   (or ``pd.read_csv(path, dtype={"block": str})``).
 * ``scan_channels.csv``: one row per (source, transform, block, channel):
@@ -291,16 +291,15 @@ def _natural_table(model: nn.Module, block: ResidualBlock, channels: list[int], 
 
 
 def _with_verdicts(table: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Add ``seed``, ``layer``, ``index`` and (when the criteria did not) ``verdict``;
-    ``passes`` holds only for a ``"pass"`` verdict."""
-    table.insert(1, "seed", seed)
-    layer, index = block_parts(table["block"])
-    at = table.columns.get_loc("channel") + 1
-    table.insert(at, "layer", pd.array(layer, dtype="Int64"))
-    table.insert(at + 1, "index", pd.array(index, dtype="Int64"))
+    """Add (when the criteria did not) ``verdict``, then ``seed``, ``layer``, ``index`` at the
+    end; ``passes`` holds only for a ``"pass"`` verdict."""
     if "verdict" not in table.columns:
         table["verdict"] = verdicts(table)
     table["passes"] = table["passes"].astype(bool) & (table["verdict"] == "pass")
+    table["seed"] = seed
+    layer, index = block_parts(table["block"])
+    table["layer"] = pd.array(layer, dtype="Int64")
+    table["index"] = pd.array(index, dtype="Int64")
     return table
 
 
@@ -338,11 +337,9 @@ def scan(
             CLI writes its files there, so a killed run keeps its finished seeds).
 
     Returns:
-        DataFrame, one row per (source, seed, block, channel): ``source, seed`` then the
+        DataFrame, one row per (source, seed, block, channel): ``source`` then the
         columns of :meth:`ScaleInvariance.table` (``block, channel, pre_in, pre_scaled,
-        post_in, post_pre, ratio, eq1, eq2, passes, ...``) with ``layer, index`` after
-        ``channel`` and ``verdict`` (``"pass"``, ``"fail"``, ``"undetermined"``;
-        ``passes`` is True only for ``"pass"``); for FZ rows ``in_fz_act, pre_fz_act``
+        post_in, post_pre, ratio, eq1, eq2, passes, ...``); for FZ rows ``in_fz_act, pre_fz_act``
         (the activations the FZs achieved, as the renderer measured them),
         ``in_fz_path, pre_fz_path`` (the cached PNGs, ``None`` without a cache) and
         ``fz_computed`` (whether this call rendered the channel's FZs), ``in_status``,
@@ -350,8 +347,11 @@ def scan(
         ``"ok"``; then ``passes`` is False; see :func:`rsi_plugin.criteria.add_fz_verdict`),
         ``in_steps_used``, ``pre_steps_used``; for every row ``zoom_center``; for natural rows
         ``in_top_act, pre_top_act`` (the top activations, averaged over the images used)
-        and ``in_top_index, pre_top_index`` (the data position of the top image); with
-        ``adaptive=True``, ``adaptive_stop`` (the channel got no seed after the first).
+        and ``in_top_index, pre_top_index`` (the data position of the top image); then
+        ``verdict`` (``"pass"``, ``"fail"``, ``"undetermined"``; ``passes`` is True only
+        for ``"pass"``), ``seed``, ``layer``, ``index`` (the integer parts of the block
+        id ``"L.I"``) and, with ``adaptive=True``, ``adaptive_stop`` (the channel got no
+        seed after the first).
         ``attrs`` holds ``model``, ``weights``, ``node_variant``, ``transform``,
         ``seeds``, ``robust_share``, ``adaptive``. Per-channel and per-block summaries:
         :func:`rsi_plugin.seeds.channel_table` and :func:`rsi_plugin.seeds.block_summary`.

@@ -31,9 +31,9 @@ else ``"pass"`` / ``"fail"`` from ``passes``.
   the first.
 
 **Per block** (:func:`block_summary`, written as ``summary.csv``), columns: the group keys
-(``source``, ``transform``, ``block``), ``layer``, ``index``, ``channels``, ``seeds``
-(seeds in the scan), ``passing`` (= ``robust``, the set the ablation uses by default),
-``share = passing / channels``, ``robust``, ``any_seed``, ``undetermined``, ``not_robust``
+(``source``, ``transform``, ``block``), ``channels``, ``passing`` (= ``robust``, the set
+the ablation uses by default), ``share = passing / channels``, ``seeds`` (seeds in the
+scan), ``robust``, ``any_seed``, ``undetermined``, ``not_robust``
 (channel counts by the columns above), ``passing_mean``, ``passing_min``, ``passing_max``
 (passing channels per seed), ``undetermined_mean`` (undetermined rows per seed),
 ``jaccard_mean``, ``jaccard_min``, ``jaccard_max`` (Jaccard index of the passing sets of
@@ -41,7 +41,7 @@ every pair of seeds; NaN for a pair where neither passes anything, and with one 
 and the permutation null of the robust count: ``null_expected`` (its mean),
 ``null_low`` / ``null_high`` (2.5 and 97.5 percentiles) and ``null_p`` (the share of null
 draws with a robust count >= the observed one, i.e. a one-sided p-value; NaN with one
-seed). The null (:func:`permutation_null`) keeps each seed's number of passing channels
+seed); last ``layer``, ``index``. The null (:func:`permutation_null`) keeps each seed's number of passing channels
 and shuffles, independently per seed, which channels they are; a robust count well above
 ``null_high`` means channels pass more consistently across seeds than chance.
 
@@ -134,7 +134,8 @@ def _truthy(values: pd.Series) -> pd.Series:
 def verdicts(table: pd.DataFrame) -> pd.Series:
     r"""Each row's verdict, ``"pass"``, ``"fail"`` or ``"undetermined"``.
 
-    Uses the table's ``verdict`` column when it has one. Otherwise: ``"undetermined"``
+    Uses the table's ``verdict`` column when it has one (its ``"undetermined"`` rows; the
+    others are ``"pass"`` / ``"fail"`` by ``passes``, which scan keeps equal). Otherwise: ``"undetermined"``
     where ``in_status`` or ``pre_status`` is present and not ``"ok"``, or (without status
     columns) where an FZ did not drive its target (``in_fz_act <= 0`` or
     ``pre_fz_act <= 0``); else ``"pass"`` where ``passes`` holds and ``"fail"``.
@@ -153,6 +154,10 @@ def verdicts(table: pd.DataFrame) -> pd.Series:
         bad = sorted(set(out) - set(VERDICTS))
         if bad:
             raise ValueError(f"unknown verdict(s) {bad}; valid: {', '.join(VERDICTS)}")
+        if "passes" in table.columns:  # pass/fail follow ``passes`` (a table edited by hand stays consistent)
+            passes = _truthy(table["passes"]).to_numpy(dtype=bool)
+            out = pd.Series(np.where(out == "undetermined", "undetermined", np.where(passes, "pass", "fail")),
+                            index=table.index)
         return out
     if "passes" not in table.columns:
         raise ValueError("table has neither verdict nor passes: pass the output of rsi.scan")
@@ -403,13 +408,13 @@ def block_summary(table: pd.DataFrame, share: float = 1.0, draws: int = NULL_DRA
             row.update({"null_expected": float("nan"), "null_low": float("nan"), "null_high": float("nan"),
                         "null_p": float("nan")})
         rows.append(row)
-    columns = keys + ["channels", "seeds", "passing", "share", "robust", "any_seed", "undetermined", "not_robust",
+    columns = keys + ["channels", "passing", "share", "seeds", "robust", "any_seed", "undetermined", "not_robust",
                       "passing_mean", "passing_min", "passing_max", "undetermined_mean", "jaccard_mean",
                       "jaccard_min", "jaccard_max", "null_expected", "null_low", "null_high", "null_p"]
     out = pd.DataFrame(rows, columns=columns)
     layer, index = block_parts(out["block"])
-    out.insert(len(keys), "layer", pd.array(layer, dtype="Int64"))
-    out.insert(len(keys) + 1, "index", pd.array(index, dtype="Int64"))
+    out["layer"] = pd.array(layer, dtype="Int64")
+    out["index"] = pd.array(index, dtype="Int64")
     return out
 
 

@@ -69,6 +69,7 @@ def run(model, tmp_path_factory) -> Path:
     table = scan(model, BLOCKS, ScanConfig(featureviz=FAST, channels=[0, 1, 2, 3], cache_dir=root / "scan" / "fz"),
                  progress=False)
     table["passes"] = table["channel"].isin(PASSING)
+    table["verdict"] = table["passes"].map({True: "pass", False: "fail"})  # hand-set: no undetermined row
     write_scan(table, root / "scan")  # scan.csv, scan.parquet (with the table's attrs), summary.csv
     images, labels = generate(24, 3, size=73, centered=True)
     sweep(model, (images, labels), "2.1", PASSING,
@@ -448,7 +449,7 @@ def test_report_of_a_resnet18_scan_compares_with_the_paper(tmp_path, no_model):
     comparison = table_with(links, ["source", "block", "probed", "scanned", "found", "paper", "overlap"])
     [row] = comparison["rows"]
     assert row[1:7] == ["2.1", "yes", "4", "2", "2", "1"]  # found {0, 15}, paper {15, 21}, overlap {15}
-    assert row[7:] == ["0.5", "0.5", "0.3333"]  # precision, recall, jaccard
+    assert row[7:] == ["0.5", "0.5", "0.3333", "1", "2", "0"]  # precision, recall, jaccard; seeds, any_seed, undetermined
 
 
 def test_cli_report(run, tmp_path, capsys, no_model):

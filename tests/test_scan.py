@@ -50,9 +50,8 @@ def test_scan_end_to_end_then_rerun_uses_the_cache(model, tmp_path, monkeypatch)
     before = model_state(model)
     table = scan(model, ["1.1", "2.0"], config, progress=False)
     assert_same_state(before, model_state(model))  # no hook left, weights, modes and flags as they were
-    expected_columns = ["source", "seed", *TABLE_COLUMNS]
-    expected_columns[4:4] = ["layer", "index"]  # after channel: the integer parts of the block id
-    assert list(table.columns[:len(expected_columns)]) == expected_columns
+    assert list(table.columns[:1 + len(TABLE_COLUMNS)]) == ["source", *TABLE_COLUMNS]
+    assert list(table.columns[-4:]) == ["verdict", "seed", "layer", "index"]
     assert len(table) == 6 and (table["source"] == "fz").all() and (table["seed"] == 0).all()
     assert table["layer"].tolist() == [1] * 3 + [2] * 3 and table["index"].tolist() == [1] * 3 + [0] * 3
     assert table["block"].tolist() == ["1.1"] * 3 + ["2.0"] * 3
