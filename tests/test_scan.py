@@ -581,3 +581,26 @@ def test_cli_scan_with_seeds_threads_and_resume(tmp_path, capsys):
     assert table["seed"].tolist() == [5, 5, 3, 3] and table["fz_computed"].tolist() == [True, True, False, False]
     assert main(argv[:-6] + ["--seeds", "0"]) == 2
     assert main(argv[:-2] + ["--threads", "0"]) == 2
+
+
+def test_a_killed_multi_seed_scan_keeps_its_finished_seeds_and_resumes(planted, tmp_path, monkeypatch):
+    from rsi_plugin.scanning import read_table, write_scan
+
+    config = ScanConfig(featureviz=PLANTED_FZ, seeds=(7, 8), cache_dir=tmp_path / "fz")
+
+    def write_then_die(seed, rows):
+        write_scan(rows, tmp_path)
+        raise KeyboardInterrupt  # killed right after the first seed's files were written
+
+    with pytest.raises(KeyboardInterrupt):
+        scan(planted, "1.0", config, progress=False, on_seed=write_then_die)
+    kept = read_table(tmp_path / "scan.csv")
+    assert kept["seed"].tolist() == [7] * 6 and kept["fz_computed"].all()
+    assert read_table(tmp_path / "scan_channels.csv")["n_seeds"].tolist() == [1] * 6
+    optimised = []
+    original = featureviz._optimize_batch
+    monkeypatch.setattr(featureviz, "_optimize_batch", lambda *a, **k: optimised.append(1) or original(*a, **k))
+    again = scan(planted, "1.0", config, progress=False, on_seed=lambda seed, rows: write_scan(rows, tmp_path))
+    assert not again.loc[again.seed == 7, "fz_computed"].any() and again.loc[again.seed == 8, "fz_computed"].all()
+    assert len(optimised) == 2  # In and Pre of the missing seed only
+    assert read_table(tmp_path / "scan.csv")["seed"].tolist() == [7] * 6 + [8] * 6
