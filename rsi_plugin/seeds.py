@@ -51,7 +51,7 @@ far from both thresholds: it passes with ``eq1_rel >= eq1`` and ``eq2_margin >= 
 it fails with ``eq1_rel <= -eq1`` or ``eq2_margin <= -eq2`` (a criterion it fails by a
 wide margin decides the verdict whatever the other does). ``eq1_rel`` is Eq. 1's margin
 relative to the activations it compares, ``(Pre(S(x)) - ReLU(Pre(x))) / (|Pre(S(x))| +
-ReLU(Pre(x)))`` in [-1, 1]; ``eq2_margin`` is ``log t - |log ratio|`` (``-inf`` for a
+|Pre(x)|)`` in [-1, 1]; ``eq2_margin`` is ``log t - |log ratio|`` (``-inf`` for a
 ratio that is not positive). Undetermined channels always get more seeds. Defaults:
 ``eq1 = 0.25``, ``eq2 = 0.25`` (chosen before measuring; not tuned). Stopped channels count
 with their first-seed verdict in every seed for the Jaccard and the null (their
@@ -420,11 +420,14 @@ def block_summary(table: pd.DataFrame, share: float = 1.0, draws: int = NULL_DRA
 
 def eq1_relative(table: pd.DataFrame) -> pd.Series:
     r"""Eq. 1's margin relative to the activations it compares, in [-1, 1]:
-    ``(Pre(S(x)) - ReLU(Pre(x))) / (|Pre(S(x))| + ReLU(Pre(x)))`` (0 where both are 0)."""
+    ``(Pre(S(x)) - ReLU(Pre(x))) / (|Pre(S(x))| + |Pre(x)|)`` (0 where both are 0).
+
+    The denominator holds ``|Pre(x)|``, not its ReLU, so that a Pre that moves from a
+    negative value to just above 0 is not called far from the threshold."""
     scaled = pd.to_numeric(table["pre_scaled"], errors="coerce")
-    base = pd.to_numeric(table["pre_in"], errors="coerce").clip(lower=0)
-    denom = scaled.abs() + base
-    return ((scaled - base) / denom.where(denom > 0)).fillna(0.0)
+    pre = pd.to_numeric(table["pre_in"], errors="coerce")
+    denom = scaled.abs() + pre.abs()
+    return ((scaled - pre.clip(lower=0)) / denom.where(denom > 0)).fillna(0.0)
 
 
 def adaptive_stop(table: pd.DataFrame, eq1: float = ADAPTIVE_EQ1, eq2: float = ADAPTIVE_EQ2) -> pd.Series:
@@ -465,8 +468,10 @@ def adaptive_error(full: pd.DataFrame, eq1: float = ADAPTIVE_EQ1, eq2: float = A
     r"""How the adaptive rule does against a full run (every channel, every seed).
 
     The rule is applied to each channel's first seed; a stopped channel is an error when
-    some other seed of the full run gives it a different verdict (so its robust/any-seed
-    membership would differ).
+    some other seed of the full run passes where its first seed did not, or does not pass
+    where its first seed did (so its robust or any-seed membership would differ). A stopped
+    fail that is undetermined in another seed changes neither and is counted only in
+    ``verdict_changes``.
 
     Args:
         full (DataFrame): a scan with every seed for every channel.
@@ -474,7 +479,8 @@ def adaptive_error(full: pd.DataFrame, eq1: float = ADAPTIVE_EQ1, eq2: float = A
 
     Returns:
         dict: ``channels``, ``stopped``, ``errors``, ``error_rate`` (errors / stopped, NaN
-        if none stopped), ``renders_full`` and ``renders_adaptive`` (channel-seeds, each
+        if none stopped), ``verdict_changes`` (stopped channels with any other verdict in
+        another seed), ``renders_full`` and ``renders_adaptive`` (channel-seeds, each
         two FZs), ``saved`` (the share of channel-seeds the rule skips).
     """
     keys = _keys(full) + ["channel"]
@@ -484,7 +490,8 @@ def adaptive_error(full: pd.DataFrame, eq1: float = ADAPTIVE_EQ1, eq2: float = A
     stop = adaptive_stop(first, eq1, eq2)
     stopped = first[stop.to_numpy()]
     merged = frame.merge(stopped[keys + ["_verdict"]].rename(columns={"_verdict": "_first"}), on=keys)
-    flipped = merged[merged["_verdict"] != merged["_first"]].drop_duplicates(keys)
+    flipped = merged[(merged["_verdict"] == "pass") != (merged["_first"] == "pass")].drop_duplicates(keys)
+    changed = merged[merged["_verdict"] != merged["_first"]].drop_duplicates(keys)
     n_seeds = frame.groupby(keys)["_seed"].nunique().rename("_n").reset_index()
     renders_full = int(n_seeds["_n"].sum())
     renders_adaptive = renders_full - int((stopped[keys].merge(n_seeds, on=keys)["_n"] - 1).sum())
@@ -493,6 +500,7 @@ def adaptive_error(full: pd.DataFrame, eq1: float = ADAPTIVE_EQ1, eq2: float = A
         "stopped": int(len(stopped)),
         "errors": int(len(flipped)),
         "error_rate": len(flipped) / len(stopped) if len(stopped) else float("nan"),
+        "verdict_changes": int(len(changed)),
         "renders_full": renders_full,
         "renders_adaptive": renders_adaptive,
         "saved": 1 - renders_adaptive / renders_full if renders_full else float("nan"),

@@ -408,17 +408,40 @@ def test_adaptive_rule_on_constructed_rows():
         "passes": [True, True, True, False, False, False, False],
         "in_fz_act": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
     })
-    # eq1_rel = (Pre(S x) - relu(Pre x)) / (|Pre(S x)| + relu(Pre x))
-    assert eq1_relative(rows).round(4).tolist() == [0.5, round(0.2 / 2.2, 4), 0.5, round(-0.8 / 1.2, 4), -1.0,
-                                                      0.5, 0.5]
+    # eq1_rel = (Pre(S x) - relu(Pre x)) / (|Pre(S x)| + |Pre x|)
+    assert eq1_relative(rows).round(4).tolist() == [0.5, round(0.2 / 2.2, 4), 0.5, round(-0.8 / 1.2, 4),
+                                                      round(-1 / 3, 4), 0.5, 0.5]
     stop = adaptive_stop(rows, eq1=0.25, eq2=0.25).tolist()
     # clear pass | eq1 near | eq2 near | clear eq1 fail | clear eq1 fail | clear eq2 fail | undetermined
     assert stop == [True, False, False, True, True, True, False]
-    assert adaptive_stop(rows, eq1=0.9, eq2=0.25).tolist() == [False, False, False, False, True, True, False]
+    assert adaptive_stop(rows, eq1=0.9, eq2=0.25).tolist() == [False, False, False, False, False, True, False]
+    # a Pre from -1.7 to just above 0 passes Eq. 1 by a hair: not far from its threshold
+    hair = pd.DataFrame({"pre_in": [-1.686], "pre_scaled": [0.167], "eq2_margin": [0.35], "passes": [True]})
+    assert eq1_relative(hair).iloc[0] == pytest.approx(0.167 / 1.853) and not adaptive_stop(hair).iloc[0]
     with pytest.raises(ValueError, match="eq1"):
         adaptive_stop(rows, eq1=0.0)
     with pytest.raises(ValueError, match="eq2"):
         adaptive_stop(rows, eq2=-1.0)
+
+
+def test_adaptive_error_counts_membership_flips():
+    from rsi_plugin.seeds import adaptive_error
+
+    base = {"source": "fz", "block": "2.1", "pre_in": 1.0, "pre_scaled": 0.0, "eq2_margin": -1.0}
+    rows = [  # channels 0, 1, 2 are clear fails in seed 0 (stopped); 3 is near (kept)
+        {**base, "seed": 0, "channel": 0, "verdict": "fail"}, {**base, "seed": 1, "channel": 0, "verdict": "pass"},
+        {**base, "seed": 0, "channel": 1, "verdict": "fail"},
+        {**base, "seed": 1, "channel": 1, "verdict": "undetermined"},
+        {**base, "seed": 0, "channel": 2, "verdict": "fail"}, {**base, "seed": 1, "channel": 2, "verdict": "fail"},
+        {**base, "seed": 0, "channel": 3, "verdict": "fail", "eq2_margin": -0.1, "pre_scaled": 1.1},
+        {**base, "seed": 1, "channel": 3, "verdict": "pass"},
+    ]
+    table = pd.DataFrame(rows)
+    table["passes"] = table["verdict"] == "pass"
+    measured = adaptive_error(table)
+    assert (measured["stopped"], measured["errors"], measured["verdict_changes"]) == (3, 1, 2)
+    assert measured["error_rate"] == pytest.approx(1 / 3)
+    assert (measured["renders_full"], measured["renders_adaptive"]) == (8, 5)
 
 
 def test_wilson_interval_known_values():
