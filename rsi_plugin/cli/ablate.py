@@ -124,7 +124,7 @@ def _channels_from_csv(path: Path, block: str, source: str | None, channel_set: 
     if not found:
         blocks = sorted(set(table.loc[table["passes"].map(_truthy), "block"].astype(str)))
         raise ValueError(f"no passing channel ({channel_set}) of block {block} in {path}; blocks with passing "
-                         f"channels in some seed: {', '.join(blocks) or 'none'}")
+                         f"channels: {', '.join(blocks) or 'none'}")
     return found
 
 
