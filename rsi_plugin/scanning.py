@@ -347,10 +347,9 @@ def scan(
         ``"ok"``; then ``passes`` is False; see :func:`rsi_plugin.criteria.add_fz_verdict`),
         ``in_steps_used``, ``pre_steps_used``; for every row ``zoom_center``; for natural rows
         ``in_top_act, pre_top_act`` (the top activations, averaged over the images used)
-        and ``in_top_index, pre_top_index`` (the data position of the top image); then
-        ``verdict`` (``"pass"``, ``"fail"``, ``"undetermined"``; ``passes`` is True only
-        for ``"pass"``), ``seed``, ``layer``, ``index`` (the integer parts of the block
-        id ``"L.I"``) and, with ``adaptive=True``, ``adaptive_stop`` (the channel got no
+        and ``in_top_index, pre_top_index`` (the data position of the top image) and
+        ``verdict`` (``"pass"`` or ``"fail"`` as ``passes``); then for every row ``seed``,
+        ``layer``, ``index`` (the integer parts of the block id ``"L.I"``) and, with ``adaptive=True``, ``adaptive_stop`` (the channel got no
         seed after the first).
         ``attrs`` holds ``model``, ``weights``, ``node_variant``, ``transform``,
         ``seeds``, ``robust_share``, ``adaptive``. Per-channel and per-block summaries:

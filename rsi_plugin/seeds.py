@@ -8,11 +8,10 @@ seed: the seed is part of the FZ cache key) and returns one row per (source, blo
 channel, seed). This module turns those rows into what a reader can trust.
 
 **Per seed** every row has a ``verdict``: ``"pass"``, ``"fail"`` or ``"undetermined"``
-(an FZ of In or Pre that is not valid: it never counts as passing). It comes from the
-FZ validity statuses (``in_status`` / ``pre_status``, :mod:`rsi_plugin.criteria`) when the
-table has them; otherwise :func:`verdicts` derives it: ``"undetermined"`` where an FZ did
-not drive its own target (``in_fz_act <= 0`` or ``pre_fz_act <= 0``, a dead FZ),
-else ``"pass"`` / ``"fail"`` from ``passes``.
+(an FZ of In or Pre that is not ``"ok"``: it never counts as passing), from the FZ
+validity statuses (``in_status`` / ``pre_status``,
+:func:`rsi_plugin.criteria.add_fz_verdict`); :func:`verdicts` reads it (or derives it from
+the statuses and ``passes`` for a table without it).
 
 **Per channel** (:func:`channel_table`, written as ``scan_channels.csv``), columns:
 
@@ -135,10 +134,9 @@ def verdicts(table: pd.DataFrame) -> pd.Series:
     r"""Each row's verdict, ``"pass"``, ``"fail"`` or ``"undetermined"``.
 
     Uses the table's ``verdict`` column when it has one (its ``"undetermined"`` rows; the
-    others are ``"pass"`` / ``"fail"`` by ``passes``, which scan keeps equal). Otherwise: ``"undetermined"``
-    where ``in_status`` or ``pre_status`` is present and not ``"ok"``, or (without status
-    columns) where an FZ did not drive its target (``in_fz_act <= 0`` or
-    ``pre_fz_act <= 0``); else ``"pass"`` where ``passes`` holds and ``"fail"``.
+    others are ``"pass"`` / ``"fail"`` by ``passes``, which scan keeps equal). Otherwise:
+    ``"undetermined"`` where ``in_status`` or ``pre_status`` is present and not ``"ok"``;
+    else ``"pass"`` where ``passes`` holds and ``"fail"``.
 
     Args:
         table (DataFrame): scan rows with ``passes``.
@@ -163,16 +161,10 @@ def verdicts(table: pd.DataFrame) -> pd.Series:
         raise ValueError("table has neither verdict nor passes: pass the output of rsi.scan")
     out = pd.Series(np.where(_truthy(table["passes"]).to_numpy(dtype=bool), "pass", "fail"), index=table.index)
     invalid = pd.Series(False, index=table.index)
-    statuses = [c for c in ("in_status", "pre_status") if c in table.columns]
-    if statuses:
-        for column in statuses:
+    for column in ("in_status", "pre_status"):
+        if column in table.columns:
             status = table[column]
             invalid |= status.notna() & (status.astype(str) != "ok")
-    else:
-        for column in ("in_fz_act", "pre_fz_act"):
-            if column in table.columns:
-                act = pd.to_numeric(table[column], errors="coerce")
-                invalid |= act.notna() & (act <= 0)
     out[invalid.to_numpy()] = "undetermined"
     return out
 

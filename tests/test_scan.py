@@ -406,7 +406,7 @@ def test_adaptive_rule_on_constructed_rows():
         "pre_scaled": [3.0, 1.2, 3.0, 0.2, -1.0, 3.0, 3.0],
         "eq2_margin": [0.3, 0.3, 0.1, 0.3, 0.3, -0.3, float("-inf")],
         "passes": [True, True, True, False, False, False, False],
-        "in_fz_act": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+        "in_status": ["ok"] * 6 + ["dead"],
     })
     # eq1_rel = (Pre(S x) - relu(Pre x)) / (|Pre(S x)| + |Pre x|)
     assert eq1_relative(rows).round(4).tolist() == [0.5, round(0.2 / 2.2, 4), 0.5, round(-0.8 / 1.2, 4),
