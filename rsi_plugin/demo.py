@@ -38,7 +38,15 @@ class DemoConfig:
         data (str, optional): an ImageNet-layout folder for the sweep and the natural images;
             ``None`` for ``tiny``: the generated shapes.
         blocks (list of str or "all"): blocks to scan.
-        steps (int): feature-visualisation steps (the paper: 2560).
+        steps (int): cap on the feature-visualisation steps; each FZ stops at its plateau
+            (:class:`~rsi_plugin.featureviz.FeatureVizConfig`); one that has not plateaued by
+            the cap is ``unconverged`` and its channel undetermined (the paper: 2560, fixed).
+        seeds (int): FZ seeds (``seed, seed + 1, ...``); every number of the scan comes per
+            seed, the ablation takes the channels that pass in every seed (``robust``).
+        adaptive (bool): after the first seed, render further seeds only for channels whose
+            verdict is near a threshold (:func:`rsi_plugin.seeds.adaptive_stop`).
+        channel_set (str): the channels ablated: ``"robust"``, ``"any"`` or ``"seed:K"``
+            (:func:`rsi_plugin.seeds.select_channels`).
         trials (int): random control sets per ablated block (the paper: 10).
         tolerance (float or "auto"): screening slack of the random sets (0: the paper's
             rule; ``"auto"``, the default: 0 when that keeps ``trials`` sets, else the smallest
@@ -60,7 +68,10 @@ class DemoConfig:
     weights: str | None = None
     data: str | None = None
     blocks: Sequence[str] | str = "all"
-    steps: int = 128
+    steps: int = 512
+    seeds: int = 3
+    adaptive: bool = True
+    channel_set: str = "robust"
     trials: int = 10
     tolerance: float | str = "auto"
     null_sets: int = 200
@@ -77,13 +88,13 @@ class DemoConfig:
     @classmethod
     def quick_run(cls, out: str, **overrides: Any) -> "DemoConfig":
         """The one-minute smoke settings."""
-        settings = dict(out=out, steps=8, trials=2, samples=200, natural_samples=200, null_sets=20,
+        settings = dict(out=out, steps=8, seeds=2, trials=2, samples=200, natural_samples=200, null_sets=20,
                         scales=(0.0, 0.2, 0.4), grids_per_block=2, quick=True)
         settings.update(overrides)
         return cls(**settings)
 
     def validated(self) -> "DemoConfig":
-        for name in ("steps", "samples", "natural_samples", "grids_per_block"):
+        for name in ("steps", "seeds", "samples", "natural_samples", "grids_per_block"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -166,6 +177,19 @@ def _natural_images(config: DemoConfig, model):
     return [normalize(scale_crop(x, 0.0, output_size=size), model) for x, _ in loader if len(x)]
 
 
+def _grid_rows(table: pd.DataFrame, config: DemoConfig) -> pd.DataFrame:
+    """The rows the Fig.-1 grids draw: the first seed's rows (whose FZs the grids show),
+    ``passes`` set to membership of the demo's channel set, so a grid is drawn for every
+    channel the ablation takes."""
+    from .seeds import select_channels
+
+    rows = table[table["seed"] == config.seed].copy() if "seed" in table.columns else table.copy()
+    chosen = {(b, c) for b in rows["block"].astype(str).unique()
+              for c in select_channels(table, b, config.channel_set)}
+    rows["passes"] = [(str(b), int(c)) in chosen for b, c in zip(rows["block"], rows["channel"])]
+    return rows
+
+
 def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     r"""Scan, grids, ablation sweeps and report, resumable, in ``config.out``.
 
@@ -182,8 +206,10 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     from .models import load_model
     from .nodes import residual_blocks
     from .report import write_report
+    from .results_summary import summarize_run, write_summary
     from .scale_sweep import SweepConfig, sweep
     from .scanning import ScanConfig, scan, write_scan
+    from .seeds import select_channels
 
     config = config.validated()
     config.started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -195,7 +221,9 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     cache = out / "scan" / "fz"
 
     start = time.perf_counter()
-    scan_config = ScanConfig(featureviz=fz_config, cache_dir=str(cache), seed=config.seed)
+    seeds = tuple(range(config.seed, config.seed + config.seeds))
+    scan_config = ScanConfig(featureviz=fz_config, cache_dir=str(cache), seed=config.seed, seeds=seeds,
+                             adaptive=config.adaptive)
     table = scan(model, config.blocks, scan_config, progress=progress)
     write_scan(table, out / "scan")
     summary = pd.read_csv(out / "scan" / "summary.csv", dtype={"block": str})
@@ -203,7 +231,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
 
     start = time.perf_counter()
     natural = _natural_images(config, model)
-    channel_grids(model, table, out / "figures", fz_config, cache, natural,
+    channel_grids(model, _grid_rows(table, config), out / "figures", fz_config, cache, natural,
                   max_per_block=config.grids_per_block, progress=progress)
     _stage(config, "figures", start)
 
@@ -215,8 +243,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     data = _sweep_data(config, model)
     eq3 = {}
     for block in chosen:
-        passing = table[(table["block"].astype(str) == block) & table["passes"].astype(bool)]
-        channels = sorted(int(c) for c in passing["channel"])
+        channels = select_channels(table, block, config.channel_set)
         result = sweep(model, data, block, channels, sweep_config, out_dir=out / "ablation" / block, progress=progress)
         eq3[block] = result.summary
     if not chosen:
@@ -228,6 +255,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     settings = _settings(config, model, {"ablation_blocks_chosen": chosen})
     write_json(out / "settings.json", settings)
     report = write_report(out)
+    write_summary(summarize_run(out), out / "results-summary.json")
     _stage(config, "report", start)
     settings = _settings(config, model, {"ablation_blocks_chosen": chosen})
     settings["wall_time_s"]["total"] = round(time.perf_counter() - begin, 2)

@@ -25,13 +25,25 @@ def test_demo_writes_every_stage(demo_dir):
     assert settings["model"] == "tiny" and settings["quick"] is True
     assert set(settings["wall_time_s"]) >= {"scan", "figures", "ablation", "report", "total"}
     scan = pd.read_csv(demo_dir / "scan" / "scan.csv", dtype={"block": str})
-    for column in ("block", "channel", "pre_in", "pre_scaled", "post_in", "post_pre", "ratio", "eq1", "eq2", "passes"):
+    for column in ("block", "channel", "seed", "pre_in", "pre_scaled", "post_in", "post_pre", "ratio", "eq1", "eq2",
+                   "in_status", "pre_status", "verdict", "passes"):
         assert column in scan.columns
-    # every channel of all eight blocks was scanned
-    assert sorted(scan["block"].unique()) == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
-    assert len(scan) == 16 + 16 + 32 + 32 + 64 + 64 + 128 + 128
+    # every channel of all eight blocks was scanned in the first seed; later seeds only where the
+    # adaptive rule asked for them, never for a channel the first seed settled
+    first = scan[scan["seed"] == 0]
+    assert sorted(first["block"].unique()) == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
+    assert len(first) == 16 + 16 + 32 + 32 + 64 + 64 + 128 + 128
+    assert set(scan["seed"]) <= {0, 1} and settings["seeds"] == 2
+    # an undetermined verdict never passes
+    assert not (scan["passes"].astype(bool) & (scan["verdict"] == "undetermined")).any()
+    # summary.csv's robust count equals the channels passing in every seed they were rendered in,
+    # recomputed here from scan.csv
     summary = pd.read_csv(demo_dir / "scan" / "summary.csv", dtype={"block": str})
-    assert list(summary["passing"]) == [int(scan[scan.block == b]["passes"].sum()) for b in summary["block"]]
+    per_channel = scan.groupby(["block", "channel"])["passes"].agg(lambda v: bool(v.astype(bool).all()))
+    robust = per_channel.groupby(level="block").sum()
+    assert list(summary["passing"]) == [int(robust.get(b, 0)) for b in summary["block"]]
+    assert list(summary["undetermined"]) == [
+        int((scan[(scan.block == b) & (scan.seed == 0)]["verdict"] == "undetermined").sum()) for b in summary["block"]]
     for block in settings["ablation_blocks_chosen"]:
         folder = demo_dir / "ablation" / block
         for name in ("ablation.csv", "eq3.csv", "eq3.png", "accuracy.png", "sweep.json"):
@@ -39,10 +51,26 @@ def test_demo_writes_every_stage(demo_dir):
         cells = pd.read_csv(folder / "ablation.csv")
         assert {"condition", "trial", "scale", "accuracy", "n_images"} <= set(cells.columns)
         assert set(cells["scale"]) == {0.0, 0.2, 0.4}
-    passing = scan[scan["passes"].astype(bool)]
     grids = list((demo_dir / "figures").glob("grid_*.png"))
-    expected = sum(min(2, n) for n in passing.groupby("block").size())
+    expected = sum(min(2, int(n)) for n in robust)
     assert len(grids) == expected
+    results = json.loads((demo_dir / "results-summary.json").read_text())
+    assert [b["block"] for b in results["blocks"]] == list(summary["block"])
+
+
+def test_grid_rows_are_the_first_seeds_rows_of_the_channel_set():
+    from rsi_plugin.demo import _grid_rows
+
+    table = pd.DataFrame({
+        "block": ["2.1"] * 6, "channel": [0, 1, 2, 0, 1, 2], "seed": [0, 0, 0, 1, 1, 1],
+        "passes": [True, True, False, True, False, False],
+        "verdict": ["pass", "pass", "undetermined", "pass", "fail", "undetermined"]})
+    config = DemoConfig(seed=0)
+    rows = _grid_rows(table, config)
+    assert list(rows["seed"]) == [0, 0, 0]
+    assert list(rows["passes"]) == [True, False, False]  # only channel 0 passes in both seeds
+    config.channel_set = "any"
+    assert list(_grid_rows(table, config)["passes"]) == [True, True, False]
 
 
 def test_report_links_only_existing_files(demo_dir):

@@ -16,7 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", default=None,
                         help="ImageNet-layout validation folder (needed for models other than tiny)")
     parser.add_argument("--blocks", nargs="+", default=["all"], help="blocks to scan (default all)")
-    parser.add_argument("--steps", type=int, default=None, help="feature-visualisation steps (default 128; quick 8)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="cap on the feature-visualisation steps, each FZ stops at its plateau (default 512; quick 8)")
+    parser.add_argument("--seeds", type=int, default=None, help="FZ seeds per channel (default 3; quick 2)")
+    parser.add_argument("--no-adaptive", action="store_true",
+                        help="render every seed for every channel (default: later seeds only near a threshold)")
+    parser.add_argument("--channel-set", default="robust",
+                        help="channels ablated: robust (pass in every seed, default), any, or seed:K")
     parser.add_argument("--trials", type=int, default=None, help="random control sets per block (default 10; quick 2)")
     parser.add_argument("--tolerance", type=tolerance, default="auto",
                         help="screening slack of the random sets: a number (0: the paper's rule) or auto "
@@ -44,9 +50,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
 
-    overrides = {k: v for k, v in {"steps": args.steps, "trials": args.trials, "samples": args.samples}.items()
-                 if v is not None}
+    overrides = {k: v for k, v in {"steps": args.steps, "seeds": args.seeds, "trials": args.trials,
+                                   "samples": args.samples}.items() if v is not None}
     common = dict(model=args.model, weights=args.weights, data=args.data, tolerance=args.tolerance, seed=args.seed,
+                  adaptive=not args.no_adaptive, channel_set=args.channel_set,
                   blocks="all" if args.blocks == ["all"] else args.blocks,
                   ablation_blocks=args.ablate if args.ablate else 2)
     config = (DemoConfig.quick_run(args.out, **common, **overrides) if args.quick
