@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--ablate", nargs="+", default=None, metavar="BLOCK",
                         help="blocks to ablate (default: the two with the most passing channels)")
     parser.add_argument("--samples", type=int, default=None, help="generated evaluation images (default 1000)")
+    parser.add_argument("--null-sets", type=int, default=None,
+                        help="random same-size sets from all channels swept as the Eq. 3 null (default 200; quick 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 1 for tiny, whose small convolutions gain nothing from "
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
 
     overrides = {k: v for k, v in {"steps": args.steps, "seeds": args.seeds, "trials": args.trials,
-                                   "samples": args.samples}.items() if v is not None}
+                                   "samples": args.samples, "null_sets": args.null_sets}.items() if v is not None}
     common = dict(model=args.model, weights=args.weights, data=args.data, tolerance=args.tolerance, seed=args.seed,
                   adaptive=not args.no_adaptive, channel_set=args.channel_set,
                   blocks="all" if args.blocks == ["all"] else args.blocks,
