@@ -40,7 +40,7 @@ _BLOCK_COLUMNS = ("channels", "passing", "robust", "any_seed", "undetermined", "
                   "jaccard_min", "jaccard_max", "null_expected")
 _SCALE_COLUMNS = ("ratio_mean", "ratio_se", "n_trials", "no_scale_ratio", "ratio_ci_low", "ratio_ci_high",
                   "diff_mean", "p_permutation", "p_sign", "deficit", "n_null", "null_share", "p_null", "n_images")
-_SETTING_KEYS = ("model", "weights", "steps", "seeds", "trials", "tolerance", "samples", "scales", "seed", "quick",
+_SETTING_KEYS = ("model", "weights", "blocks", "steps", "seeds", "trials", "tolerance", "samples", "scales", "seed", "quick",
                  "null_sets", "max_draws")
 
 
