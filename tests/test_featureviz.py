@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import assert_same_state, model_state
+from lucent_reference import lucent_render_vis
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
@@ -284,35 +285,10 @@ def test_model_state_restored_and_user_hooks_kept():
 
 
 def _lucent_render(model, layer, channel, cfg, steps, monkeypatch):
-    """Lucent's render_vis on one channel, given our initial spectrum and our random draws
-    (the paper's code's transforms at jitter < 4, plus the centre crop back to size that a
-    batch needs, see fzparam deviation 2)."""
-    import lucent.optvis.transform as lt
-    from lucent.optvis import objectives, param, render as lucent_render
+    """Lucent's render_vis of ``neuron(layer, channel)`` (tests/lucent_reference.py)."""
+    from lucent.optvis import objectives
 
-    spec = cfg.transform_spec()
-    g = torch.Generator().manual_seed(channel_seed(cfg.seed, channel))
-    start = fp.init_params([g], SIZE)
-    draws = fp.draw_transforms(g, steps, spec)[:, 2:4].tolist()  # scale, angle
-    values = iter([np.float64(v) if i == 0 else v for row in draws for i, v in enumerate(row)])
-    monkeypatch.setattr(lt.np.random, "choice", lambda options: next(values))
-
-    def param_f():
-        params, image_f = param.image(SIZE)
-        with torch.no_grad():
-            params[0].copy_(start)
-        return params, image_f
-
-    def crop(x):
-        o = (x.shape[-1] - SIZE) // 2
-        return x[..., o:o + SIZE, o:o + SIZE]
-
-    out = lucent_render.render_vis(
-        model, objectives.neuron(layer, channel), param_f=param_f,
-        transforms=[lt.random_scale(list(cfg.scales)), lt.random_rotate(list(cfg.angles)), crop],
-        thresholds=(steps,), show_image=False, progress=False, fixed_image_size=SIZE)
-    monkeypatch.undo()
-    return torch.from_numpy(out[0]).permute(0, 3, 1, 2)
+    return lucent_render_vis(model, objectives.neuron(layer, channel), channel, cfg, steps, SIZE, monkeypatch)
 
 
 def test_same_draws_as_lucent_give_lucents_images(monkeypatch):

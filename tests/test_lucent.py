@@ -8,15 +8,14 @@ from __future__ import annotations
 import copy
 import gc
 
-import numpy as np
 import pytest
 import torch
 from conftest import assert_same_state, model_state
+from lucent_reference import lucent_render_vis
 from torch import nn
 
 import rsi_plugin as rsi
-from rsi_plugin import fzparam as fp
-from rsi_plugin.featureviz import FeatureVizConfig, channel_seed, visualize
+from rsi_plugin.featureviz import FeatureVizConfig, visualize
 from rsi_plugin.zoo.model import build_tiny_resnet
 
 SIZE, STEPS = 32, 6
@@ -90,33 +89,9 @@ def test_hooks_removed_by_remove_and_by_garbage_collection():
 
 
 def _render_vis(model, objective, channel, cfg, monkeypatch):
-    """Lucent's render_vis on one channel from our initial spectrum, fed our scale draws (no
-    jitter, no rotation: one resample per step, as in test_featureviz)."""
-    import lucent.optvis.transform as lt
-    from lucent.optvis import param, render
-
-    spec = cfg.transform_spec()
-    g = torch.Generator().manual_seed(channel_seed(cfg.seed, channel))
-    start = fp.init_params([g], SIZE)
-    draws = fp.draw_transforms(g, STEPS, spec)[:, 2:4].tolist()
-    values = iter([np.float64(v) if i == 0 else v for row in draws for i, v in enumerate(row)])
-    monkeypatch.setattr(lt.np.random, "choice", lambda options: next(values))
-
-    def param_f():
-        params, image_f = param.image(SIZE)
-        with torch.no_grad():
-            params[0].copy_(start)
-        return params, image_f
-
-    def crop(x):
-        o = (x.shape[-1] - SIZE) // 2
-        return x[..., o:o + SIZE, o:o + SIZE]
-
-    out = render.render_vis(model, objective, param_f=param_f,
-                            transforms=[lt.random_scale(list(cfg.scales)), lt.random_rotate(list(cfg.angles)), crop],
-                            thresholds=(STEPS,), show_image=False, progress=False, fixed_image_size=SIZE)
-    monkeypatch.undo()
-    return torch.from_numpy(out[0]).permute(0, 3, 1, 2)
+    """Lucent's render_vis on one channel from our initial spectrum and scale draws
+    (tests/lucent_reference.py)."""
+    return lucent_render_vis(model, objective, channel, cfg, STEPS, SIZE, monkeypatch)
 
 
 def test_render_vis_optimises_pre_like_rsi_and_lucents_bn2_optimises_post(tiny, monkeypatch):
