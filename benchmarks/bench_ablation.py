@@ -23,7 +23,7 @@ from benchmarks.harness import environment, finish, parse, parser, time_cases  #
 
 import rsi_plugin as rsi  # noqa: E402
 from rsi_plugin.ablation import SweepConfig, ablate_conditions, sweep  # noqa: E402
-from rsi_plugin.mean_ablation import prepare_batch  # noqa: E402
+from rsi_plugin.ablation.means import prepare_batch  # noqa: E402
 
 # blocks 2.1 and 3.1 with about the paper's share of passing channels (18 %)
 CHANNELS = {"2.1": list(range(0, 128, 6))[:23], "3.1": list(range(1, 256, 5))[:46]}

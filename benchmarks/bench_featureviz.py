@@ -1,5 +1,5 @@
 """Feature visualisation speed on resnet18 (random init, 224 px): channel-steps per second of
-``rsi_plugin.featureviz.visualize`` vs Lucent's ``render_vis`` (one channel per call, the
+``rsi_plugin.featureviz.optimize.visualize`` vs Lucent's ``render_vis`` (one channel per call, the
 paper's transforms at the node's jitter) vs the limit — a plain forward+backward of the
 network truncated at the node (an explicit ``nn.Sequential`` up to bn2), same batch, no
 image parameterisation, transforms or optimiser. Blocks 1.1, 2.1 and 3.1, node Pre. Cases
@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.harness import environment, finish, parse, parser, time_cases  # noqa: E402
 
 import rsi_plugin as rsi  # noqa: E402
-from rsi_plugin.featureviz import FeatureVizConfig, paper_jitter, visualize  # noqa: E402
-from rsi_plugin.fzparam import PAPER_ANGLES, PAPER_SCALES  # noqa: E402
+from rsi_plugin.featureviz.optimize import FeatureVizConfig, paper_jitter, visualize  # noqa: E402
+from rsi_plugin.featureviz.param import PAPER_ANGLES, PAPER_SCALES  # noqa: E402
 
 BLOCKS = ("1.1", "2.1", "3.1")
 SIZE = 224

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.harness import environment, finish, parse, parser, time_cases  # noqa: E402
 
 import rsi_plugin as rsi  # noqa: E402
-from rsi_plugin.overhead import SANITY_RANGE  # noqa: E402
+from rsi_plugin.apps.bench import SANITY_RANGE  # noqa: E402
 
 CHANNELS = [1, 9, 22, 29, 80, 113]
 

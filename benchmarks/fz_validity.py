@@ -32,9 +32,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import rsi_plugin as rsi  # noqa: E402
-from rsi_plugin.featureviz import FeatureVizConfig, render  # noqa: E402
-from rsi_plugin.geometry import receptive_field_center  # noqa: E402
-from rsi_plugin.scanning import ScanConfig, scan  # noqa: E402
+from rsi_plugin.featureviz.optimize import FeatureVizConfig, render  # noqa: E402
+from rsi_plugin.core.geometry import receptive_field_center  # noqa: E402
+from rsi_plugin.criteria.channel_scan import ScanConfig, scan  # noqa: E402
 
 
 def jaccard(a: set, b: set) -> float | None:

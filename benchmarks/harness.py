@@ -1,10 +1,10 @@
-"""Shared helpers of the benchmark scripts (a thin layer over :mod:`rsi_plugin.timing`)."""
+"""Shared helpers of the benchmark scripts (a thin layer over :mod:`rsi_plugin.apps.timing`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from rsi_plugin.timing import environment, format_table, time_cases, write_json
+from rsi_plugin.apps.timing import environment, format_table, time_cases, write_json
 
 __all__ = ["environment", "finish", "format_table", "parse", "parser", "time_cases", "write_json"]
 

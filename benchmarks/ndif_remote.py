@@ -6,7 +6,7 @@ scripts ``python -m benchmarks`` runs::
 
     python benchmarks/ndif_remote.py --url http://127.0.0.1:8001 [--quick] [--json out.json]
 
-Rows: the median of ``repeats`` interleaved calls (warm-up excluded, :mod:`rsi_plugin.timing`)
+Rows: the median of ``repeats`` interleaved calls (warm-up excluded, :mod:`rsi_plugin.apps.timing`)
 of the plain forward, a local nnsight trace, and the same trace sent to the server, per
 batch; and one FZ render of ``channels`` channels x ``steps`` steps, here and as one remote
 request (the whole optimisation runs on the server), with the cost per channel-step. Every
@@ -29,8 +29,8 @@ def run(quick: bool = False, url: str = "http://127.0.0.1:8001") -> dict:
     import nnsight
 
     import rsi_plugin as rsi
-    from rsi_plugin.featureviz import FeatureVizConfig, render
-    from rsi_plugin.timing import time_cases
+    from rsi_plugin.featureviz.optimize import FeatureVizConfig, render
+    from rsi_plugin.apps.timing import time_cases
 
     nnsight.CONFIG.APP.REMOTE_LOGGING = False
     model = rsi.load_model("resnet18", seed=0)

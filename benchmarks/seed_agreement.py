@@ -9,7 +9,7 @@ Run two scans of the same model and blocks with disjoint seeds, then compare the
 Prints, per scan and for both pooled: the per-block summary (robust / any-seed /
 undetermined counts, seed Jaccard, permutation null); per block the Jaccard of the two
 robust sets and of the two any-seed sets; and the adaptive rule's error and savings against
-each full scan (:func:`rsi_plugin.seeds.adaptive_error`).
+each full scan (:func:`rsi_plugin.criteria.seeds.adaptive_error`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import argparse
 
 import pandas as pd
 
-from rsi_plugin.scanning import read_table
-from rsi_plugin.seeds import adaptive_error, block_summary, channel_table
+from rsi_plugin.criteria.channel_scan import read_table
+from rsi_plugin.criteria.seeds import adaptive_error, block_summary, channel_table
 
 COLUMNS = ["block", "channels", "seeds", "robust", "any_seed", "undetermined", "passing_mean", "passing_min",
            "passing_max", "undetermined_mean", "jaccard_mean", "jaccard_min", "jaccard_max", "null_expected",

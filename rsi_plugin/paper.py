@@ -66,7 +66,7 @@ def compare_to_paper(table: pd.DataFrame, share: float = 1.0) -> pd.DataFrame:
     Only meaningful for ResNet18 with ``IMAGENET1K_V1`` weights (a warning is logged when
     ``table.attrs`` says otherwise). Rows are grouped by ``block`` and, when the table has
     them, by ``source`` and ``transform`` as well. A scan with several seeds is compared
-    through its robust set (:func:`rsi_plugin.seeds.channel_table`: channels passing in
+    through its robust set (:func:`rsi_plugin.criteria.seeds.channel_table`: channels passing in
     at least ``ceil(share * seeds)`` of their seeds; every seed by default); undetermined
     channels (an FZ that is not valid) never count as found and are counted on their own.
 
@@ -90,7 +90,7 @@ def compare_to_paper(table: pd.DataFrame, share: float = 1.0) -> pd.DataFrame:
     Raises:
         ValueError: if a required column is missing.
     """
-    from .seeds import channel_table
+    from rsi_plugin.criteria.seeds import channel_table
 
     missing = [c for c in ("block", "channel", "passes") if c not in table.columns]
     if missing:

@@ -32,7 +32,7 @@ OUTPUT_FILES: tuple[str, ...] = ("json", "plot", "csv")
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    from .common import check_output_dir, check_output_file
+    from rsi_plugin.cli.common import check_output_dir, check_output_file
 
     for name in OUTPUT_DIRS:
         if getattr(args, name, None):
@@ -64,7 +64,7 @@ COMMANDS: dict[str, str] = {
 
 
 def _version() -> str:
-    from .. import __version__
+    from rsi_plugin import __version__
 
     return f"rsi {__version__}"
 

@@ -15,8 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .args import tolerance
-from .common import add_model_arguments, load_model_from_args
+from rsi_plugin.cli.args import tolerance
+from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def parse_channels(values: list[str], block: str, source: str | None = None,
 
     A scan CSV needs columns ``block, channel, passes``; of the rows with ``block == block``
     (of ``source`` when the table has several sources) the channels of ``channel_set`` are
-    taken (:func:`rsi_plugin.seeds.select_channels`: ``robust``, ``any`` or ``seed:K``;
+    taken (:func:`rsi_plugin.criteria.seeds.select_channels`: ``robust``, ``any`` or ``seed:K``;
     with one seed all three are the passing channels).
 
     Raises:
@@ -104,7 +104,7 @@ def _truthy(value) -> bool:
 def _channels_from_csv(path: Path, block: str, source: str | None, channel_set: str = "robust") -> list[int]:
     import pandas as pd
 
-    from ..seeds import select_channels
+    from rsi_plugin.criteria.seeds import select_channels
 
     if not path.is_file():
         raise FileNotFoundError(f"channel table not found: {path}")
@@ -133,14 +133,14 @@ def _default_data(args: argparse.Namespace, model):
         return args.data
     if args.model != "tiny":
         raise ValueError(f"--data is required for model {args.model} (an ImageNet-layout validation folder)")
-    from ..images import model_info
-    from ..zoo.shapes import ShapesDataset, eval_seed
+    from rsi_plugin.core.images import model_info
+    from rsi_plugin.zoo.shapes import ShapesDataset, eval_seed
 
     return ShapesDataset(args.samples, eval_seed(args.data_seed), size=model_info(model).resize_size, centered=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed import init_from_env
+    from rsi_plugin.ablation.distributed import init_from_env
 
     joined = init_from_env()
     try:
@@ -155,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..distributed import is_main
-    from ..scale_sweep import SweepConfig, sweep
+    from rsi_plugin.ablation.distributed import is_main
+    from rsi_plugin.ablation.experiment import SweepConfig, sweep
 
     channels = parse_channels(args.channels, args.block, args.source, args.channel_set)
     model = load_model_from_args(args)

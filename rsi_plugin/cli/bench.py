@@ -7,7 +7,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..overhead import BENCH_CASES
+    from rsi_plugin.apps.bench import BENCH_CASES
 
     parser = sub.add_parser("bench", help="time plain forward vs hooks vs nnsight capture/ablate, per batch size")
     parser.add_argument("--model", default="resnet18", help="resnet18, resnet50, tiny, ... or a .pth path")
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..overhead import bench, plot_bench, save_bench
+    from rsi_plugin.apps.bench import bench, plot_bench, save_bench
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")

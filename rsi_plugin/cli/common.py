@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..models import MODEL_NAMES
+from rsi_plugin.core.models import MODEL_NAMES
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, default: str = "tiny") -> None:
@@ -21,7 +21,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str = "tiny") 
 
 
 def load_model_from_args(args: argparse.Namespace):
-    from ..models import load_model
+    from rsi_plugin.core.models import load_model
 
     return load_model(args.model, weights=args.weights, seed=args.seed, device=args.device)
 

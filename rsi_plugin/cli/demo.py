@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import tolerance
+from rsi_plugin.cli.args import tolerance
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..demo import DemoConfig, run_demo
+    from rsi_plugin.apps.demo import DemoConfig, run_demo
 
     threads = args.threads if args.threads is not None else (1 if args.model == "tiny" else None)
     if threads is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments, load_model_from_args
+from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..featureviz import FeatureVizConfig, render
+    from rsi_plugin.featureviz.optimize import FeatureVizConfig, render
 
     config = FeatureVizConfig(
         image_size=args.size, steps=args.steps, lr=args.lr, objective=args.objective, jitter=args.jitter,

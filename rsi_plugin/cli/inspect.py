@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments, load_model_from_args
+from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..overview import block_table
+    from rsi_plugin.apps.inspect import block_table
 
     model = load_model_from_args(args)
     table = block_table(model)

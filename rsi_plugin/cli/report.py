@@ -4,7 +4,7 @@ Finds every ``scan.csv`` (``rsi scan``) and every sweep folder (``sweep.json``, 
 below DIR, the Fig.-1 grids and ``settings.json`` of an ``rsi demo`` run, and writes
 ``DIR/report.html`` (images referenced by relative paths). No model is loaded.
 
-``--summary-json PATH`` also writes the run's headline numbers (:mod:`rsi_plugin.results_summary`),
+``--summary-json PATH`` also writes the run's headline numbers (:mod:`rsi_plugin.outputs.summary`),
 ``--markdown`` prints them as the README's Markdown tables, and ``--update-readme README.md``
 rewrites the README between ``<!-- results:start -->`` and ``<!-- results:end -->`` from the
 summary file (``--summary-json``, or ``DIR/results-summary.json``).
@@ -33,11 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import write_report
+    from rsi_plugin.outputs.report import write_report
 
     print(write_report(args.dir, title=args.title))
     if args.summary_json or args.markdown or args.update_readme:
-        from ..results_summary import render_markdown, summarize_run, update_readme, write_summary
+        from rsi_plugin.outputs.summary import render_markdown, summarize_run, update_readme, write_summary
 
         summary = summarize_run(args.dir)
         path = Path(args.summary_json) if args.summary_json else Path(args.dir) / "results-summary.json"

@@ -4,7 +4,7 @@ Writes ``OUT/scan.csv`` (and ``OUT/scan.parquet`` when pyarrow is installed), on
 (source, seed, block, channel); ``OUT/scan_channels.csv``, per channel its pass rate over
 the seeds (Wilson interval), ``robust`` and ``status``; ``OUT/summary.csv``, per block the
 robust / any-seed / undetermined counts, the seed Jaccard and the permutation null (columns
-in :mod:`rsi_plugin.seeds`); the feature visualisations under ``OUT/fz`` (PNG and a record
+in :mod:`rsi_plugin.criteria.seeds`); the feature visualisations under ``OUT/fz`` (PNG and a record
 per channel and seed); for resnet18 also ``OUT/paper_comparison.csv``. The tables are
 rewritten after each seed, and a rerun with the same settings reuses every cached FZ, so an
 interrupted scan resumes where it stopped.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_model_arguments, load_model_from_args
+from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "(default 1: every seed)")
     sd.add_argument("--adaptive", action="store_true",
                     help="after the first seed, render further seeds only for channels near a threshold "
-                         "(rsi_plugin.seeds.adaptive_stop)")
+                         "(rsi_plugin.criteria.seeds.adaptive_stop)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 1 for tiny, as rsi demo; torch's default otherwise). "
@@ -75,8 +75,8 @@ def _folder_batches(path: str, model, batch_size: int, limit: int | None):
     """Normalised, centre-cropped batches of an ImageNet-layout folder."""
     import torchvision.transforms.v2.functional as TF
 
-    from ..data import validation_loader
-    from ..images import model_info, normalize
+    from rsi_plugin.core.data import validation_loader
+    from rsi_plugin.core.images import model_info, normalize
 
     loader = validation_loader(path, model, batch_size=batch_size, limit=limit, map_classes=False)  # labels unused
     size = model_info(model).input_size
@@ -119,8 +119,8 @@ def set_threads(threads: int | None, model_name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..featureviz import FeatureVizConfig
-    from ..scanning import ScanConfig, read_table, scan, write_scan
+    from rsi_plugin.featureviz.optimize import FeatureVizConfig
+    from rsi_plugin.criteria.channel_scan import ScanConfig, read_table, scan, write_scan
 
     seeds = seeds_from_args(args.seeds, args.seed)
     set_threads(args.threads, args.model)

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed to come up (default 600)")
     common(p)
     p = actions.add_parser("deploy", help="deploy models by key, e.g. torchvision:resnet18:IMAGENET1K_V1 rsi:tiny")
-    p.add_argument("keys", nargs="+", metavar="MODEL_KEY", help="model keys (see rsi_plugin.remote.ModelKey)")
+    p.add_argument("keys", nargs="+", metavar="MODEL_KEY", help="model keys (see rsi_plugin.access.remote.ModelKey)")
     p.add_argument("--replicas", type=int, default=1, help="replicas to add per model (default 1)")
     p.add_argument("--unpinned", action="store_true", help="let NDIF evict the model to make room")
     common(p)
@@ -40,14 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, **ports):
-    from ..serve import ServeConfig
+    from rsi_plugin.serve import ServeConfig
 
     fields = {k: v for k, v in {"home": args.home, "venv": args.venv, **ports}.items() if v is not None}
     return ServeConfig(**fields)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import serve
+    from rsi_plugin import serve
 
     try:
         if args.serve_command == "install":

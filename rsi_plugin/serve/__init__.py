@@ -27,11 +27,11 @@ is the server-side part.
 
 from __future__ import annotations
 
-from .config import NDIF_VERSION, ServeConfig, user_cache_dir
-from .deploy import deploy, deploy_spec, full_key
-from .env import find_python, install, server_requirements, venv_problems
-from .errors import ServeError
-from .stack import is_connected, running, stack_processes, start, status, stop
+from rsi_plugin.serve.config import NDIF_VERSION, ServeConfig, user_cache_dir
+from rsi_plugin.serve.deploy import deploy, deploy_spec, full_key
+from rsi_plugin.serve.env import find_python, install, server_requirements, venv_problems
+from rsi_plugin.serve.errors import ServeError
+from rsi_plugin.serve.stack import is_connected, running, stack_processes, start, status, stop
 
 __all__ = ["NDIF_VERSION", "ServeConfig", "ServeError", "user_cache_dir", "install", "find_python",
            "server_requirements", "venv_problems", "start", "stop", "status", "running", "is_connected",

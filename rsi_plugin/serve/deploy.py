@@ -1,8 +1,8 @@
 """Deploy this library's models on a running self-hosted NDIF stack, by model key.
 
 A model key (``torchvision:resnet18:random@0``, ``rsi:tiny``; see
-:class:`rsi_plugin.remote.ModelKey`) becomes NDIF's full key
-``rsi_plugin.remote.VisionModel:<key>``. The deploy file gives ``size_bytes``, counted from
+:class:`rsi_plugin.access.remote.ModelKey`) becomes NDIF's full key
+``rsi_plugin.access.remote.VisionModel:<key>``. The deploy file gives ``size_bytes``, counted from
 the architecture built on the meta device (no weights are loaded here), so NDIF does not
 have to estimate it (its estimate goes through a call that ndif 0.1.2 and nnsight 0.8.1
 disagree on, see :mod:`rsi_plugin.serve.cpu_actor`).
@@ -17,23 +17,23 @@ import math
 import subprocess
 from pathlib import Path
 
-from .config import ServeConfig
-from .errors import ServeError
+from rsi_plugin.serve.config import ServeConfig
+from rsi_plugin.serve.errors import ServeError
 
 __all__ = ["deploy_spec", "deploy", "full_key"]
 
 logger = logging.getLogger(__name__)
 
-_WRAPPER = "rsi_plugin.remote.VisionModel"
+_WRAPPER = "rsi_plugin.access.remote.VisionModel"
 
 
 def full_key(key: str) -> str:
-    """NDIF's key of a model key: ``rsi_plugin.remote.VisionModel:<canonical key>``.
+    """NDIF's key of a model key: ``rsi_plugin.access.remote.VisionModel:<canonical key>``.
 
     Raises:
         ValueError: a bad key (the message gives the grammar).
     """
-    from ..remote import ModelKey
+    from rsi_plugin.access.remote import ModelKey
 
     if key.startswith(_WRAPPER + ":"):
         key = key[len(_WRAPPER) + 1:]
@@ -43,7 +43,7 @@ def full_key(key: str) -> str:
 def _size_bytes(key: str) -> int:
     import torch
 
-    from ..remote import ModelKey
+    from rsi_plugin.access.remote import ModelKey
 
     with torch.device("meta"):
         module = ModelKey.parse(key.split(":", 1)[1]).build_meta()
@@ -83,7 +83,7 @@ def deploy(keys: list[str], config: ServeConfig | None = None, pinned: bool = Tr
         ValueError: a bad key. ServeError: the stack is not running, or NDIF refused or
             failed the deploy (with its output).
     """
-    from .stack import stack_env, status
+    from rsi_plugin.serve.stack import stack_env, status
 
     config = config or ServeConfig()
     spec = deploy_spec(list(keys), pinned=pinned, replicas=replicas)

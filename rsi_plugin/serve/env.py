@@ -19,8 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import NDIF_VERSION, ServeConfig
-from .errors import ServeError
+from rsi_plugin.serve.config import NDIF_VERSION, ServeConfig
+from rsi_plugin.serve.errors import ServeError
 
 __all__ = ["find_python", "server_requirements", "venv_problems", "install"]
 

@@ -32,10 +32,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..atomic import atomic_write_json
-from .config import ServeConfig
-from .env import venv_problems
-from .errors import ServeError
+from rsi_plugin.core.atomic import atomic_write_json
+from rsi_plugin.serve.config import ServeConfig
+from rsi_plugin.serve.env import venv_problems
+from rsi_plugin.serve.errors import ServeError
 
 __all__ = ["start", "stop", "status", "running", "is_connected", "stack_processes", "stack_env", "SERVICES", "RAY_EXTRA_PORTS"]
 

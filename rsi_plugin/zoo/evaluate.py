@@ -11,8 +11,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from rsi_plugin.images import normalize
-from rsi_plugin.transforms import scale_crop
+from rsi_plugin.core.images import normalize
+from rsi_plugin.core.transforms import scale_crop
 from rsi_plugin.zoo.shapes import eval_seed, generate, val_seed
 
 __all__ = ["SWEEP_PS", "predict", "accuracy", "validation_set", "validation_accuracy",
@@ -102,7 +102,7 @@ def scale_sweep(model: nn.Module, seed: int, n: int = 1000, input_size: int = 64
 
     A centred evaluation set ``generate(n, eval_seed(seed), size=resize_size,
     centered=True)`` is drawn at the resize size (73 for 64 px input, as 256 is to 224);
-    for each p, :func:`rsi_plugin.transforms.scale_crop` centre-crops
+    for each p, :func:`rsi_plugin.core.transforms.scale_crop` centre-crops
     ``resize_size - floor(resize_size * p)`` pixels and resizes to ``input_size``. The
     ``"standard"`` entry is the same objects drawn directly at ``input_size``, uncropped.
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rsi_plugin.images import ModelInfo
+from rsi_plugin.core.images import ModelInfo
 from rsi_plugin.zoo.model import build_tiny_resnet
 
 __all__ = ["TINY_WEIGHTS", "TINY_METADATA", "ChecksumError", "load_metadata", "load_tiny"]
@@ -60,7 +60,7 @@ def load_tiny(device: str | torch.device = "cpu", weights_path: str | Path | Non
 
     Returns:
         :class:`torchvision.models.ResNet` in eval mode (parameters still require grad),
-        with ``rsi_info`` a :class:`~rsi_plugin.images.ModelInfo` (name ``"tiny"``,
+        with ``rsi_info`` a :class:`~rsi_plugin.core.images.ModelInfo` (name ``"tiny"``,
         input 64, resize 73, the training normalisation, 10 classes).
 
     Raises:

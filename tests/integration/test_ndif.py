@@ -27,10 +27,10 @@ from nnsight.intervention.backends.remote import RemoteBackend
 
 import rsi_plugin as rsi
 from rsi_plugin import serve
-from rsi_plugin.criteria import ScaleInvariance
-from rsi_plugin.featureviz import FeatureVizConfig, render
-from rsi_plugin.mean_ablation import ablate_conditions
-from rsi_plugin.nodes import get_block, residual_blocks
+from rsi_plugin.criteria.equations import ScaleInvariance
+from rsi_plugin.featureviz.optimize import FeatureVizConfig, render
+from rsi_plugin.ablation.means import ablate_conditions
+from rsi_plugin.core.blocks import get_block, residual_blocks
 
 pytestmark = pytest.mark.ndif
 
@@ -249,7 +249,7 @@ def test_bad_requests_are_clear_errors_and_the_server_stays_up(stack, requests, 
 
 
 def test_bench_remote_cases_match_their_references(stack, resnet18):
-    from rsi_plugin.overhead import REMOTE_CASES, _unwrapped_copy, bench, make_cases
+    from rsi_plugin.apps.bench import REMOTE_CASES, _unwrapped_copy, bench, make_cases
 
     _, url = stack
     cases = make_cases(resnet18, _unwrapped_copy(resnet18), block="3.1", cases=list(REMOTE_CASES), remote=url)

@@ -1,0 +1,1 @@
+"""access: see CONTRIBUTING.md for what lives here."""

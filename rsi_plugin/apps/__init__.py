@@ -1,0 +1,1 @@
+"""apps: see CONTRIBUTING.md for what lives here."""

@@ -1,0 +1,268 @@
+"""The whole paper on one model, offline: scan every block, draw the Fig.-1 grids, run the
+scale-ablation sweep on the blocks with the most passing channels, write the report.
+
+Every stage keeps what it computed in the run folder (the feature-visualisation cache, the
+scan table, the grid PNGs, the sweep cells), so an interrupted or repeated run only does
+what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+
+from rsi_plugin.apps.timing import write_json
+
+__all__ = ["DemoConfig", "run_demo", "pick_ablation_blocks"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoConfig:
+    r"""Settings of :func:`run_demo`.
+
+    Attributes:
+        out (str): the run folder.
+        model (str): model name for :func:`rsi_plugin.load_model` (``"tiny"``: bundled).
+        weights (str, optional): weights for it (``None``: the bundled / random init).
+        data (str, optional): an ImageNet-layout folder for the sweep and the natural images;
+            ``None`` for ``tiny``: the generated shapes.
+        blocks (list of str or "all"): blocks to scan.
+        steps (int): cap on the feature-visualisation steps; each FZ stops at its plateau
+            (:class:`~rsi_plugin.featureviz.optimize.FeatureVizConfig`); one that has not plateaued by
+            the cap is ``unconverged`` and its channel undetermined (the paper: 2560, fixed).
+        seeds (int): FZ seeds (``seed, seed + 1, ...``); every number of the scan comes per
+            seed, the ablation takes the channels that pass in every seed (``robust``).
+        adaptive (bool): after the first seed, render further seeds only for channels whose
+            verdict is near a threshold (:func:`rsi_plugin.criteria.seeds.adaptive_stop`).
+        channel_set (str): the channels ablated: ``"robust"``, ``"any"`` or ``"seed:K"``
+            (:func:`rsi_plugin.criteria.seeds.select_channels`).
+        trials (int): random control sets per ablated block (the paper: 10).
+        tolerance (float or "auto"): screening slack of the random sets (0: the paper's
+            rule; ``"auto"``, the default: 0 when that keeps ``trials`` sets, else the smallest
+            tolerance that does, reported; see :class:`~rsi_plugin.ablation.experiment.SweepConfig`).
+        null_sets (int): random same-size sets from all channels swept as the Eq. 3 null
+            (:class:`~rsi_plugin.ablation.experiment.SweepConfig`).
+        ablation_blocks (int or list of str): how many of the blocks with the most passing
+            channels to ablate (the paper: 2), or their names.
+        samples (int): generated evaluation images for the sweep (``tiny``).
+        natural_samples (int): generated images searched for the top-9 natural images.
+        scales (tuple of float): scale fractions of the sweep.
+        grids_per_block (int): at most this many Fig.-1 grids per block.
+        seed (int): seed of the feature visualisations, random draws and generated data.
+        quick (bool): a smoke run: few steps, images and trials.
+    """
+
+    out: str = "rsi-demo"
+    model: str = "tiny"
+    weights: str | None = None
+    data: str | None = None
+    blocks: Sequence[str] | str = "all"
+    steps: int = 512
+    seeds: int = 3
+    adaptive: bool = True
+    channel_set: str = "robust"
+    trials: int = 10
+    tolerance: float | str = "auto"
+    null_sets: int = 200
+    ablation_blocks: int | Sequence[str] = 2
+    samples: int = 1000
+    natural_samples: int = 1000
+    scales: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    grids_per_block: int = 12
+    seed: int = 0
+    quick: bool = False
+    timings: dict[str, float] = field(default_factory=dict, repr=False)
+    started: str = field(default="", repr=False)
+
+    @classmethod
+    def quick_run(cls, out: str, **overrides: Any) -> "DemoConfig":
+        """The one-minute smoke settings."""
+        settings = dict(out=out, steps=8, seeds=2, trials=2, samples=200, natural_samples=200, null_sets=20,
+                        scales=(0.0, 0.2, 0.4), grids_per_block=2, quick=True)
+        settings.update(overrides)
+        return cls(**settings)
+
+    def validated(self) -> "DemoConfig":
+        for name in ("steps", "seeds", "samples", "natural_samples", "grids_per_block"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 0:
+            raise ValueError(f"trials must be an integer >= 0, got {self.trials!r}")
+        if self.model != "tiny" and self.data is None:
+            raise ValueError(f"model {self.model!r} needs data=: an ImageNet-layout validation folder "
+                             "(only the bundled 'tiny' model has generated data)")
+        return self
+
+
+def pick_ablation_blocks(summary: pd.DataFrame, how: int | Sequence[str], channels_of: dict[str, int]) -> list[str]:
+    """The blocks to ablate: the ``how`` blocks with the most passing channels (ties: the
+    earlier block), among those where a random set of the same size can be drawn from the
+    non-passing channels; or the names given.
+
+    Args:
+        summary (DataFrame): ``block, passing`` per block.
+        how (int or list of str): a count or block names.
+        channels_of (dict): block -> number of channels.
+
+    Returns:
+        list of block names.
+    """
+    if not isinstance(how, int):
+        return [str(b) for b in how]
+    usable = summary[(summary["passing"] > 0) & (summary["passing"] * 2 <= summary["block"].map(channels_of))]
+    ranked = usable.assign(order=range(len(usable))).sort_values(["passing", "order"], ascending=[False, True])
+    return [str(b) for b in ranked["block"].head(how)]
+
+
+def _stage(config: DemoConfig, name: str, start: float) -> None:
+    config.timings[name] = round(time.perf_counter() - start, 2)
+    logger.info("demo stage %s: %.1f s", name, config.timings[name])
+
+
+def _settings(config: DemoConfig, model, extra: dict[str, Any]) -> dict[str, Any]:
+    """settings.json: this run's settings and wall times, and the wall times of every earlier
+    run in the same folder (``runs``), so a rerun that reuses the caches keeps the record of
+    the run that computed them."""
+    import nnsight
+
+    info = model.rsi_info
+    path = Path(config.out) / "settings.json"
+    earlier = []
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+            earlier = [r for r in previous.get("runs", []) if r.get("started") != config.started]
+        except (ValueError, AttributeError):
+            logger.warning("ignoring an unreadable %s", path)
+    return {
+        **{k: v for k, v in asdict(config).items() if k not in ("timings", "started")},
+        "model_weights": info.weights, "input_size": info.input_size, "resize_size": info.resize_size,
+        "wall_time_s": dict(config.timings), "torch": torch.__version__, "nnsight": nnsight.__version__,
+        "threads": torch.get_num_threads(), "python": platform.python_version(), **extra,
+        "runs": earlier + [{"started": config.started, "wall_time_s": dict(config.timings)}],
+    }
+
+
+def _sweep_data(config: DemoConfig, model):
+    if config.data is not None:
+        return config.data
+    from rsi_plugin.zoo.shapes import ShapesDataset, eval_seed
+
+    return ShapesDataset(config.samples, eval_seed(config.seed), size=model.rsi_info.resize_size, centered=True)
+
+
+def _natural_images(config: DemoConfig, model):
+    if config.data is None:
+        from rsi_plugin.criteria.channel_scan import natural_data
+
+        return natural_data(model, config.natural_samples, config.seed)
+    from rsi_plugin.core.data import validation_loader
+    from rsi_plugin.core.images import normalize
+    from rsi_plugin.core.transforms import scale_crop
+
+    loader = validation_loader(config.data, model, limit=config.natural_samples, map_classes=False)  # labels unused
+    size = model.rsi_info.input_size
+    return [normalize(scale_crop(x, 0.0, output_size=size), model) for x, _ in loader if len(x)]
+
+
+def _grid_rows(table: pd.DataFrame, config: DemoConfig) -> pd.DataFrame:
+    """The rows the Fig.-1 grids draw: the first seed's rows (whose FZs the grids show),
+    ``passes`` set to membership of the demo's channel set, so a grid is drawn for every
+    channel the ablation takes."""
+    from rsi_plugin.criteria.seeds import select_channels
+
+    rows = table[table["seed"] == config.seed].copy() if "seed" in table.columns else table.copy()
+    chosen = {(b, c) for b in rows["block"].astype(str).unique()
+              for c in select_channels(table, b, config.channel_set)}
+    rows["passes"] = [(str(b), int(c)) in chosen for b, c in zip(rows["block"], rows["channel"])]
+    return rows
+
+
+def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
+    r"""Scan, grids, ablation sweeps and report, resumable, in ``config.out``.
+
+    Args:
+        config (DemoConfig): the settings.
+        progress (bool): tqdm bars.
+
+    Returns:
+        dict with ``out`` (Path), ``summary`` (DataFrame, per block), ``eq3`` (dict block ->
+        DataFrame), ``report`` (Path), ``settings`` (dict, as in ``settings.json``).
+    """
+    from rsi_plugin.featureviz.optimize import FeatureVizConfig
+    from rsi_plugin.outputs.figures import channel_grids
+    from rsi_plugin.core.models import load_model
+    from rsi_plugin.core.blocks import residual_blocks
+    from rsi_plugin.outputs.report import write_report
+    from rsi_plugin.outputs.summary import summarize_run, write_summary
+    from rsi_plugin.ablation.experiment import SweepConfig, sweep
+    from rsi_plugin.criteria.channel_scan import ScanConfig, scan, write_scan
+    from rsi_plugin.criteria.seeds import select_channels
+
+    config = config.validated()
+    config.started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    begin = time.perf_counter()
+    model = load_model(config.model, weights=config.weights, seed=config.seed)
+    fz_config = FeatureVizConfig(steps=config.steps, seed=config.seed)
+    cache = out / "scan" / "fz"
+
+    start = time.perf_counter()
+    seeds = tuple(range(config.seed, config.seed + config.seeds))
+    scan_config = ScanConfig(featureviz=fz_config, cache_dir=str(cache), seed=config.seed, seeds=seeds,
+                             adaptive=config.adaptive)
+    table = scan(model, config.blocks, scan_config, progress=progress)
+    write_scan(table, out / "scan")
+    summary = pd.read_csv(out / "scan" / "summary.csv", dtype={"block": str})
+    _stage(config, "scan", start)
+
+    start = time.perf_counter()
+    natural = _natural_images(config, model)
+    channel_grids(model, _grid_rows(table, config), out / "figures", fz_config, cache, natural,
+                  max_per_block=config.grids_per_block, progress=progress)
+    _stage(config, "figures", start)
+
+    start = time.perf_counter()
+    channels_of = {b.name: b.channels for b in residual_blocks(model)}
+    chosen = pick_ablation_blocks(summary, config.ablation_blocks, channels_of)
+    sweep_config = SweepConfig(scales=tuple(config.scales), trials=config.trials, seed=config.seed,
+                               tolerance=config.tolerance, null_sets=config.null_sets)
+    data = _sweep_data(config, model)
+    eq3 = {}
+    for block in chosen:
+        channels = select_channels(table, block, config.channel_set)
+        result = sweep(model, data, block, channels, sweep_config, out_dir=out / "ablation" / block, progress=progress)
+        eq3[block] = result.summary
+    if not chosen:
+        logger.warning("no block has passing channels (and enough non-passing ones): no ablation sweep")
+    _stage(config, "ablation", start)
+
+    start = time.perf_counter()
+    config.timings["total_before_report"] = round(time.perf_counter() - begin, 2)
+    settings = _settings(config, model, {"ablation_blocks_chosen": chosen})
+    write_json(out / "settings.json", settings)
+    report = write_report(out)
+    write_summary(summarize_run(out), out / "results-summary.json")
+    _stage(config, "report", start)
+    settings = _settings(config, model, {"ablation_blocks_chosen": chosen})
+    settings["wall_time_s"]["total"] = round(time.perf_counter() - begin, 2)
+    write_json(out / "settings.json", settings)
+    return {"out": out, "summary": summary, "eq3": eq3, "report": report, "settings": settings}
+
+
+def read_settings(out: str | os.PathLike) -> dict[str, Any]:
+    """The ``settings.json`` of a run folder."""
+    return json.loads((Path(out) / "settings.json").read_text())

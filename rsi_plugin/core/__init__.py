@@ -1,0 +1,1 @@
+"""core: see CONTRIBUTING.md for what lives here."""

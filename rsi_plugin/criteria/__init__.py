@@ -1,0 +1,1 @@
+"""criteria: see CONTRIBUTING.md for what lives here."""

@@ -1,0 +1,460 @@
+r"""The paper's §3 scan: every channel of the chosen blocks through the scale-invariance criteria.
+
+For each block, the centre-neuron feature visualisations (FZs) of In and Pre come from
+:func:`rsi_plugin.featureviz.optimize.render` (cached on disk and resumable when ``cache_dir`` is
+set: a rerun recomputes no FZ), are normalised with :func:`rsi_plugin.normalize` and fed
+to :class:`rsi_plugin.criteria.equations.ScaleInvariance`. With ``source="natural"`` each channel's
+top-k activating images of a dataset stand in for the FZs (:mod:`rsi_plugin.criteria.natural`);
+``source="both"`` reports both, one row per (source, block, channel).
+
+The defaults follow the paper's text: nodes as §2.1 defines them, ``S`` of §3, the
+tolerance 3/2, Pre read before the in-place sum. The paper's code's choices are options:
+``node_variant="code"`` (Post and In at the pre-ReLU sum) and ``paper_compat=True`` (Pre
+FZs rendered at Lucent's aliased reading of bn2, which is Post).
+
+**Seeds.** ``ScanConfig(seeds=(0, 1, 2))`` renders every channel's FZs once per seed (the
+seed is part of the FZ cache key, so each seed is cached and resumed on its own) and
+returns one row per (source, block, channel, seed) with a ``seed`` column and a
+``verdict`` (``"pass"``, ``"fail"``, ``"undetermined"``; ``passes`` is False unless the
+verdict is ``"pass"``). Natural-image rows do not depend on the FZ seed: they are computed
+once and carry the first seed. ``adaptive=True`` gives the seeds after the first only to
+channels whose first verdict is near a threshold (:func:`rsi_plugin.criteria.seeds.adaptive_stop`;
+stopped rows carry ``adaptive_stop`` True). Per-channel pass rates, the robust set, seed
+Jaccard and the permutation null are in :mod:`rsi_plugin.criteria.seeds`.
+
+**Files** (:func:`write_scan`, written atomically; the CLI rewrites them after each seed,
+so a killed multi-seed run keeps its finished seeds and a rerun renders only missing FZs):
+
+* ``scan.csv`` (and ``scan.parquet`` with pyarrow): the rows of :func:`scan`, ending with
+  ``verdict``, ``seed``, ``layer`` and ``index`` (the integer parts of the block id). Block
+  ids are strings (``"3.10"`` is not ``"3.1"``): read the file with :func:`read_table`
+  (or ``pd.read_csv(path, dtype={"block": str})``).
+* ``scan_channels.csv``: one row per (source, transform, block, channel):
+  :func:`rsi_plugin.criteria.seeds.channel_table` (``n_seeds, n_pass, n_fail, n_undetermined,
+  seeds, seeds_passing, pass_rate, pass_rate_low, pass_rate_high, robust, any_seed,
+  status``, and ``adaptive_stop`` for an adaptive scan).
+* ``summary.csv``: one row per (source, transform, block):
+  :func:`rsi_plugin.criteria.seeds.block_summary` (``channels, seeds, passing`` (= the robust
+  count), ``share, robust, any_seed, undetermined, not_robust, passing_mean/min/max,
+  undetermined_mean, jaccard_mean/min/max, null_expected, null_low, null_high,
+  null_p``).
+* ``paper_comparison.csv`` for resnet18 (:func:`rsi_plugin.paper.compare_to_paper`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from rsi_plugin.core.channels import check_channels
+from rsi_plugin.criteria.equations import (
+    NODE_VARIANTS,
+    TOLERANCE,
+    ScaleInvariance,
+    add_fz_verdict,
+    check_tolerance,
+    node_sites,
+)
+from rsi_plugin.core.evalmode import runs_in_eval_mode
+from rsi_plugin.featureviz.optimize import FeatureVizConfig, render
+from rsi_plugin.core.geometry import ZOOM_CENTERS, receptive_field_center, zoom_transform
+from rsi_plugin.core.images import model_info, normalize
+from rsi_plugin.criteria.natural import TopKImages, top_k_images
+from rsi_plugin.core.blocks import ResidualBlock, resolve_blocks
+from rsi_plugin.criteria.seeds import ADAPTIVE_EQ1, ADAPTIVE_EQ2, adaptive_stop, block_parts, check_share, verdicts
+from rsi_plugin.core.transforms import get_transform, transform_name
+
+__all__ = ["ScanConfig", "SOURCES", "scan", "natural_data", "write_scan", "read_table", "SCAN_FILES"]
+
+logger = logging.getLogger(__name__)
+
+SOURCES: tuple[str, ...] = ("fz", "natural", "both")
+#: the tables :func:`write_scan` writes (block ids in them are strings)
+SCAN_FILES: tuple[str, ...] = ("scan.csv", "scan_channels.csv", "summary.csv", "paper_comparison.csv")
+NATURAL_REDUCE: tuple[str, ...] = ("top1", "mean")
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    r"""How :func:`scan` runs. Defaults are the paper's text.
+
+    Attributes:
+        featureviz (FeatureVizConfig): how FZs are rendered (steps, image size, jitter,
+            seed, ``paper_compat``...); the paper's settings by default.
+        transform (str or callable): the transform of Eq. (1): ``"scale"`` (the paper's
+            ``S``), ``"rotate"``, ``"hflip"``, ``"rotate:45"``, ``"scale:1.5"`` or a function.
+        tolerance (float): ``t`` of Eq. (2), > 1 (the paper's 3/2).
+        source (str): ``"fz"`` (the paper), ``"natural"`` (top-k dataset images) or
+            ``"both"``.
+        top_k (int): natural images searched per channel (Fig. 1 shows 9).
+        natural_reduce (str): ``"top1"``: each channel's top image drives the criteria;
+            ``"mean"``: the activations are averaged over its top-k images (as the paper's
+            code does with natural images).
+        natural_samples (int): size of the generated dataset used when ``data`` is not
+            given to :func:`scan` (bundled ``"tiny"`` model only).
+        node_variant (str): ``"text"`` or ``"code"`` (see :func:`rsi_plugin.criteria.equations.node_sites`).
+        paper_compat (bool): render Pre FZs as Lucent did in the paper (its reading of bn2
+            is Post, see :mod:`rsi_plugin.featureviz.optimize`). Sets ``featureviz.paper_compat``;
+            ``True`` if either is.
+        channels (sequence of int, optional): analyse only these channels of every block
+            (a quick look); all by default.
+        cache_dir (path, optional): FZ cache; ``None``: FZs are not cached.
+        force (bool): recompute cached FZs.
+        batch_size (int, optional): images per forward pass of the criteria and the
+            natural-image search.
+        seed (int): seed of the generated natural dataset.
+        zoom_center (str): where a ``"scale"`` transform zooms: ``"rf"`` (default) about the
+            receptive-field centre of the block's centre neuron, measured once per block
+            (:func:`rsi_plugin.core.geometry.receptive_field_center`); ``"image"``: about the
+            image centre, as the paper's ``S``. Recorded per row as ``zoom_center``.
+        seeds (sequence of int, optional): FZ seeds; every channel's FZs are rendered and
+            judged once per seed. ``None``: ``(featureviz.seed,)``.
+        robust_share (float): a channel is ``robust`` when it passes in at least
+            ``ceil(robust_share * seeds)`` of its seeds; 1 (default): every seed.
+        adaptive (bool): after the first seed, render further seeds only for channels
+            whose verdict is near a threshold (:func:`rsi_plugin.criteria.seeds.adaptive_stop`).
+        adaptive_eq1 (float): the rule's threshold on Eq. 1's relative margin (0, 1].
+        adaptive_eq2 (float): the rule's threshold on Eq. 2's log margin (> 0).
+    """
+
+    featureviz: FeatureVizConfig = field(default_factory=FeatureVizConfig)
+    transform: str | Callable[[torch.Tensor], torch.Tensor] = "scale"
+    tolerance: float = TOLERANCE
+    source: Literal["fz", "natural", "both"] = "fz"
+    top_k: int = 9
+    natural_reduce: Literal["top1", "mean"] = "top1"
+    natural_samples: int = 1000
+    node_variant: Literal["text", "code"] = "text"
+    paper_compat: bool = False
+    channels: Sequence[int] | None = None
+    cache_dir: str | Path | None = None
+    force: bool = False
+    batch_size: int | None = 64
+    seed: int = 0
+    zoom_center: Literal["rf", "image"] = "rf"
+    seeds: Sequence[int] | None = None
+    robust_share: float = 1.0
+    adaptive: bool = False
+    adaptive_eq1: float = ADAPTIVE_EQ1
+    adaptive_eq2: float = ADAPTIVE_EQ2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.featureviz, FeatureVizConfig):
+            raise TypeError(f"featureviz must be a FeatureVizConfig, got {type(self.featureviz).__name__}")
+        get_transform(self.transform)
+        check_tolerance(self.tolerance)
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown source {self.source!r}; valid: {', '.join(SOURCES)}")
+        if self.natural_reduce not in NATURAL_REDUCE:
+            raise ValueError(f"unknown natural_reduce {self.natural_reduce!r}; valid: {', '.join(NATURAL_REDUCE)}")
+        if self.zoom_center not in ZOOM_CENTERS:
+            raise ValueError(f"unknown zoom_center {self.zoom_center!r}; valid: {', '.join(ZOOM_CENTERS)}")
+        if self.node_variant not in NODE_VARIANTS:
+            raise ValueError(f"unknown node_variant {self.node_variant!r}; valid: {', '.join(NODE_VARIANTS)}")
+        for name, low in (("top_k", 1), ("natural_samples", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(check_channels(self.channels)))
+        seeds = (self.featureviz.seed,) if self.seeds is None else self.seeds
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+            raise TypeError(f"seeds must be a sequence of integers, got {seeds!r}")
+        seeds = tuple(seeds)
+        if not seeds:
+            raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0, 1, 2)")
+        for value in seeds:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"seeds must be integers >= 0, got {value!r} in {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds has duplicates: {seeds!r}")
+        object.__setattr__(self, "seeds", tuple(int(v) for v in seeds))
+        check_share(self.robust_share)
+        if not 0 < self.adaptive_eq1 <= 1:
+            raise ValueError(f"adaptive_eq1 must be in (0, 1], got {self.adaptive_eq1!r}")
+        if not self.adaptive_eq2 > 0:
+            raise ValueError(f"adaptive_eq2 must be > 0, got {self.adaptive_eq2!r}")
+        compat = bool(self.paper_compat or self.featureviz.paper_compat)
+        object.__setattr__(self, "paper_compat", compat)
+        if compat != self.featureviz.paper_compat:
+            object.__setattr__(self, "featureviz", dataclasses.replace(self.featureviz, paper_compat=compat))
+
+
+def natural_data(model: nn.Module, n: int = 1000, seed: int = 0) -> torch.Tensor:
+    r"""The default natural images of the bundled ``"tiny"`` model: ``n`` procedural
+    shapes images (:func:`rsi_plugin.zoo.generate`), normalised for the model.
+
+    Args:
+        model (nn.Module): the ``"tiny"`` model (its ``rsi_info`` gives size and statistics).
+        n (int): number of images.
+        seed (int): seed of the images.
+
+    Returns:
+        Tensor ``[n, 3, S, S]``, model-ready.
+
+    Raises:
+        ValueError: for a model that is not the bundled ``"tiny"``.
+    """
+    info = model_info(model)
+    if info.name != "tiny":
+        raise ValueError(f"no bundled dataset for model {info.name!r}: pass data= (normalised images, or a "
+                         "DataLoader of (images, labels), e.g. an ImageNet validation folder)")
+    from rsi_plugin.zoo import generate
+
+    images, _ = generate(n, seed, size=info.input_size)
+    return normalize(images, model)
+
+
+def _device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _channels(block: ResidualBlock, wanted: Sequence[int] | None) -> list[int]:
+    return check_channels(wanted, block.channels, where=f"block {block.name}")
+
+
+def _block_transform(model: nn.Module, block: ResidualBlock, config: ScanConfig) -> tuple[Any, str]:
+    """The transform of Eq. (1) for a block (``S`` about the zoom centre) and how it is recorded."""
+    family, _, value = config.transform.partition(":") if isinstance(config.transform, str) else ("", "", "")
+    if config.zoom_center != "rf" or family != "scale":
+        return config.transform, "image"
+    center = receptive_field_center(model, block, "pre", image_size=config.featureviz.image_size)
+    return zoom_transform(float(value) if value else 2.0, center, config.transform), f"{center[0]:.2f},{center[1]:.2f}"
+
+
+def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], config: ScanConfig,
+              progress: bool, seed: int | None = None) -> pd.DataFrame:
+    sites = node_sites(model, block, config.node_variant)
+    device = _device(model)
+    fz_config = config.featureviz if seed is None else dataclasses.replace(config.featureviz, seed=seed)
+    renders = {}
+    for role in ("in", "pre"):
+        where, node = sites[role]
+        renders[role] = render(model, where, node, channels=channels, config=fz_config,
+                               cache_dir=config.cache_dir, force=config.force, progress=progress)
+    x_in = normalize(renders["in"].images.to(device), model)
+    x_pre = normalize(renders["pre"].images.to(device), model)
+    si = ScaleInvariance(model, block, node_variant=config.node_variant)
+    transform, zoom = _block_transform(model, block, config)
+    si.attribute((x_in, x_pre), channels=channels, transform=transform, tolerance=config.tolerance,
+                 batch_size=config.batch_size)
+    table = add_fz_verdict(si.table(), renders["in"].status, renders["pre"].status)
+    table["in_steps_used"] = renders["in"].steps_used
+    table["pre_steps_used"] = renders["pre"].steps_used
+    table["zoom_center"] = zoom
+    table.insert(0, "source", "fz")
+    table["in_fz_act"] = renders["in"].activations.numpy()
+    table["pre_fz_act"] = renders["pre"].activations.numpy()
+    table["in_fz_path"] = [str(p) if p is not None else None for p in renders["in"].paths]
+    table["pre_fz_path"] = [str(p) if p is not None else None for p in renders["pre"].paths]
+    table["fz_computed"] = [c in set(renders["in"].computed) or c in set(renders["pre"].computed) for c in channels]
+    return table
+
+
+def _natural_table(model: nn.Module, block: ResidualBlock, channels: list[int], top: TopKImages,
+                   config: ScanConfig, chunk: int = 32) -> pd.DataFrame:
+    sites = node_sites(model, block, config.node_variant)
+    device = _device(model)
+    k = 1 if config.natural_reduce == "top1" else top.k
+    si = ScaleInvariance(model, block, node_variant=config.node_variant)
+    transform, zoom = _block_transform(model, block, config)
+    parts = []
+    for start in range(0, len(channels), chunk):
+        some = channels[start:start + chunk]
+        x_in = top.images(sites["in"], some, k).to(device)
+        x_pre = top.images(sites["pre"], some, k).to(device)
+        si.attribute((x_in, x_pre), channels=some, transform=transform, tolerance=config.tolerance,
+                     batch_size=config.batch_size)
+        parts.append(si.table())
+    table = pd.concat(parts, ignore_index=True)
+    table["zoom_center"] = zoom
+    table.insert(0, "source", "natural")
+    index = torch.tensor(channels)
+    table["in_top_act"] = top.values[sites["in"]][index, :k].mean(1).numpy()
+    table["pre_top_act"] = top.values[sites["pre"]][index, :k].mean(1).numpy()
+    table["in_top_index"] = top.indices[sites["in"]][index, 0].numpy()
+    table["pre_top_index"] = top.indices[sites["pre"]][index, 0].numpy()
+    return table
+
+
+def _with_verdicts(table: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Add (when the criteria did not) ``verdict``, then ``seed``, ``layer``, ``index`` at the
+    end; ``passes`` holds only for a ``"pass"`` verdict."""
+    if "verdict" not in table.columns:
+        table["verdict"] = verdicts(table)
+    table["passes"] = table["passes"].astype(bool) & (table["verdict"] == "pass")
+    table["seed"] = seed
+    layer, index = block_parts(table["block"])
+    table["layer"] = pd.array(layer, dtype="Int64")
+    table["index"] = pd.array(index, dtype="Int64")
+    return table
+
+
+def _log_block(part: pd.DataFrame, block: str, seed: int) -> None:
+    passing = int((part["verdict"] == "pass").sum())
+    undetermined = int((part["verdict"] == "undetermined").sum())
+    logger.info("block %s (%s, seed %d): %d of %d channels pass (%.1f%%), %d undetermined", block,
+                part["source"].iloc[0], seed, passing, len(part), 100.0 * passing / len(part), undetermined)
+
+
+@runs_in_eval_mode
+def scan(
+    model: nn.Module,
+    blocks: str | Sequence[str] | None = "all",
+    config: ScanConfig | None = None,
+    data: torch.Tensor | Iterable[Any] | None = None,
+    progress: bool = True,
+    on_seed: Callable[[int, pd.DataFrame], None] | None = None,
+) -> pd.DataFrame:
+    r"""The scale-invariance criteria for every channel of the chosen blocks (the paper's §3),
+    once per FZ seed.
+
+    Args:
+        model (nn.Module): a model with residual blocks. It runs in eval mode (BatchNorm
+            with its running statistics, which stay unchanged); a model in train mode is
+            put back in train mode afterwards.
+        blocks (str or list of str): block names (``"2.1"``) or ``"all"``.
+        config (ScanConfig, optional): the paper's settings by default (one seed).
+        data (Tensor or iterable, optional): for ``source="natural"``/``"both"``:
+            model-ready images ``[N, 3, H, W]`` or an iterable of ``(images, labels)``
+            batches (normalised); for the ``"tiny"`` model :func:`natural_data` is used
+            when not given.
+        progress (bool): tqdm bars.
+        on_seed (callable, optional): ``on_seed(seed, rows_so_far)`` after each seed (the
+            CLI writes its files there, so a killed run keeps its finished seeds).
+
+    Returns:
+        DataFrame, one row per (source, seed, block, channel): ``source`` then the
+        columns of :meth:`ScaleInvariance.table` (``block, channel, pre_in, pre_scaled,
+        post_in, post_pre, ratio, eq1, eq2, passes, ...``); for FZ rows ``in_fz_act, pre_fz_act``
+        (the activations the FZs achieved, as the renderer measured them),
+        ``in_fz_path, pre_fz_path`` (the cached PNGs, ``None`` without a cache) and
+        ``fz_computed`` (whether this call rendered the channel's FZs), ``in_status``,
+        ``pre_status``, ``post_status``, ``verdict`` (``"undetermined"`` when an FZ is not
+        ``"ok"``; then ``passes`` is False; see :func:`rsi_plugin.criteria.equations.add_fz_verdict`),
+        ``in_steps_used``, ``pre_steps_used``; for every row ``zoom_center``; for natural rows
+        ``in_top_act, pre_top_act`` (the top activations, averaged over the images used)
+        and ``in_top_index, pre_top_index`` (the data position of the top image) and
+        ``verdict`` (``"pass"`` or ``"fail"`` as ``passes``); then for every row ``seed``,
+        ``layer``, ``index`` (the integer parts of the block id ``"L.I"``) and, with ``adaptive=True``, ``adaptive_stop`` (the channel got no
+        seed after the first).
+        ``attrs`` holds ``model``, ``weights``, ``node_variant``, ``transform``,
+        ``seeds``, ``robust_share``, ``adaptive``. Per-channel and per-block summaries:
+        :func:`rsi_plugin.criteria.seeds.channel_table` and :func:`rsi_plugin.criteria.seeds.block_summary`.
+
+    Raises:
+        ValueError: unknown block; ``source="natural"`` without data for a model other
+            than ``"tiny"``. IndexError: a channel of ``config.channels`` out of range.
+    """
+    config = config or ScanConfig()
+    module = getattr(model, "_module", model)
+    chosen = resolve_blocks(module, blocks)
+    plan = {b.name: _channels(b, config.channels) for b in chosen}
+    tables: list[pd.DataFrame] = []
+    top = None
+    if config.source in ("natural", "both"):
+        if data is None:
+            data = natural_data(module, config.natural_samples, config.seed)
+        keys = [site for b in chosen for role, site in node_sites(module, b, config.node_variant).items()
+                if role in ("in", "pre")]
+        top = top_k_images(module, data, keys, k=config.top_k, batch_size=config.batch_size, progress=progress)
+    remaining = dict(plan)
+    seeds = config.seeds
+    for number, seed in enumerate(tqdm(seeds, disable=not progress or len(seeds) < 2, desc="seeds", unit="seed")):
+        for block in tqdm(chosen, disable=not progress or len(chosen) < 2, desc=f"scan (seed {seed})",
+                          unit="block"):
+            if config.source in ("fz", "both") and remaining[block.name]:
+                part = _with_verdicts(_fz_table(module, block, remaining[block.name], config, progress, seed), seed)
+                if config.adaptive:
+                    if number == 0:
+                        stop = adaptive_stop(part, config.adaptive_eq1, config.adaptive_eq2)
+                        part["adaptive_stop"] = stop.to_numpy()
+                        remaining[block.name] = [c for c, s in zip(part["channel"], stop) if not s]
+                        logger.info("block %s: the adaptive rule stops %d of %d channels after seed %d",
+                                    block.name, int(stop.sum()), len(part), seed)
+                    else:
+                        part["adaptive_stop"] = False
+                tables.append(part)
+                _log_block(part, block.name, seed)
+            if top is not None and number == 0:
+                part = _with_verdicts(_natural_table(module, block, plan[block.name], top, config), seed)
+                tables.append(part)
+                _log_block(part, block.name, seed)
+        if on_seed is not None:
+            on_seed(seed, _finish(tables, module, config))
+    return _finish(tables, module, config)
+
+
+def _finish(tables: list[pd.DataFrame], module: nn.Module, config: ScanConfig) -> pd.DataFrame:
+    table = pd.concat(tables, ignore_index=True)
+    if "adaptive_stop" in table.columns:
+        table["adaptive_stop"] = table["adaptive_stop"].fillna(False).astype(bool)
+    info = model_info(module)
+    table.attrs.update({"model": info.name, "weights": info.weights, "node_variant": config.node_variant,
+                        "transform": transform_name(config.transform), "seeds": list(config.seeds),
+                        "robust_share": config.robust_share, "adaptive": config.adaptive})
+    return table
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    r"""Read one of the scan's CSV tables (:data:`SCAN_FILES`) with block ids as strings.
+
+    Args:
+        path (str or Path): ``scan.csv``, ``scan_channels.csv``, ``summary.csv`` or
+            ``paper_comparison.csv``.
+
+    Returns:
+        DataFrame; ``block`` is str (``"3.10"`` stays ``"3.10"``).
+    """
+    return pd.read_csv(path, dtype={"block": str})
+
+
+def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = None) -> list[Path]:
+    r"""Write a scan's files atomically (see the module docstring): ``scan.csv`` (and
+    ``scan.parquet`` when pyarrow is installed), ``scan_channels.csv``, ``summary.csv``
+    and, for resnet18, ``paper_comparison.csv``.
+
+    Args:
+        table (DataFrame): what :func:`scan` returned.
+        out_dir (str or Path): the folder (created).
+        share (float, optional): the robust share; ``table.attrs["robust_share"]`` or 1.
+
+    Returns:
+        list of the paths written.
+    """
+    import importlib.util
+
+    from rsi_plugin.core.atomic import atomic_write, atomic_write_csv
+    from rsi_plugin.paper import compare_to_paper
+    from rsi_plugin.criteria.seeds import block_summary, channel_table
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    share = float(table.attrs.get("robust_share", 1.0)) if share is None else share
+
+    def atomic(frame: pd.DataFrame, name: str, parquet: bool = False) -> Path:
+        if parquet:
+            return atomic_write(out / name, lambda tmp: frame.to_parquet(tmp, index=False))
+        return atomic_write_csv(out / name, frame)
+
+    written = [atomic(table, "scan.csv")]
+    if importlib.util.find_spec("pyarrow") is not None:
+        written.append(atomic(table, "scan.parquet", parquet=True))
+    written.append(atomic(channel_table(table, share), "scan_channels.csv"))
+    written.append(atomic(block_summary(table, share), "summary.csv"))
+    if table.attrs.get("model") == "resnet18":
+        written.append(atomic(compare_to_paper(table, share=share), "paper_comparison.csv"))
+    return written

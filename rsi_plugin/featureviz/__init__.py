@@ -1,0 +1,1 @@
+"""featureviz: see CONTRIBUTING.md for what lives here."""

@@ -1,0 +1,354 @@
+"""The on-disk cache of feature visualisations: one record per (model, block, node, channel, config).
+
+Layout under a cache directory::
+
+    <cache_dir>/<model fingerprint>/<block>/<node>/<config hash>/c00042.pt   # the record
+    <cache_dir>/<model fingerprint>/<block>/<node>/<config hash>/c00042.png  # the image, 8-bit
+    <cache_dir>/<model fingerprint>/<block>/<node>/<config hash>/config.json # what the hash stands for
+
+A record (``torch.save`` of a dict) holds the float image ``[3, H, W]`` in [0, 1], the
+achieved activation, the objective per step, the keys it was stored under and a checksum
+of all of these. Its tensors are stored as compact copies (a view of a whole batch would
+make ``torch.save`` write the batch's storage: 32x the bytes at 32 channels a batch).
+Every file is written to a temporary name in the same directory and moved into place with
+:func:`os.replace`, so a record either exists whole or not at all; the PNG is written
+before its record, so a record's PNG always exists.
+
+What a reader trusts: :func:`read_record` returns ``None`` (the channel is recomputed)
+for a record that is missing, unreadable, written under other keys, whose checksum does
+not match (flipped bytes), or whose values are implausible (:func:`check_record`: a
+non-finite value, an image outside [0, 1], an activation beyond
+:data:`MAX_ABS_ACTIVATION`). A missing or damaged PNG beside a good record is written
+again from the record.
+
+Concurrent runs: :class:`RecordLocks` takes one lock per record (``.c00042.lock``, an
+OS file lock that a killed process releases), so two processes rendering into one cache
+split the channels between them and each waits for, then reads, the records the other
+is computing. Temporary files left by a killed writer are removed once their record's
+lock is held (:func:`rsi_plugin.core.atomic.remove_stale_tmp`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from rsi_plugin.core.atomic import TMP_SUFFIX, atomic_write, remove_stale_tmp
+
+__all__ = ["model_fingerprint", "config_hash", "record_path", "write_record", "read_record", "check_record",
+           "record_checksum", "RecordLocks", "MAX_ABS_ACTIVATION"]
+
+MAX_ABS_ACTIVATION: float = 1e6
+"""Largest plausible magnitude of a stored activation or objective value. A ResNet unit
+driven by an image in [0, 1] stays orders of magnitude below it; a value beyond it means
+a damaged record (one flipped exponent bit gave 2.5e23)."""
+
+STALE_TMP_AGE: float = 3600.0
+"""Seconds after which any temporary file in a record folder counts as left by a killed
+writer (those of a record are removed at once when its lock is taken)."""
+
+IMAGE_SLACK: float = 1e-4
+"""How far outside [0, 1] a stored image may lie (the sigmoid output is in [0, 1])."""
+
+logger = logging.getLogger(__name__)
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """A hash of a model's class, module structure (``repr``) and state dict (names, dtypes,
+    shapes and bytes).
+
+    Two models with the same class, structure and equal weights and buffers get the same
+    fingerprint, whatever their device. Hashing resnet18's 47 MB takes about 0.1 s.
+
+    Args:
+        model (nn.Module): the model (an ``nnsight.NNsight`` is unwrapped).
+
+    Returns:
+        str: 32 hex digits.
+    """
+    module = getattr(model, "_module", model)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    digest.update(repr(module).encode())  # the architecture: a swapped parameter-free module (max-pool) counts
+    for name, value in module.state_dict().items():
+        if not isinstance(value, torch.Tensor):
+            digest.update(f"{name}={value!r}".encode())
+            continue
+        tensor = value.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """16 hex digits of the JSON of ``config`` (keys sorted)."""
+    text = json.dumps(dict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def record_dir(cache_dir: str | os.PathLike, fingerprint: str, block: str, node: str, chash: str) -> Path:
+    """The directory holding the records of one (model, block, node, config)."""
+    return Path(cache_dir) / fingerprint / block / node / chash
+
+
+def record_path(cache_dir: str | os.PathLike, fingerprint: str, block: str, node: str, chash: str,
+                channel: int) -> Path:
+    """Path of the record of one channel (``.pt``; its PNG has the same stem)."""
+    return record_dir(cache_dir, fingerprint, block, node, chash) / f"c{int(channel):05d}.pt"
+
+
+def _write_png(image: torch.Tensor, path: str) -> None:
+    from PIL import Image
+
+    array = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    Image.fromarray(np.ascontiguousarray(array.permute(1, 2, 0).numpy())).save(path, format="PNG")
+
+
+def _compact(value: Any) -> Any:
+    """A CPU tensor that owns exactly its own elements (not a view of a larger storage)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+    return value
+
+
+def record_checksum(record: Mapping[str, Any]) -> str:
+    """32 hex digits over every entry of a record but ``"checksum"`` (tensors by dtype,
+    shape and bytes; other values by ``repr``)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for key in sorted(k for k in record if k != "checksum"):
+        value = record[key]
+        digest.update(f"{key}\0".encode())
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().to("cpu").contiguous()
+            digest.update(f"{tensor.dtype}:{tuple(tensor.shape)}\0".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(f"{value!r}\0".encode())
+    return digest.hexdigest()
+
+
+def check_record(record: Mapping[str, Any]) -> str | None:
+    """Why a record's values are implausible, or ``None`` when they are fine.
+
+    Checks: ``image`` is a floating-point ``[3, H, W]`` tensor, finite, within [0, 1]
+    (:data:`IMAGE_SLACK`); ``activation`` and every ``history`` value are finite and at
+    most :data:`MAX_ABS_ACTIVATION` in magnitude.
+    """
+    image = record.get("image")
+    if not isinstance(image, torch.Tensor) or not image.is_floating_point() or image.dim() != 3 \
+            or image.shape[0] != 3:
+        return f"image is not a float [3, H, W] tensor ({getattr(image, 'shape', type(image).__name__)})"
+    if not bool(torch.isfinite(image).all()):
+        return "image holds non-finite values"
+    low, high = float(image.min()), float(image.max())
+    if low < -IMAGE_SLACK or high > 1 + IMAGE_SLACK:
+        return f"image values span [{low:.4g}, {high:.4g}], outside [0, 1]"
+    activation = record.get("activation")
+    if activation is not None:
+        try:
+            activation = float(activation)
+        except (TypeError, ValueError):
+            return f"activation {activation!r} is not a number"
+        if not math.isfinite(activation) or abs(activation) > MAX_ABS_ACTIVATION:
+            return f"activation {activation!r} is non-finite or implausibly large"
+    history = record.get("history")
+    if history is not None:
+        if not isinstance(history, torch.Tensor) or not history.is_floating_point():
+            return "history is not a float tensor"
+        if history.numel() and (not bool(torch.isfinite(history).all())
+                                or float(history.abs().max()) > MAX_ABS_ACTIVATION):
+            return "history holds non-finite or implausibly large values"
+    return None
+
+
+def _png_ok(png: Path, image: torch.Tensor) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(png) as handle:
+            handle.load()  # decodes fully: a truncated file fails here
+            return handle.size == (image.shape[-1], image.shape[-2])
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def write_record(path: Path, record: dict[str, Any], config: Mapping[str, Any] | None = None) -> Path:
+    """Write one channel's PNG, then its record, atomically.
+
+    Args:
+        path (Path): the ``.pt`` path from :func:`record_path`.
+        record (dict): must hold ``"image"`` (Tensor ``[3, H, W]`` in [0, 1]); tensors are
+            stored on the CPU as compact copies, with a ``"checksum"`` of the whole
+            record (:func:`record_checksum`).
+        config (mapping, optional): written once per directory as ``config.json``.
+
+    Returns:
+        Path of the PNG.
+    """
+    png = path.with_suffix(".png")
+    atomic_write(png, lambda tmp: _write_png(record["image"], tmp))
+    stored = {k: _compact(v) for k, v in record.items() if k != "checksum"}
+    stored["checksum"] = record_checksum(stored)
+    atomic_write(path, lambda tmp: torch.save(stored, tmp))
+    if config is not None:
+        meta = path.parent / "config.json"
+        if not meta.exists():
+            atomic_write(meta, lambda tmp: Path(tmp).write_text(json.dumps(dict(config), indent=1, sort_keys=True,
+                                                                           default=str)))
+    return png
+
+
+def read_record(path: Path, expect: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """Read a record; ``None`` when it is missing, unreadable, damaged or implausible, or
+    does not match ``expect``: the caller recomputes it.
+
+    A record passes when it loads, its checksum matches (:func:`record_checksum`), its
+    channel is the one in its file name, it holds ``expect``, and :func:`check_record`
+    finds nothing wrong. A missing or damaged PNG beside a good record is written again.
+
+    Args:
+        path (Path): the ``.pt`` path.
+        expect (mapping, optional): key/value pairs the record must hold (e.g. the config hash).
+    """
+    if not path.is_file():
+        return None
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a foreign or damaged file: recompute it
+        logger.warning("ignoring unreadable feature-visualisation record %s: %s", path, error)
+        return None
+    if not isinstance(record, dict) or "image" not in record:
+        logger.warning("ignoring malformed feature-visualisation record %s", path)
+        return None
+    for key, value in (expect or {}).items():
+        if record.get(key) != value:
+            logger.warning("ignoring record %s: %s is %r, expected %r", path, key, record.get(key), value)
+            return None
+    problem = None
+    if record.get("checksum") != record_checksum(record):
+        problem = "its checksum does not match (damaged or written by an older version)"
+    elif "channel" in record and path.stem.startswith("c") and path.stem[1:].isdigit() \
+            and record["channel"] != int(path.stem[1:]):
+        problem = f"it holds channel {record['channel']!r}"
+    else:
+        problem = check_record(record)
+    if problem is not None:
+        logger.warning("ignoring feature-visualisation record %s, recomputing it: %s", path, problem)
+        return None
+    png = path.with_suffix(".png")
+    if not _png_ok(png, record["image"]):
+        logger.warning("writing the missing or damaged PNG %s again from its record", png)
+        atomic_write(png, lambda tmp: _write_png(record["image"], tmp))
+    return record
+
+
+def _lock_path(record: Path) -> Path:
+    return record.parent / f".{record.stem}.lock"
+
+
+class RecordLocks:
+    """Per-record locks of one render call, so that concurrent runs share the work.
+
+    Use as a context manager; every lock still held is released on exit. Without paths
+    (no cache) every method is a no-op that hands all channels to the caller.
+
+    Args:
+        where (dict, optional): channel -> record path (:func:`record_path`).
+        expect (mapping, optional): what records must hold, as in :func:`read_record`.
+    """
+
+    def __init__(self, where: Mapping[int, Path] | None, expect: Mapping[str, Any] | None = None) -> None:
+        self.where = dict(where or {})
+        self.expect = expect
+        self._held: dict[int, Any] = {}
+
+    def __enter__(self) -> "RecordLocks":
+        for folder in {path.parent for path in self.where.values()}:
+            for tmp in remove_stale_tmp(folder, older_than=STALE_TMP_AGE):
+                logger.info("removed %s, left by an interrupted write", tmp)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release(list(self._held))
+
+    def _lock(self, channel: int):
+        from filelock import FileLock  # a dependency of torch
+
+        path = self.where[channel]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(_lock_path(path)))
+
+    def claim(self, channels: Iterable[int], reread: bool = True) -> tuple[list[int], dict[int, dict[str, Any]], list[int]]:
+        """Take, without waiting, the locks of the records still to compute.
+
+        Args:
+            channels (iterable of int): channels without a usable record.
+            reread (bool): read each record again once its lock is held (another process
+                may have finished it); ``False`` to recompute regardless (``force``).
+
+        Returns:
+            ``(mine, done, busy)``: channels now locked by this process, to compute;
+            channels whose record another process finished meanwhile (their records);
+            channels another process holds the lock of (see :meth:`wait`).
+        """
+        from filelock import Timeout
+
+        channels = list(channels)
+        if not self.where:
+            return channels, {}, []
+        mine, done, busy = [], {}, []
+        for c in channels:
+            lock = self._lock(c)
+            try:
+                lock.acquire(blocking=False)
+            except Timeout:
+                busy.append(c)
+                continue
+            record = read_record(self.where[c], self.expect) if reread else None  # finished elsewhere since?
+            if record is not None:
+                lock.release()
+                done[c] = record
+                continue
+            self._held[c] = lock
+            self._clean(c)
+            mine.append(c)
+        if busy:
+            logger.info("%d record(s) are being computed by another process; computing the others first", len(busy))
+        return mine, done, busy
+
+    def _clean(self, channel: int) -> None:
+        """Remove the temporary files a killed writer of this record left (its lock is held)."""
+        path = self.where[channel]
+        for suffix in (".pt", ".png"):
+            for tmp in path.parent.glob(f".{path.stem}{suffix}.*{TMP_SUFFIX}"):
+                try:
+                    tmp.unlink()
+                    logger.info("removed %s, left by an interrupted write", tmp)
+                except FileNotFoundError:
+                    pass
+
+    def release(self, channels: Iterable[int]) -> None:
+        """Release the locks of ``channels`` (their records are written)."""
+        for c in list(channels):
+            lock = self._held.pop(c, None)
+            if lock is not None:
+                lock.release()
+
+    def wait(self, channels: Iterable[int]) -> list[int]:
+        """Wait until no process holds the locks of ``channels``; returns them (claim
+        them again: their records are read, or recomputed if the other process failed)."""
+        channels = list(channels)
+        for c in channels:
+            lock = self._lock(c)
+            with lock:  # blocks while the other process computes the record
+                pass
+        return channels

@@ -1,0 +1,901 @@
+r"""Feature visualisations (FZs) of residual nodes: many channels per batch, stopped at the node.
+
+For each channel ``c`` of a node (In, Pre, Post — or Sum) of a residual block, an image in
+[0, 1] is optimised to excite the channel's centre neuron ``act[c, H // 2, W // 2]`` (the
+convention of Lucent's ``objectives.neuron``), as the paper does with Lucent
+(§2.2, appendix 7.1). What is the same as the paper's Lucent runs:
+
+* the image parameterisation (FFT spectrum, colour decorrelation, sigmoid), Adam at
+  ``lr = 0.05``, 2560 steps, and the paper's code's transforms (pad, jitter, random scale
+  from ``[1, .975, 1.025, .95, 1.05]``, random rotation in -5..5 degrees, jitter / 2,
+  centre crop; only scale and rotation below jitter 4) — see :mod:`rsi_plugin.featureviz.param`
+  for the exact semantics and the interpolation-level deviations;
+* the paper's jitter per block and node (:func:`paper_jitter`).
+
+What is different, and why:
+
+* **Batched.** Lucent renders one channel per call. Here each batch element optimises its
+  own channel; the loss is the *sum* over elements, so each element's gradient (and its
+  Adam update, which is element-wise) is exactly what it would be alone. Every random draw
+  of channel ``c`` — its initial spectrum and each step's transform — comes from a
+  generator seeded by ``(seed, c)`` (:func:`channel_seed`), and each element is
+  transformed with its own draw, so a channel's image does not depend on which channels
+  share its batch. BatchNorm runs in eval mode (per sample).
+* **Stopped at the node.** The forward is run with plain PyTorch forward hooks
+  (:class:`NodeProbe`) that read the node and raise a private exception, so nothing after
+  the node is computed (Lucent always runs the whole network and hooks every module).
+  nnsight is not used here: the optimisation loop needs autograd through the value for
+  thousands of steps, and an nnsight trace costs about 1.5 ms of set-up per call on top of
+  the forward.
+* **Pre is Pre.** torchvision's blocks add the identity into bn2's (bn3's) output in place
+  and apply an in-place ReLU. Lucent's hook keeps a *reference* to that output, so what
+  it optimises as ``layer3_1_bn2`` is Post. Here Pre is a clone of bn's output, read
+  before the sum. ``paper_compat=True`` reproduces Lucent's reading (a reference to bn's
+  output, evaluated after the block has run), to compare with published FZs.
+* The image size defaults to the model's input size (:func:`rsi_plugin.model_info`; 224
+  for ImageNet models) and is not upsampled to 224 as Lucent's ``render_vis`` does for
+  smaller images.
+
+During a call the model is put in eval mode and its parameters stop requiring gradients;
+both are restored afterwards (also when the call raises), and no ``.grad`` is accumulated.
+On CUDA, ``grid_sample``'s backward is not deterministic, so equal seeds give equal images
+on the CPU only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from rsi_plugin.core.channels import check_channels as validate_channels
+from rsi_plugin.featureviz.cache import (
+    RecordLocks,
+    config_hash,
+    model_fingerprint,
+    read_record,
+    record_path,
+    write_record,
+)
+from rsi_plugin.featureviz.param import (
+    PAPER_ANGLES,
+    PAPER_SCALES,
+    ImageParam,
+    TransformSpec,
+    draw_transforms,
+    init_params,
+    transform_images,
+    transform_thetas,
+)
+from rsi_plugin.core.images import model_info
+from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, get_module, residual_blocks
+
+__all__ = [
+    "FeatureVizConfig",
+    "FeatureVizResult",
+    "Visualization",
+    "NodeProbe",
+    "visualize",
+    "render",
+    "paper_jitter",
+    "scaled_jitter",
+    "relu_source",
+    "fz_status",
+    "plateaued",
+    "STATUSES",
+    "DEAD_ACTIVATION",
+    "FLAT_STD",
+    "channel_seed",
+    "model_fingerprint",
+    "OBJECTIVES",
+]
+
+logger = logging.getLogger(__name__)
+
+#: bump when a change of the algorithm makes cached records stale
+FORMAT_VERSION = 2
+#: the statuses of an FZ (:func:`fz_status`), best first
+STATUSES: tuple[str, ...] = ("ok", "dead", "flat", "unconverged")
+#: an FZ whose objective on its final image is at or below this is ``"dead"``: it does not
+#: drive its own target (a ReLU node stuck at 0, a Pre that stayed negative)
+DEAD_ACTIVATION: float = 0.0
+#: an FZ whose pixel standard deviation (over colours and pixels, [0, 1] scale) is below this
+#: is ``"flat"``: the initial noise (std ~0.0025) or a uniform colour, not an image
+FLAT_STD: float = 0.01
+#: the paper's jitters (:func:`paper_jitter`) are for images of this side
+JITTER_REFERENCE_SIZE: int = 224
+OBJECTIVES: tuple[str, ...] = ("neuron", "channel")
+JITTER_SCHEDULES: tuple[str, ...] = ("text", "code")
+PAD_MODES: tuple[str, ...] = ("reflect", "constant", "replicate", "circular")
+
+
+# --------------------------------------------------------------------------- the paper's jitter
+
+def _split_name(block_name: str) -> tuple[int, int] | None:
+    parts = str(block_name).split(".")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def paper_jitter(block_name: str, node: str, schedule: Literal["text", "code"] = "text") -> int:
+    r"""The jitter the paper used for a block's node.
+
+    ``schedule="text"`` (default) follows appendix 7.1: no jitter for the entire blocks 1.1
+    and 2.0, 4 for 2.1 Pre and the entire block 3.0, 16 for everything else.
+
+    ``schedule="code"`` follows the paper's ``batch_process.sh``, which renders *modules*:
+    In of a block without a downsample is the previous block's output and gets that
+    module's jitter (2.1 In: 0 as ``layer2.0``; 3.1 In: 4 as ``layer3.0``), and 2.1 Post
+    gets 4 (the text says 16). ``layer1.0`` (1.0 Post, 1.1 In) gets 0. Nodes the script
+    never rendered (1.0 In and Pre) fall back to the text's value.
+
+    Sum gets Post's jitter. Blocks of other models follow the same rules by name.
+
+    Args:
+        block_name (str): ``"<stage>.<index>"``, e.g. ``"2.1"``.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+        schedule (str): ``"text"`` or ``"code"``.
+
+    Returns:
+        int: 0, 4 or 16.
+
+    Raises:
+        ValueError: unknown node or schedule.
+    """
+    check_nodes([node])
+    if schedule not in JITTER_SCHEDULES:
+        raise ValueError(f"unknown jitter schedule {schedule!r}; valid: {', '.join(JITTER_SCHEDULES)}")
+    node = "post" if node == "sum" else node
+    name = str(block_name)
+    if schedule == "code":
+        split = _split_name(name)
+        if split is not None and node == "in" and split[1] > 0:
+            return paper_jitter(f"{split[0]}.{split[1] - 1}", "post", "code")
+        code = {("1.0", "post"): 0, ("1.1", "pre"): 0, ("1.1", "post"): 0,
+                ("2.1", "pre"): 4, ("2.1", "post"): 4}
+        if (name, node) in code:
+            return code[(name, node)]
+        if name == "2.0":
+            return 0
+        if name == "3.0":
+            return 4
+        return paper_jitter(name, node, "text")
+    if name in ("1.1", "2.0"):
+        return 0
+    if name == "3.0" or (name == "2.1" and node == "pre"):
+        return 4
+    return 16
+
+
+def scaled_jitter(jitter: int, image_size: int) -> int:
+    r"""A jitter given for 224-px images, scaled to ``image_size``: ``round(jitter * size / 224)``.
+
+    The paper's jitter of 16 px is 7 % of its 224-px images but 25 % of a 64-px one; scaled,
+    it is 5 px there (and 4 becomes 1, below the pad threshold of 4: scale and rotation only).
+
+    Args:
+        jitter (int): the jitter at 224 px.
+        image_size (int): the image side.
+
+    Returns:
+        int.
+    """
+    return int(round(int(jitter) * int(image_size) / JITTER_REFERENCE_SIZE))
+
+
+def channel_seed(seed: int, channel: int) -> int:
+    """The seed of channel ``channel``'s generator, derived from ``(seed, channel)`` only.
+
+    Derived with :class:`numpy.random.SeedSequence`, so nearby seeds and channels give
+    unrelated streams. In, Pre and Post FZs of one channel rendered with the same ``seed``
+    share their random draws; pass different seeds for independent draws.
+    """
+    state = np.random.SeedSequence([int(seed), int(channel)]).generate_state(1, dtype=np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+# --------------------------------------------------------------------------- configuration
+
+@dataclass(frozen=True)
+class FeatureVizConfig:
+    r"""How feature visualisations are rendered. Defaults are the paper's.
+
+    Attributes:
+        image_size (int, optional): side of the image; ``None``: the model's input size
+            (``model.rsi_info.input_size``; 224 for ImageNet models).
+        steps (int): optimisation steps (the paper's code: 2560).
+        lr (float): Adam's learning rate (Lucent's default 0.05).
+        objective (str): ``"neuron"``: the centre neuron ``(H // 2, W // 2)``;
+            ``"channel"``: the mean over the channel's map.
+        jitter (int, optional): ``None``: :func:`paper_jitter` of the block and node;
+            ``d >= 4``: pad, jitter ``d``, scale, rotate, jitter ``d // 2``, crop;
+            ``d < 4``: scale and rotate only.
+        jitter_schedule (str): ``"text"`` (appendix 7.1) or ``"code"`` (the paper's script)
+            when ``jitter`` is ``None``.
+        scales (tuple of float): random scales (the paper's ``[1, .975, 1.025, .95, 1.05]``).
+        angles (tuple of float): random rotations in degrees (the paper's -5..5).
+        pad_mode (str): mode of the pad (Lucent's ``pad`` default ``"reflect"``).
+        seed (int): seed; channel ``c`` draws from :func:`channel_seed` ``(seed, c)``.
+        channels_per_batch (int): channels optimised together (does not change results).
+        fft (bool): FFT-spectrum parameterisation (else pixels).
+        decorrelate (bool): Lucent's colour decorrelation.
+        decay_power (float): spectrum decay (Lucent: 1).
+        sd (float): standard deviation of the initial parameters (Lucent: 0.01).
+        paper_compat (bool): Lucent's behaviour: read Pre as Lucent does (a reference to
+            bn's output, which the block's in-place sum and ReLU turn into Post), and no
+            pre-activation substitution (``pre_activation`` is off).
+        early_stop (bool): stop each channel once its objective plateaus
+            (:func:`plateaued`), with ``steps`` as the cap; ``False``: exactly ``steps``
+            steps (the paper's fixed count).
+        plateau_window (int): ``w``: the plateau rule compares the mean objective of the
+            last ``w`` steps with the ``w`` before (``min(w, steps // 2)`` for short runs);
+            checked every ``w`` steps from ``2 w`` on.
+        plateau_rtol (float): the objective has plateaued when that gain is at most this
+            fraction of its magnitude. A channel that has not plateaued at the end of the
+            run is ``"unconverged"``.
+        scale_jitter (bool): scale the paper's jitter (given for 224 px) to ``image_size``
+            (:func:`scaled_jitter`) when ``jitter`` is ``None``; ``False``: the paper's
+            pixels at any size. An explicit ``jitter`` is never scaled.
+        pre_activation (bool): for a node behind a ReLU (Post; In when it is the previous
+            block's output, see :func:`relu_source`), optimise the pre-ReLU sum while the
+            target is <= 0, so that a channel that starts at 0 gets a gradient. Where the
+            target is > 0 the objective is the target itself. Off with ``paper_compat``.
+    """
+
+    image_size: int | None = None
+    steps: int = 2560
+    lr: float = 0.05
+    objective: Literal["neuron", "channel"] = "neuron"
+    jitter: int | None = None
+    jitter_schedule: Literal["text", "code"] = "text"
+    scales: tuple[float, ...] = PAPER_SCALES
+    angles: tuple[float, ...] = PAPER_ANGLES
+    pad_mode: str = "reflect"
+    seed: int = 0
+    channels_per_batch: int = 32
+    fft: bool = True
+    decorrelate: bool = True
+    decay_power: float = 1.0
+    sd: float = 0.01
+    paper_compat: bool = False
+    early_stop: bool = True
+    plateau_window: int = 64
+    plateau_rtol: float = 0.01
+    scale_jitter: bool = True
+    pre_activation: bool = True
+
+    def __post_init__(self) -> None:
+        def integer(name: str, low: int, allow_none: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}{' or None' if allow_none else ''}, got {value!r}")
+        integer("image_size", 16, allow_none=True)
+        integer("steps", 1)
+        integer("jitter", 0, allow_none=True)
+        integer("seed", 0)
+        integer("channels_per_batch", 1)
+        integer("plateau_window", 1)
+        for name in ("paper_compat", "early_stop", "scale_jitter", "pre_activation", "fft", "decorrelate"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.plateau_rtol, bool) or not float(self.plateau_rtol) >= 0:
+            raise ValueError(f"plateau_rtol must be a number >= 0, got {self.plateau_rtol!r}")
+        for name in ("lr", "sd"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
+        if self.jitter_schedule not in JITTER_SCHEDULES:
+            raise ValueError(f"unknown jitter_schedule {self.jitter_schedule!r}; valid: {', '.join(JITTER_SCHEDULES)}")
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"unknown pad_mode {self.pad_mode!r}; valid: {', '.join(PAD_MODES)}")
+        scales = tuple(float(s) for s in self.scales)
+        angles = tuple(float(a) for a in self.angles)
+        if not scales or min(scales) <= 0:
+            raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {self.scales!r}")
+        if not angles:
+            raise ValueError("angles must be a non-empty sequence of degrees")
+        object.__setattr__(self, "scales", scales)
+        object.__setattr__(self, "angles", angles)
+
+    def resolved(self, model: nn.Module, block: ResidualBlock | str, node: str) -> "FeatureVizConfig":
+        """This config with ``image_size`` and ``jitter`` filled in for a model, block and node.
+
+        Raises:
+            ValueError: a pad (``jitter >= 4``) that is not smaller than the image.
+        """
+        name = block.name if isinstance(block, ResidualBlock) else str(block)
+        size = self.image_size if self.image_size is not None else int(model_info(_unwrap(model)).input_size)
+        jitter = self.jitter
+        if jitter is None:
+            jitter = paper_jitter(name, node, self.jitter_schedule)
+            if self.scale_jitter:
+                jitter = scaled_jitter(jitter, size)
+        if jitter >= 4 and jitter >= size:
+            raise ValueError(f"jitter {jitter} needs an image larger than {jitter} px, got image_size {size}")
+        return dataclasses.replace(self, image_size=int(size), jitter=int(jitter),
+                                   pre_activation=bool(self.pre_activation and not self.paper_compat))
+
+    def transform_spec(self) -> TransformSpec:
+        """The transforms of a resolved config."""
+        if self.jitter is None:
+            raise ValueError("resolve the config first (FeatureVizConfig.resolved)")
+        return TransformSpec(jitter=int(self.jitter), scales=self.scales, angles=self.angles, pad_mode=self.pad_mode)
+
+    def cache_key(self) -> dict[str, Any]:
+        """What determines a channel's result: every field but ``channels_per_batch`` (and the
+        jitter schedule once the jitter is resolved), the cache format version, the torch
+        version and torch's intra-op thread count (CPU results differ in the last bits
+        between thread counts and versions, and the optimisation amplifies that)."""
+        key = dataclasses.asdict(self)
+        key.pop("channels_per_batch")
+        if self.jitter is not None:  # resolved: the schedule no longer matters
+            key.pop("jitter_schedule")
+        key["format"] = FORMAT_VERSION
+        key["torch"] = torch.__version__
+        key["threads"] = int(torch.get_num_threads())
+        return key
+
+
+# --------------------------------------------------------------------------- reading a node
+
+def relu_source(blocks: Sequence[ResidualBlock], block: ResidualBlock, node: str) -> ResidualBlock | None:
+    r"""The block whose pre-ReLU sum ``In + Pre`` is the pre-activation of ``node``, if any.
+
+    Post is ``ReLU(In + Pre)`` of its own block. In of a block without a downsample that
+    follows another block of its stage (``"3.1"`` after ``"3.0"``) is that block's output,
+    ``ReLU`` of its sum. In of a stage's first block without a downsample (resnet18's 1.0:
+    the stem's max-pooled ReLU) and In with a downsample (a BatchNorm output), Pre and Sum
+    have no such source (``None``). For blocks without a ReLU after the sum (ConvNeXt) the
+    sum equals the node, so reading it changes nothing.
+
+    Args:
+        blocks (sequence of ResidualBlock): the model's blocks (:func:`residual_blocks`).
+        block (ResidualBlock): the block of the node.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+
+    Returns:
+        ResidualBlock or None.
+    """
+    if node == "post":
+        return block
+    if node != "in" or block.downsample_path is not None:
+        return None
+    split = _split_name(block.name)
+    if split is None or split[1] == 0 or block.index == 0:
+        return None
+    previous = blocks[block.index - 1]
+    return previous if _split_name(previous.name) == (split[0], split[1] - 1) else None
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the target node is read, to skip the rest of the forward."""
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    module = getattr(model, "_module", model)
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
+    return module
+
+
+class NodeProbe:
+    r"""Read one node of a residual block with forward hooks, stopping the forward there.
+
+    A context manager: hooks are registered on entry and removed on exit (also on error).
+    Calling it runs ``model(x)`` up to the node and returns the node's value, with autograd.
+
+    ======== ===================================================================
+    node     read as
+    ======== ===================================================================
+    in       the downsample's output, or the block's input (forward pre-hook)
+    pre      a clone of the last BatchNorm's output, before the in-place sum
+    sum      ``in + pre`` (clone of Pre), after the block
+    post     the block's output
+    ======== ===================================================================
+
+    With ``paper_compat=True``, Pre is what Lucent's ``ModuleHook`` records: a reference
+    to bn's output, returned after the block has run its in-place ``out += identity`` and
+    ``relu`` — for a torchvision block that is Post.
+
+    Args:
+        model (nn.Module): the model (an ``nnsight.NNsight`` is unwrapped).
+        block (str or ResidualBlock): the block, e.g. ``"2.1"``.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+        paper_compat (bool): read Pre as Lucent does.
+
+    Shapes:
+        ``probe(x)``: input ``[K, 3, H, W]`` (normalised) to ``[K, C, h, w]``.
+    """
+
+    def __init__(self, model: nn.Module, block: str | ResidualBlock, node: str, paper_compat: bool = False,
+                 pre_activation: bool = False) -> None:
+        check_nodes([node])
+        self.model = _unwrap(model)
+        blocks = residual_blocks(self.model)
+        self.block = get_block(blocks, block)
+        self.node = node
+        self.paper_compat = bool(paper_compat)
+        #: the block whose pre-ReLU sum feeds the node's ReLU (``None``: not read)
+        self.relu_source = relu_source(blocks, self.block, node) if pre_activation and not paper_compat else None
+        #: the pre-ReLU value of the last call (``None`` when not read)
+        self.pre_activation: torch.Tensor | None = None
+        self._handles: list[Any] = []
+        self._seen: dict[str, torch.Tensor] = {}
+
+    # hooks --------------------------------------------------------------
+    def _store(self, key: str, clone: bool = False, stop: bool = False):
+        def hook(module, args, output):
+            self._seen[key] = output.clone() if clone else output
+            if stop:
+                self._seen["value"] = self._seen[key]
+                raise _StopForward
+        return hook
+
+    def _store_input(self, key: str, stop: bool = False):
+        def hook(module, args):
+            self._seen[key] = args[0]
+            if stop:
+                self._seen["value"] = args[0]
+                raise _StopForward
+        return hook
+
+    def _finish(self, module, args, output):
+        if self.node == "sum":
+            self._seen["value"] = self._seen["in"] + self._seen["pre"]
+        else:  # paper_compat Pre: the reference, as it is after the block's in-place ops
+            self._seen["value"] = self._seen["pre"]
+        raise _StopForward
+
+    def _finish_source(self, module, args, output):
+        self._seen["z"] = self._seen.pop("z_in") + self._seen.pop("z_pre")
+        if self.node == "post":
+            self._seen["value"] = output
+            raise _StopForward
+
+    def _register_source(self, register: Callable[[Any], None]) -> None:
+        """Hooks that read the pre-ReLU sum ``In + Pre`` of :attr:`relu_source` as ``"z"``."""
+        source = self.relu_source
+        unit = get_module(self.model, source.path)
+        if source.downsample_path is not None:
+            register(get_module(self.model, source.downsample_path).register_forward_hook(self._store("z_in")))
+        else:
+            register(unit.register_forward_pre_hook(self._store_input("z_in")))
+        register(get_module(self.model, source.pre_path).register_forward_hook(self._store("z_pre", clone=True)))
+        register(unit.register_forward_hook(self._finish_source))
+
+    def __enter__(self) -> "NodeProbe":
+        block, node = self.block, self.node
+        bn = get_module(self.model, block.pre_path)
+        unit = get_module(self.model, block.path)
+        register = self._handles.append
+        try:
+            if self.relu_source is not None:
+                self._register_source(register)
+                if node == "in":  # In is the block's input, the source block's output after its ReLU
+                    register(unit.register_forward_pre_hook(self._store_input("in", stop=True)))
+            elif node == "post":
+                register(unit.register_forward_hook(self._store("post", stop=True)))
+            elif node == "pre" and not self.paper_compat:
+                register(bn.register_forward_hook(self._store("pre", clone=True, stop=True)))
+            elif node == "pre":
+                register(bn.register_forward_hook(self._store("pre", clone=False)))
+                register(unit.register_forward_hook(self._finish))
+            else:
+                stop = node == "in"
+                if block.downsample_path is not None:
+                    ds = get_module(self.model, block.downsample_path)
+                    register(ds.register_forward_hook(self._store("in", stop=stop)))
+                else:
+                    register(unit.register_forward_pre_hook(self._store_input("in", stop=stop)))
+                if node == "sum":
+                    register(bn.register_forward_hook(self._store("pre", clone=True)))
+                    register(unit.register_forward_hook(self._finish))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+        self._seen = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._handles:
+            raise RuntimeError("NodeProbe is not active: use it as `with NodeProbe(...) as probe: probe(x)`")
+        self._seen = {}
+        try:
+            self.model(x)
+        except _StopForward:
+            pass
+        value = self._seen.get("value")
+        self.pre_activation = self._seen.get("z")
+        self._seen = {}
+        if value is None:
+            raise RuntimeError(f"the forward never reached node {self.node!r} of block {self.block.name}")
+        return value
+
+
+# --------------------------------------------------------------------------- optimisation
+
+@dataclass(frozen=True)
+class Visualization:
+    """What :func:`visualize` returns; unpacks as ``images, activations = visualize(...)``.
+
+    Attributes:
+        images (Tensor): ``[K, 3, H, W]`` in [0, 1], on the model's device.
+        activations (Tensor): ``[K]``, each channel's objective on its final, untransformed
+            image (the centre neuron for ``"neuron"``; the value that was optimised, so the
+            aliased Post for Pre with ``paper_compat=True``).
+        history (Tensor): ``[steps, K]``, the optimised objective on each step's
+            transformed image (the pre-ReLU value where it stood in for a target <= 0);
+            NaN after a channel's ``steps_used``.
+        status (list of str): per channel, ``"ok"``, ``"dead"``, ``"flat"`` or
+            ``"unconverged"`` (:func:`fz_status`).
+        steps_used (Tensor): ``[K]`` int64, the steps each channel's image got.
+    """
+
+    images: torch.Tensor
+    activations: torch.Tensor
+    history: torch.Tensor
+    status: list[str] = field(default_factory=list)
+    steps_used: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter((self.images, self.activations))
+
+
+def _device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """Eval mode, parameters not requiring grad; both restored on exit."""
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        model.eval()
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+
+
+def plateau_window(steps: int, window: int) -> int:
+    """The window of the plateau rule for a run of ``steps``: ``min(window, steps // 2)`` (0:
+    too short to tell)."""
+    return min(int(window), int(steps) // 2)
+
+
+def plateaued(history: torch.Tensor, window: int, rtol: float) -> torch.Tensor:
+    r"""Whether each column's objective has stopped rising: the mean of the last ``window``
+    steps exceeds the mean of the ``window`` before by at most ``rtol`` times the larger of
+    their magnitudes.
+
+    Args:
+        history (Tensor): ``[t, K]`` objective per step, ``t >= 2 * window``.
+        window (int): ``w`` >= 1.
+        rtol (float): the tolerated relative gain.
+
+    Returns:
+        bool Tensor ``[K]`` (False where the history is not finite).
+    """
+    if window < 1 or history.shape[0] < 2 * window:
+        return torch.zeros(history.shape[1], dtype=torch.bool, device=history.device)
+    last = history[-window:].mean(0)
+    before = history[-2 * window:-window].mean(0)
+    scale = torch.maximum(last.abs(), before.abs())
+    return torch.isfinite(last) & torch.isfinite(before) & (last - before <= rtol * scale)
+
+
+def fz_status(activations: torch.Tensor, images: torch.Tensor, converged: torch.Tensor) -> list[str]:
+    r"""The status of each FZ, the first that applies of:
+
+    * ``"dead"``: its objective on its final image is at or below :data:`DEAD_ACTIVATION`
+      (or not finite): the image does not drive its own target;
+    * ``"flat"``: its pixel standard deviation is below :data:`FLAT_STD`;
+    * ``"unconverged"``: the objective had not plateaued (:func:`plateaued`) when the run
+      ended;
+    * ``"ok"``.
+
+    Args:
+        activations (Tensor): ``[K]`` the objective on each final image.
+        images (Tensor): ``[K, 3, H, W]`` in [0, 1].
+        converged (Tensor): ``[K]`` bool.
+
+    Returns:
+        list of str.
+    """
+    acts = activations.detach().float().cpu()
+    spread = images.detach().float().flatten(1).std(1).cpu()
+    done = converged.detach().bool().cpu()
+    out = []
+    for a, sd, ok in zip(acts.tolist(), spread.tolist(), done.tolist()):
+        if not np.isfinite(a) or a <= DEAD_ACTIVATION:
+            out.append("dead")
+        elif not sd >= FLAT_STD:
+            out.append("flat")
+        elif not ok:
+            out.append("unconverged")
+        else:
+            out.append("ok")
+    return out
+
+
+def _objective(act: torch.Tensor, rows: torch.Tensor, channels: torch.Tensor, objective: str) -> torch.Tensor:
+    maps = act[rows, channels]  # [K, h, w]
+    if objective == "neuron":
+        return maps[:, maps.shape[1] // 2, maps.shape[2] // 2]
+    return maps.mean(dim=(1, 2))
+
+
+def check_channels(channels: Sequence[int] | torch.Tensor | None, block: ResidualBlock) -> list[int]:
+    """Validated channel indices of a block (``None``: all of them).
+
+    Raises:
+        TypeError: a non-integer. IndexError: out of range. ValueError: duplicates or none.
+    """
+    return validate_channels(channels, block.channels, where=f"block {block.name}")
+
+
+def _prepare(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | torch.Tensor | None,
+             config: "FeatureVizConfig | None") -> tuple[nn.Module, ResidualBlock, list[int], "FeatureVizConfig"]:
+    """The unwrapped model, the block, the validated channels and the resolved config of a call."""
+    module = _unwrap(model)
+    target = get_block(residual_blocks(module), block)
+    check_nodes([node])
+    return module, target, check_channels(channels, target), (config or FeatureVizConfig()).resolved(module, target, node)
+
+
+def _optimize_batch(model: nn.Module, block: ResidualBlock, node: str, channels: list[int],
+                    cfg: FeatureVizConfig) -> Visualization:
+    """Optimise one batch, one channel per element (``cfg`` resolved)."""
+    device = _device(model)
+    size, steps = int(cfg.image_size), int(cfg.steps)
+    spec = cfg.transform_spec()
+    generators = [torch.Generator().manual_seed(channel_seed(cfg.seed, c)) for c in channels]
+    params0 = init_params(generators, size, fft=cfg.fft, sd=cfg.sd)
+    draws = torch.stack([draw_transforms(g, steps, spec) for g in generators], dim=1)  # [steps, K, 6]
+    thetas = transform_thetas(draws, size, spec).to(device=device, dtype=torch.float32)
+    image_of = ImageParam(size, fft=cfg.fft, decorrelate=cfg.decorrelate, decay_power=cfg.decay_power, device=device)
+    info = model_info(model)
+    mean = torch.tensor(info.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(info.std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
+    rows = torch.arange(len(channels), device=device)
+    index = torch.tensor(channels, device=device)
+
+    params = params0.to(device).requires_grad_(True)
+    optimizer = torch.optim.Adam([params], lr=cfg.lr)
+    k = len(channels)
+    history = torch.full((steps, k), float("nan"), device=device)
+    window = plateau_window(steps, cfg.plateau_window)
+    done = torch.zeros(k, dtype=torch.bool, device=device)  # plateaued: the image is frozen at ``kept``
+    used = torch.full((k,), steps, dtype=torch.long, device=device)
+    kept = params.detach().clone()
+    with _frozen(model), NodeProbe(model, block, node, cfg.paper_compat, cfg.pre_activation) as probe, \
+            torch.enable_grad():
+        for step in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            seen = transform_images(image_of(params), thetas[step], spec)
+            target = _objective(probe((seen - mean) / std), rows, index, cfg.objective)
+            value = target
+            if probe.pre_activation is not None:  # a ReLU node: climb its pre-activation while it is <= 0
+                value = torch.where(target > 0, target, _objective(probe.pre_activation, rows, index, cfg.objective))
+            (-value.sum()).backward()
+            optimizer.step()
+            history[step] = torch.where(done, torch.full_like(value, float("nan")), value.detach())
+            t = step + 1
+            if cfg.early_stop and window and t < steps and t >= 2 * window and t % window == 0:
+                new = plateaued(history[:t], window, cfg.plateau_rtol) & ~done
+                if bool(new.any()):  # one host sync per window
+                    kept[new] = params.detach()[new]
+                    used[new] = t
+                    history[t:, new] = float("nan")
+                    done |= new
+                    if bool(done.all()):
+                        break
+        last = ~done
+        if bool(last.any()):
+            done[last] = plateaued(history[:steps, last], window, cfg.plateau_rtol)
+        with torch.no_grad():
+            final_params = torch.where(last.view(-1, *[1] * (params.dim() - 1)), params.detach(), kept)
+            images = image_of(final_params)
+            final = _objective(probe((images - mean) / std), rows, index, cfg.objective)
+    run = int(used.max())
+    return Visualization(images.detach(), final.detach(), history[:run], fz_status(final, images, done), used.cpu())
+
+
+def visualize(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | torch.Tensor,
+              config: FeatureVizConfig | None = None, progress: bool = False) -> Visualization:
+    r"""Feature visualisations of some channels of one node, ``config.channels_per_batch`` at a time.
+
+    No cache: see :func:`render` for cached, resumable runs.
+
+    Args:
+        model (nn.Module): a model with residual blocks (its device is used).
+        block (str): block name, e.g. ``"2.1"``.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+        channels (sequence of int): channels of the node.
+        config (FeatureVizConfig, optional): defaults to the paper's settings.
+        progress (bool): show a tqdm bar over batches.
+
+    Returns:
+        :class:`Visualization` with ``images [K, 3, H, W]`` in [0, 1], ``activations [K]``
+        and ``history [steps, K]``.
+
+    Raises:
+        ValueError: unknown block or node, bad config. IndexError: channel out of range.
+    """
+    module, target, chosen, cfg = _prepare(model, block, node, channels, config)
+    parts = [_optimize_batch(module, target, node, chosen[i:i + cfg.channels_per_batch], cfg)
+             for i in tqdm(range(0, len(chosen), cfg.channels_per_batch), disable=not progress,
+                           desc=f"FZ {target.name} {node}", unit="batch")]
+    run = max(p.history.shape[0] for p in parts)
+    history = torch.cat([F.pad(p.history, (0, 0, 0, run - p.history.shape[0]), value=float("nan"))
+                         for p in parts], dim=1)
+    return Visualization(torch.cat([p.images for p in parts]), torch.cat([p.activations for p in parts]), history,
+                         [s for p in parts for s in p.status], torch.cat([p.steps_used for p in parts]))
+
+
+# --------------------------------------------------------------------------- cached rendering
+
+@dataclass
+class FeatureVizResult:
+    """What :func:`render` returns, one entry per requested channel, in the requested order.
+
+    Attributes:
+        block (str), node (str): where the channels live.
+        channels (list of int): the channels.
+        images (Tensor): ``[K, 3, H, W]`` in [0, 1], on the CPU.
+        activations (Tensor): ``[K]`` achieved objective (see :class:`Visualization`).
+        paths (list): the PNG of each channel, or ``None`` without a cache.
+        config (FeatureVizConfig): the resolved config.
+        computed (list of int): channels computed by this call (the rest came from the cache).
+        histories (list): each channel's objective per step ``[steps_used]``.
+        status (list of str): each channel's FZ status, ``"ok"``, ``"dead"``, ``"flat"``
+            or ``"unconverged"`` (:func:`fz_status`).
+        steps_used (list of int): the steps each channel's image got.
+    """
+
+    block: str
+    node: str
+    channels: list[int]
+    images: torch.Tensor
+    activations: torch.Tensor
+    paths: list[Path | None]
+    config: FeatureVizConfig
+    computed: list[int] = field(default_factory=list)
+    histories: list[torch.Tensor] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    steps_used: list[int] = field(default_factory=list)
+
+
+BatchCallback = Callable[[list[int], torch.Tensor, torch.Tensor], Any]
+
+
+def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | None = None,
+           config: FeatureVizConfig | None = None, cache_dir: str | os.PathLike | None = None, force: bool = False,
+           progress: bool = True, callback: BatchCallback | None = None, remote: Any = None) -> FeatureVizResult:
+    r"""Feature visualisations of a node's channels, cached and resumable.
+
+    With a ``cache_dir``, each channel's result is one record keyed by the model's
+    fingerprint (:func:`model_fingerprint`), the block, the node, the channel and the hash
+    of the resolved config (all fields but ``channels_per_batch``); see
+    :mod:`rsi_plugin.featureviz.cache`. Records are written after each batch, atomically, so an
+    interrupted run, rerun, computes only the channels that are missing.
+
+    Args:
+        model (nn.Module): a model with residual blocks.
+        block (str): block name, e.g. ``"2.1"``.
+        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
+        channels (sequence of int, optional): channels; ``None``: all of the node's.
+        config (FeatureVizConfig, optional): defaults to the paper's settings.
+        cache_dir (path, optional): where records live; ``None``: no cache.
+        force (bool): recompute (and overwrite) cached channels.
+        progress (bool): a tqdm bar over channel batches.
+        callback (callable, optional): ``callback(channels, images, activations)`` after
+            each computed batch has been written (an exception it raises stops the run;
+            finished batches stay cached).
+        remote: ``None`` (here), or ``"local"`` / ``True`` / a URL: each batch's whole
+            optimisation runs on that NDIF server in one request (:mod:`rsi_plugin.access.sessions`);
+            the model needs a remote key (:func:`rsi_plugin.access.remote.model_key`).
+
+    Returns:
+        :class:`FeatureVizResult`.
+
+    Raises:
+        ValueError: unknown block or node, bad config. IndexError: channel out of range.
+    """
+    module, target, chosen, cfg = _prepare(model, block, node, channels, config)
+
+    found: dict[int, dict[str, Any]] = {}
+    paths: dict[int, Path | None] = {c: None for c in chosen}
+    if cache_dir is not None:
+        fingerprint = model_fingerprint(module)
+        key = cfg.cache_key()
+        chash = config_hash(key)
+        expect = {"config_hash": chash, "fingerprint": fingerprint}
+        where = {c: record_path(cache_dir, fingerprint, target.name, node, chash, c) for c in chosen}
+        for c in chosen:
+            paths[c] = where[c].with_suffix(".png")
+            if not force:
+                record = read_record(where[c], expect)
+                if record is not None:
+                    found[c] = record
+    missing = [c for c in chosen if c not in found]
+    logger.info("FZ block %s node %s: %d channel(s), %d cached, %d to compute (size %d, %s %d steps, jitter %d)",
+                target.name, node, len(chosen), len(found), len(missing), cfg.image_size,
+                "at most" if cfg.early_stop else "", cfg.steps, cfg.jitter)
+    computed: list[int] = []
+    # one lock per record: a concurrent run into the same cache computes other channels
+    # and waits for (then reads) the ones this run holds, and vice versa
+    with RecordLocks(where if cache_dir is not None else None, expect if cache_dir is not None else None) as locks:
+        while missing:
+            mine, done, busy = locks.claim(missing, reread=not force)
+            found.update(done)
+            batches = [mine[i:i + cfg.channels_per_batch] for i in range(0, len(mine), cfg.channels_per_batch)]
+            for batch in tqdm(batches, disable=not progress, desc=f"FZ {target.name} {node}", unit="batch"):
+                if remote is None or remote is False:
+                    vis = _optimize_batch(module, target, node, batch, cfg)
+                else:
+                    from rsi_plugin.access.sessions import in_one_request, optimize_batch_remotely
+
+                    vis = in_one_request(model, optimize_batch_remotely, target, node, batch, cfg, remote=remote)
+                for i, c in enumerate(batch):
+                    used = int(vis.steps_used[i])
+                    record = {
+                        "image": vis.images[i].detach().float().cpu().clone(),
+                        "activation": float(vis.activations[i]),
+                        "history": vis.history[:used, i].detach().float().cpu().clone(),
+                        "status": vis.status[i],
+                        "steps_used": used,
+                        "block": target.name,
+                        "node": node,
+                        "channel": c,
+                    }
+                    if cache_dir is not None:
+                        record.update(config_hash=chash, fingerprint=fingerprint)
+                        paths[c] = write_record(where[c], record, key)
+                    found[c] = record
+                computed.extend(batch)
+                locks.release(batch)
+                if callback is not None:
+                    callback(list(batch), vis.images, vis.activations)
+            missing = locks.wait(busy)
+    return FeatureVizResult(
+        block=target.name,
+        node=node,
+        channels=chosen,
+        images=torch.stack([found[c]["image"] for c in chosen]),
+        activations=torch.tensor([float(found[c]["activation"]) for c in chosen]),
+        paths=[paths[c] for c in chosen],
+        config=cfg,
+        computed=computed,
+        histories=[found[c].get("history") for c in chosen],
+        status=[str(found[c].get("status", "unconverged")) for c in chosen],
+        steps_used=[int(found[c].get("steps_used", cfg.steps)) for c in chosen],
+    )

@@ -1,0 +1,1 @@
+"""outputs: see CONTRIBUTING.md for what lives here."""

@@ -1,0 +1,340 @@
+r"""A run's headline numbers as one JSON file, their Markdown tables, and the README block
+that must agree with them.
+
+:func:`summarize_run` reads what ``rsi scan`` / ``rsi ablate`` / ``rsi demo`` wrote below a run
+directory (no model) and returns a plain dict: per scanned block the passing channels (robust
+/ any seed / undetermined and the seed Jaccard when the scan has seeds), and per ablated block
+the random sets asked and kept, the screening tolerance, Eq. 3 per scale with its standard
+error and tests (:mod:`rsi_plugin.ablation.eq3_stats`) and the one-sentence verdict.
+:func:`write_summary` stores it (the file a demo run commits, e.g.
+``docs/results/demo-summary.json``); :func:`render_markdown` turns it into the tables of the
+README's "What the demo finds" section; :func:`update_readme` rewrites the README between
+:data:`START` and :data:`END`, and :func:`check_readme` says where the README and the file
+disagree (a test runs it, so hand-edited numbers fail).
+
+``rsi report DIR --markdown`` prints the Markdown, ``--summary-json PATH`` writes the file and
+``--update-readme README.md`` rewrites the README from that file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from rsi_plugin.core.atomic import atomic_write_text
+
+__all__ = ["START", "END", "marker_lines", "summarize_run", "summarize_contents", "write_summary", "read_summary", "render_markdown", "readme_block",
+           "update_readme", "check_readme", "FORMAT"]
+
+START = "<!-- results:start -->"
+"""Marker comment opening the generated block of the README."""
+END = "<!-- results:end -->"
+"""Marker comment closing it."""
+FORMAT = 1
+"""Version of the summary file's layout."""
+
+_BLOCK_COLUMNS = ("channels", "passing", "robust", "any_seed", "undetermined", "seeds", "jaccard_mean",
+                  "jaccard_min", "jaccard_max", "null_expected")
+_SCALE_COLUMNS = ("ratio_mean", "ratio_se", "n_trials", "no_scale_ratio", "ratio_ci_low", "ratio_ci_high",
+                  "diff_mean", "p_permutation", "p_sign", "deficit", "n_null", "null_share", "p_null", "n_images")
+_SETTING_KEYS = ("model", "weights", "blocks", "steps", "seeds", "trials", "tolerance", "samples", "scales", "seed", "quick",
+                 "null_sets", "max_draws")
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: numpy scalars to Python, floats to 6 significant digits, NaN/inf to None."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    return str(value)
+
+
+def _block_rows(scan) -> list[dict[str, Any]]:
+    summary = scan.summary
+    if "source" in summary.columns:
+        summary = summary[summary["source"].astype(str) == "fz"]
+    table = scan.table
+    if "source" in table.columns:
+        table = table[table["source"].astype(str) == "fz"]
+    rows = []
+    for record in summary.to_dict("records"):
+        block = str(record["block"])
+        row: dict[str, Any] = {"block": block}
+        for column in _BLOCK_COLUMNS:
+            if column in record:
+                row[column] = record[column]
+        if "undetermined" not in row and "verdict" in table.columns:
+            part = table[table["block"].astype(str) == block]
+            if "seed" not in part.columns or part["seed"].nunique() <= 1:
+                row["undetermined"] = int((part["verdict"].astype(str) == "undetermined").sum())
+        rows.append(row)
+    return rows
+
+
+def _ablation(sweep) -> dict[str, Any]:
+    from rsi_plugin.ablation.eq3_stats import verdict
+
+    manifest = sweep.manifest
+    block = str(manifest.get("block", "?"))
+    eq3 = sweep.eq3
+    out: dict[str, Any] = {"block": block, "channels": len(manifest.get("channels") or []),
+                           "trials_asked": manifest.get("trials"), "tolerance_setting": manifest.get("tolerance"),
+                           "null_sets": manifest.get("null_sets"), "node": manifest.get("node")}
+    kept = None
+    if eq3 is not None and "trials_kept" in eq3.columns and len(eq3):
+        kept = int(eq3["trials_kept"].iloc[0])
+        out["draws"] = int(eq3["draws"].iloc[0]) if "draws" in eq3.columns else None
+        out["tolerance"] = eq3["tolerance"].iloc[0] if "tolerance" in eq3.columns else manifest.get("tolerance")
+    elif sweep.draws is not None and "kept" in sweep.draws.columns:
+        kept = int(sweep.draws["kept"].astype(str).isin(["True", "true", "1"]).sum())
+        out["draws"] = len(sweep.draws)
+        out["tolerance"] = manifest.get("tolerance")
+    out["trials_kept"] = kept
+    scales = []
+    if eq3 is not None:
+        for record in eq3.to_dict("records"):
+            scales.append({"scale": record["scale"], **{c: record[c] for c in _SCALE_COLUMNS if c in record}})
+    out["scales"] = scales
+    out["verdict"] = verdict(eq3, block) if eq3 is not None else f"Block {block}: no Eq. 3 table (unfinished sweep)."
+    return out
+
+
+def summarize_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    r"""The headline numbers of a run directory, from its files alone.
+
+    Args:
+        run_dir (str or path): a folder holding ``scan.csv`` and/or sweep folders below it
+            (``rsi demo``, ``rsi scan --out``, ``rsi ablate --out``).
+
+    Returns:
+        dict, JSON-ready (floats to 6 significant digits, NaN as None): ``format``,
+        ``settings`` (model, weights and the run's settings that change results),
+        ``blocks`` (one dict per scanned block: ``channels``, ``passing`` and, when the scan
+        has them, ``robust``, ``any_seed``, ``undetermined``, ``seeds``, ``jaccard_mean``,
+        ``jaccard_min``, ``jaccard_max``) and ``ablations`` (one dict per sweep:
+        ``trials_asked``, ``trials_kept``, ``draws``, ``tolerance``, ``scales`` with Eq. 3
+        and its tests, ``verdict``).
+
+    Raises:
+        FileNotFoundError: not a directory. ValueError: no scan and no sweep below it.
+    """
+    from rsi_plugin.outputs.report import discover
+
+    contents = discover(run_dir)
+    if not contents.scans and not contents.sweeps:
+        raise ValueError(f"{contents.root} holds no scan.csv and no sweep.json below it: nothing to summarise")
+    return summarize_contents(contents)
+
+
+def summarize_contents(contents) -> dict[str, Any]:
+    """:func:`summarize_run` of what :func:`rsi_plugin.outputs.report.discover` found."""
+    settings = {k: contents.settings[k] for k in _SETTING_KEYS if k in contents.settings}
+    settings.setdefault("model", contents.model)
+    settings.setdefault("weights", contents.weights)
+    blocks = _block_rows(contents.scans[0]) if contents.scans else []
+    ablations = [_ablation(s) for s in contents.sweeps]
+    return _clean({"format": FORMAT, "settings": settings, "blocks": blocks, "ablations": ablations})
+
+
+def write_summary(summary: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a summary as indented, key-sorted JSON (atomically; parent folders made)."""
+    return atomic_write_text(Path(path), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def read_summary(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a summary file.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a summary of a known format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results summary not found: {path}")
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a results summary of format {FORMAT} (from rsi report --summary-json)")
+    return data
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _p(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+
+
+def _pct(scale: Any) -> str:
+    return f"{100 * float(scale):g} %"
+
+
+def _blocks_table(blocks: list[dict[str, Any]]) -> list[str]:
+    names = [b["block"] for b in blocks]
+    lines = ["| block | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    seeded = any(b.get("robust") is not None for b in blocks)
+    first = "robust / channels" if seeded else "passing / channels"
+    lines.append(f"| {first} | " + " | ".join(f"{b.get('robust', b.get('passing'))}/{b.get('channels')}"
+                                             for b in blocks) + " |")
+    if any(b.get("any_seed") is not None for b in blocks):
+        lines.append("| passing in any seed | " + " | ".join(_num(b.get("any_seed")) for b in blocks) + " |")
+    if any(b.get("undetermined") is not None for b in blocks):
+        lines.append("| undetermined | " + " | ".join(_num(b.get("undetermined")) for b in blocks) + " |")
+    if any(b.get("jaccard_mean") is not None for b in blocks):
+        cells = []
+        for b in blocks:
+            mean = b.get("jaccard_mean")
+            cells.append("–" if mean is None else
+                         f"{mean:.2f} ({_num(b.get('jaccard_min'), 2)}–{_num(b.get('jaccard_max'), 2)})")
+        lines.append("| seed Jaccard, mean (range) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _eq3_tables(ablations: list[dict[str, Any]]) -> list[str]:
+    scales = sorted({s["scale"] for a in ablations for s in a["scales"] if s["scale"] != 0})
+    header = "| | " + " | ".join(_pct(s) for s in scales) + " |"
+    rule = "|---|" + "---|" * len(scales)
+    ratio = [header, rule]
+    tests = [header, rule]
+    for a in ablations:
+        by = {s["scale"]: s for s in a["scales"]}
+        cells, p_cells, null_cells = [], [], []
+        for scale in scales:
+            s = by.get(scale, {})
+            mean, se = s.get("ratio_mean"), s.get("ratio_se")
+            cells.append(_num(mean) + ("" if se is None else f" ± {se:.2g}"))  # the spread to 2 significant digits
+            p_cells.append(f"{_p(s.get('p_permutation'))} / {_p(s.get('p_sign'))}")
+            null_cells.append(f"{_p(s.get('p_null'))}")
+        ratio.append(f"| block {a['block']} | " + " | ".join(cells) + " |")
+        tests.append(f"| block {a['block']}: paired permutation / sign p | " + " | ".join(p_cells) + " |")
+        tests.append(f"| block {a['block']}: null p ({a['scales'][0].get('n_null') if a['scales'] else 0} sets) | "
+                     + " | ".join(null_cells) + " |")
+    return ratio + [""] + tests
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    r"""The "What the demo finds" tables of a summary, as Markdown.
+
+    Args:
+        summary (dict): from :func:`summarize_run` or :func:`read_summary`.
+
+    Returns:
+        str (ends with a newline): the per-block passing table, the random sets kept per
+        ablated block, Eq. 3 per scale (mean ± standard error), the tests' p-values and one
+        verdict sentence per ablated block.
+    """
+    lines: list[str] = []
+    blocks = summary.get("blocks") or []
+    if blocks:
+        lines += _blocks_table(blocks) + [""]
+    ablations = summary.get("ablations") or []
+    if ablations:
+        lines.append("Random control sets (screened in the no-scale condition):")
+        lines.append("")
+        for a in ablations:
+            kept, asked = a.get("trials_kept"), a.get("trials_asked")
+            tolerance = a.get("tolerance")
+            setting = a.get("tolerance_setting")
+            how = f"tolerance {_num(tolerance, 4)}" + (f" (setting {setting})" if str(setting) == "auto" else "")
+            short = "" if kept is None or asked is None or kept >= asked else " — **fewer than asked**"
+            lines.append(f"- block {a['block']} ({a.get('channels')} channels): {kept} of {asked} kept from "
+                         f"{a.get('draws')} draws, {how}{short}")
+        lines.append("")
+        lines.append("Eq. 3 (mean acc(invariant) / acc(random) ± standard error over the kept sets; no-scale ratio "
+                     + ", ".join(f"{_num(a['scales'][0].get('no_scale_ratio'))} at {a['block']}"
+                                 for a in ablations if a["scales"]) + "):")
+        lines.append("")
+        lines += _eq3_tables(ablations)
+        lines.append("")
+        lines += [f"- {a['verdict']}" for a in ablations]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+NOTE = "<!-- generated from the results summary by rsi report --update-readme; do not edit by hand -->"
+
+
+def readme_block(summary: dict[str, Any]) -> str:
+    """The README's generated block: markers and :data:`NOTE` around :func:`render_markdown`."""
+    return f"{START}\n{NOTE}\n{render_markdown(summary)}{END}"
+
+
+def marker_lines(text: str) -> tuple[list[int], list[int]]:
+    """Offsets of the lines that are exactly :data:`START` and :data:`END` (markers quoted
+    inside prose do not count)."""
+    import re
+
+    return ([m.start() for m in re.finditer(rf"^{re.escape(START)}[ \t]*$", text, re.M)],
+            [m.start() for m in re.finditer(rf"^{re.escape(END)}[ \t]*$", text, re.M)])
+
+
+def _split(text: str, path: Path) -> tuple[str, str, str]:
+    starts, ends = marker_lines(text)
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ValueError(f"{path} must hold exactly one line {START} followed by one line {END}")
+    start, end = starts[0], ends[0]
+    return text[:start], text[start:end + len(END)], text[end + len(END):]
+
+
+def update_readme(readme: str | os.PathLike, summary_path: str | os.PathLike) -> Path:
+    r"""Rewrite the README's block between :data:`START` and :data:`END` from a summary file.
+
+    Args:
+        readme (str or path): the README (must hold the two markers once each).
+        summary_path (str or path): the summary JSON (:func:`write_summary`).
+
+    Returns:
+        Path of the README.
+
+    Raises:
+        FileNotFoundError, ValueError: a missing file, markers missing or repeated.
+    """
+    readme = Path(readme)
+    before, _, after = _split(readme.read_text(), readme)
+    block = readme_block(read_summary(summary_path))
+    return atomic_write_text(readme, before + block + after)
+
+
+def check_readme(readme: str | os.PathLike, summary_path: str | os.PathLike) -> list[str]:
+    r"""Where the README's generated block and the summary file disagree.
+
+    Args:
+        readme (str or path): the README.
+        summary_path (str or path): the summary JSON.
+
+    Returns:
+        list of str: the README lines that differ from what the file renders (empty when
+        they agree).
+
+    Raises:
+        FileNotFoundError, ValueError: a missing file, markers missing or repeated.
+    """
+    readme = Path(readme)
+    _, block, _ = _split(readme.read_text(), readme)
+    want = readme_block(read_summary(summary_path))
+    if block == want:
+        return []
+    import difflib
+
+    return [line for line in difflib.unified_diff(want.splitlines(), block.splitlines(), "rendered", "README",
+                                                  lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]

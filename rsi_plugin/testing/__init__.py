@@ -1,0 +1,1 @@
+"""testing: see CONTRIBUTING.md for what lives here."""

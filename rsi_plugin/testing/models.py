@@ -1,0 +1,70 @@
+"""Small seeded models and data for tests: a ResNet-18-shaped ``small_resnet`` and ``random_data``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+from rsi_plugin.core.images import ModelInfo
+from rsi_plugin.core.blocks import residual_blocks
+
+INPUT_SIZE = 32
+RESIZE_SIZE = 37
+
+
+class _SmallResNet(ResNet):
+    """resnet18's layout (blocks 1.0 .. 4.1, torchvision module names) at width ``w``."""
+
+    def __init__(self, width: int, num_classes: int) -> None:
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(BasicBlock, width, 2)
+        self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
+        self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
+        self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(8 * width, num_classes)
+
+
+def small_resnet(width: int = 8, num_classes: int = 10, seed: int = 0) -> nn.Module:
+    """A seeded random ResNet18-layout model in eval mode, with BatchNorm affine parameters
+    and running statistics randomised so that predictions vary across images and classes.
+    Carries ``rsi_info`` with input size 32 and resize size 37."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _SmallResNet(width, num_classes)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                c = module.num_features
+                module.weight.copy_(torch.rand(c, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(c, generator=generator) * 0.3)
+                module.running_mean.copy_(torch.randn(c, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+        # A random network maps every image to nearly the same pooled features; centring
+        # them (on reference images of another seed) makes the logits follow what differs.
+        reference = torch.rand(64, 3, INPUT_SIZE, INPUT_SIZE, generator=generator)
+        reference = (reference - 0.45) / 0.25
+        model.eval()
+        features = torch.flatten(model.avgpool(model.layer4(model.layer3(model.layer2(model.layer1(
+            model.maxpool(model.relu(model.bn1(model.conv1(reference))))))))), 1)
+        model.fc.weight.mul_(1.0 / features.std(0).clamp_min(1e-6))
+        model.fc.bias.copy_(-model.fc.weight @ features.mean(0))
+    model.rsi_info = ModelInfo(name="small", weights=f"random seed {seed}", input_size=INPUT_SIZE,
+                               resize_size=RESIZE_SIZE, num_classes=num_classes)
+    return model.eval()
+
+
+def random_data(n: int, seed: int = 0, size: int = RESIZE_SIZE, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images [n, 3, size, size] in [0, 1], labels [n])``, seeded."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 3, size, size, generator=generator)
+    labels = torch.randint(0, num_classes, (n,), generator=generator)
+    return images, labels

@@ -1,0 +1,117 @@
+"""`rsi demo --quick` end to end on the bundled model: every stage writes its files, the report
+links only to files that exist, a rerun reuses the caches, and bad settings are clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from rsi_plugin.cli import main
+from rsi_plugin.apps.demo import DemoConfig, pick_ablation_blocks
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_demo_writes_every_stage(demo_dir):
+    settings = json.loads((demo_dir / "settings.json").read_text())
+    assert settings["model"] == "tiny" and settings["quick"] is True
+    assert set(settings["wall_time_s"]) >= {"scan", "figures", "ablation", "report", "total"}
+    scan = pd.read_csv(demo_dir / "scan" / "scan.csv", dtype={"block": str})
+    for column in ("block", "channel", "seed", "pre_in", "pre_scaled", "post_in", "post_pre", "ratio", "eq1", "eq2",
+                   "in_status", "pre_status", "verdict", "passes"):
+        assert column in scan.columns
+    # every channel of all eight blocks was scanned in the first seed; later seeds only where the
+    # adaptive rule asked for them, never for a channel the first seed settled
+    first = scan[scan["seed"] == 0]
+    assert sorted(first["block"].unique()) == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
+    assert len(first) == 16 + 16 + 32 + 32 + 64 + 64 + 128 + 128
+    assert set(scan["seed"]) <= {0, 1} and settings["seeds"] == 2
+    # an undetermined verdict never passes
+    assert not (scan["passes"].astype(bool) & (scan["verdict"] == "undetermined")).any()
+    # summary.csv's robust count equals the channels passing in every seed they were rendered in,
+    # recomputed here from scan.csv
+    summary = pd.read_csv(demo_dir / "scan" / "summary.csv", dtype={"block": str})
+    per_channel = scan.groupby(["block", "channel"])["passes"].agg(lambda v: bool(v.astype(bool).all()))
+    robust = per_channel.groupby(level="block").sum()
+    assert list(summary["passing"]) == [int(robust.get(b, 0)) for b in summary["block"]]
+    assert list(summary["undetermined"]) == [
+        int((scan[(scan.block == b) & (scan.seed == 0)]["verdict"] == "undetermined").sum()) for b in summary["block"]]
+    for block in settings["ablation_blocks_chosen"]:
+        folder = demo_dir / "ablation" / block
+        for name in ("ablation.csv", "eq3.csv", "eq3.png", "accuracy.png", "sweep.json"):
+            assert (folder / name).is_file(), name
+        cells = pd.read_csv(folder / "ablation.csv")
+        assert {"condition", "trial", "scale", "accuracy", "n_images"} <= set(cells.columns)
+        assert set(cells["scale"]) == {0.0, 0.2, 0.4}
+    grids = list((demo_dir / "figures").glob("grid_*.png"))
+    expected = sum(min(2, int(n)) for n in robust)
+    assert len(grids) == expected
+    results = json.loads((demo_dir / "results-summary.json").read_text())
+    assert [b["block"] for b in results["blocks"]] == list(summary["block"])
+
+
+def test_grid_rows_are_the_first_seeds_rows_of_the_channel_set():
+    from rsi_plugin.apps.demo import _grid_rows
+
+    table = pd.DataFrame({
+        "block": ["2.1"] * 6, "channel": [0, 1, 2, 0, 1, 2], "seed": [0, 0, 0, 1, 1, 1],
+        "passes": [True, True, False, True, False, False],
+        "verdict": ["pass", "pass", "undetermined", "pass", "fail", "undetermined"]})
+    config = DemoConfig(seed=0)
+    rows = _grid_rows(table, config)
+    assert list(rows["seed"]) == [0, 0, 0]
+    assert list(rows["passes"]) == [True, False, False]  # only channel 0 passes in both seeds
+    config.channel_set = "any"
+    assert list(_grid_rows(table, config)["passes"]) == [True, True, False]
+
+
+def test_report_links_only_existing_files(demo_dir):
+    html = (demo_dir / "report.html").read_text()
+    targets = re.findall(r'(?:src|href)="([^"#]+)"', html)
+    assert targets, "the report shows no figure"
+    for target in targets:
+        if target.startswith(("http://", "https://", "data:")):
+            continue
+        assert (demo_dir / target).is_file(), target
+
+
+def test_rerun_reuses_the_caches(demo_dir, monkeypatch):
+    import rsi_plugin.featureviz.optimize as featureviz
+
+    def no_optimisation(*args, **kwargs):
+        raise AssertionError("a feature visualisation was recomputed")
+
+    monkeypatch.setattr(featureviz, "_optimize_batch", no_optimisation)
+    before = pd.read_csv(demo_dir / "scan" / "scan.csv", dtype={"block": str})
+    assert main(["demo", "--quick", "--out", str(demo_dir), "--no-progress"]) == 0
+    after = pd.read_csv(demo_dir / "scan" / "scan.csv", dtype={"block": str})
+    runs = json.loads((demo_dir / "settings.json").read_text())["runs"]
+    assert len(runs) == 2 and all("scan" in r["wall_time_s"] for r in runs), "the first run's times were lost"
+    pd.testing.assert_frame_equal(before.drop(columns=["fz_computed"], errors="ignore"),
+                                  after.drop(columns=["fz_computed"], errors="ignore"))
+
+
+def test_pick_ablation_blocks():
+    summary = pd.DataFrame({"block": ["1.1", "2.1", "3.1", "4.1"], "passing": [3, 9, 9, 100]})
+    channels = {"1.1": 16, "2.1": 32, "3.1": 64, "4.1": 128}
+    # 4.1 has too few non-passing channels to draw a random set; ties go to the earlier block
+    assert pick_ablation_blocks(summary, 2, channels) == ["2.1", "3.1"]
+    assert pick_ablation_blocks(summary, ["4.1"], channels) == ["4.1"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"trials": -1}, "trials must be an integer >= 0"),
+    ({"model": "resnet18"}, "needs data="),
+])
+def test_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DemoConfig(**kwargs).validated()
