@@ -1,106 +1,126 @@
 """rsi_plugin: scale invariance in the residual stream, for nnsight and Captum users.
 
-The public API is re-exported here and loaded on first use, so ``import rsi_plugin`` stays
-light (no nnsight, pandas or transformer-lens until a function needs them)::
+The public API is the ~25 names below, loaded on first use, so ``import rsi_plugin`` stays
+light (no torch, nnsight or pandas until a function needs them)::
 
     import rsi_plugin as rsi
     model = rsi.load_model("tiny")
     acts = rsi.capture(model, rsi.normalize(images, model), blocks=["2.1"])
+    scores = rsi.ScaleInvariance(model, "2.1").attribute((x_in, x_pre))
+
+=======================================  =====================================================
+models and blocks                        :func:`load_model`, :func:`residual_blocks`,
+                                         :class:`BlockSpec`, :func:`normalize`, :func:`S`
+reading and patching the nodes           :func:`wrap`, :func:`capture`, :func:`ablate`,
+(In / Pre / Sum / Post)                  :func:`node_gradient`, :func:`block_nodes` (inside
+                                         your own nnsight trace), :func:`hooked`
+                                         (TransformerLens view)
+the criteria (§3)                        :class:`ScaleInvariance` (Captum), :func:`scan`,
+                                         :class:`ScanConfig`, :func:`top_k_images`
+feature visualisations                   :func:`visualize`, :func:`render`,
+                                         :class:`FeatureVizConfig`
+the ablation experiment (§4)             :func:`channel_means`, :func:`sweep`,
+                                         :class:`SweepConfig`, :func:`eq3_summary`
+outputs                                  :func:`write_report`, :func:`compare_to_paper`
+errors                                   :class:`RSIError` (every bad-input error)
+=======================================  =====================================================
+
+Everything else lives in the subpackages, each with its own table of contents:
+:mod:`rsi_plugin.core`, :mod:`~rsi_plugin.access`, :mod:`~rsi_plugin.featureviz`,
+:mod:`~rsi_plugin.criteria`, :mod:`~rsi_plugin.ablation`, :mod:`~rsi_plugin.outputs`,
+:mod:`~rsi_plugin.apps`, :mod:`~rsi_plugin.zoo`, :mod:`~rsi_plugin.serve`. The names the
+root exported before (``rsi.bench``, ``rsi.GridLayout``, ...) still resolve, to the same
+objects, but are not listed; import them from their subpackage in new code.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rsi_plugin._lazy import lazy_exports as _lazy_exports
 
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it
+#: the public API: name -> module (relative to this package) that defines or exports it
 _EXPORTS: dict[str, str] = {
-    "load_model": "core.models",
-    "MODEL_NAMES": "core.models",
-    "RESNET_FAMILY": "core.models",
-    "ResidualBlock": "core.blocks",
-    "NodeSite": "core.blocks",
-    "NODES": "core.blocks",
-    "residual_blocks": "core.blocks",
-    "get_block": "core.blocks",
-    "capture": "access.nnsight",
-    "ablate": "access.nnsight",
-    "wrap": "access.nnsight",
-    "normalize": "core.images",
-    "denormalize": "core.images",
-    "ModelInfo": "core.images",
-    "model_info": "core.images",
-    "S": "core.transforms",
-    "scale_crop": "core.transforms",
-    "get_transform": "core.transforms",
-    "bench": "apps.bench",
-    "ScaleInvariance": "criteria.equations",
-    "invariance_criteria": "criteria.equations",
-    "summarize": "criteria.equations",
-    "node_sites": "criteria.equations",
-    "scan": "criteria.channel_scan",
-    "ScanConfig": "criteria.channel_scan",
-    "top_k_images": "criteria.natural",
-    "TopKImages": "criteria.natural",
-    "paper_channels": "paper",
-    "compare_to_paper": "paper",
-    "FeatureVizConfig": "featureviz.optimize",
-    "FeatureVizResult": "featureviz.optimize",
-    "visualize": "featureviz.optimize",
-    "render": "featureviz.optimize",
-    "paper_jitter": "featureviz.optimize",
-    "model_fingerprint": "featureviz.optimize",
-    "node_gradient": "access.nnsight",
-    "block_nodes": "access.intrace",
-    "BlockNodes": "access.intrace",
-    "NestedTraceError": "access.intrace",
-    "VisionModel": "access.remote",
-    "remote_ready": "access.remote",
-    "ModelKey": "access.remote",
-    "BlockSpec": "core.specs",
-    "attach_specs": "core.specs",
-    "DEFAULT_SPECS": "core.specs",
-    "hooked": "access.lens",
-    "hook_name": "access.lens",
-    "validation_loader": "core.data",
-    "SkippedFiles": "core.data",
+    "load_model": "core",
+    "residual_blocks": "core",
+    "BlockSpec": "core",
+    "normalize": "core",
+    "S": "core",
+    "wrap": "access",
+    "capture": "access",
+    "ablate": "access",
+    "node_gradient": "access",
+    "block_nodes": "access",
+    "hooked": "access",
+    "ScaleInvariance": "criteria",
+    "scan": "criteria",
+    "ScanConfig": "criteria",
+    "top_k_images": "criteria",
+    "visualize": "featureviz",
+    "render": "featureviz",
+    "FeatureVizConfig": "featureviz",
     "channel_means": "ablation",
-    "ablate_conditions": "ablation",
-    "SweepConfig": "ablation",
-    "SweepResult": "ablation",
     "sweep": "ablation",
+    "SweepConfig": "ablation",
     "eq3_summary": "ablation",
+    "write_report": "outputs",
+    "compare_to_paper": "paper",
+    "RSIError": "errors",
+}
+
+#: names the root exported before the API was cut to the list above: still ``rsi.<name>``,
+#: the same object as in the subpackage, not listed in ``__all__`` / ``dir()``
+_FORMER: dict[str, str] = {
+    "MODEL_NAMES": "core",
+    "RESNET_FAMILY": "core",
+    "ResidualBlock": "core",
+    "NodeSite": "core",
+    "NODES": "core",
+    "get_block": "core",
+    "denormalize": "core",
+    "ModelInfo": "core",
+    "model_info": "core",
+    "scale_crop": "core",
+    "get_transform": "core",
+    "attach_specs": "core",
+    "DEFAULT_SPECS": "core",
+    "validation_loader": "core",
+    "SkippedFiles": "core",
+    "BlockNodes": "access",
+    "NestedTraceError": "access",
+    "VisionModel": "access",
+    "remote_ready": "access",
+    "ModelKey": "access",
+    "hook_name": "access",
+    "FeatureVizResult": "featureviz",
+    "paper_jitter": "featureviz",
+    "model_fingerprint": "featureviz",
+    "invariance_criteria": "criteria",
+    "summarize": "criteria",
+    "node_sites": "criteria",
+    "TopKImages": "criteria",
+    "paper_channels": "paper",
+    "ablate_conditions": "ablation",
+    "SweepResult": "ablation",
     "plot_eq3": "ablation",
     "scale_attacks": "ablation",
-    "channel_grids": "outputs.figures",
-    "channel_grid_images": "outputs.figures",
-    "save_channel_grids": "outputs.figures",
-    "plot_summary": "outputs.figures",
-    "GridLayout": "outputs.figures",
-    "write_report": "outputs.report",
-    "DemoConfig": "apps.demo",
-    "run_demo": "apps.demo",
+    "channel_grids": "outputs",
+    "channel_grid_images": "outputs",
+    "save_channel_grids": "outputs",
+    "plot_summary": "outputs",
+    "GridLayout": "outputs",
+    "bench": "apps.bench",  # apps.bench is the module
+    "DemoConfig": "apps",
+    "run_demo": "apps",
+}
+
+#: submodules reachable as attributes without an import (``rsi.lucent.neuron(...)``)
+_SUBMODULES: dict[str, str] = {
+    "lucent": "featureviz.lucent", "lens": "access.lens", "intrace": "access.intrace",
+    **{name: name for name in ("core", "access", "featureviz", "criteria", "ablation", "outputs", "apps",
+                               "zoo", "serve", "paper", "errors")},
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-
-# submodules reachable as attributes without an import (``rsi.lucent.neuron(...)``)
-_SUBMODULES: dict[str, str] = {"lucent": "featureviz.lucent", "lens": "access.lens", "intrace": "access.intrace"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{_SUBMODULES[name]}", __name__)
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rsi_plugin' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS, forward=_FORMER, submodules=_SUBMODULES)

@@ -71,7 +71,7 @@ def compare_to_paper(table: pd.DataFrame, share: float = 1.0) -> pd.DataFrame:
     channels (an FZ that is not valid) never count as found and are counted on their own.
 
     Args:
-        table (DataFrame): a scan or :meth:`ScaleInvariance.table` result with columns
+        table (DataFrame): a scan or :meth:`~rsi_plugin.criteria.captum.CriteriaResult.table` with columns
             ``block``, ``channel`` and ``passes`` (and ``seed``, ``verdict`` when present).
         share (float): the robust share.
 
@@ -95,7 +95,7 @@ def compare_to_paper(table: pd.DataFrame, share: float = 1.0) -> pd.DataFrame:
     missing = [c for c in ("block", "channel", "passes") if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}; it needs block, channel and passes "
-                         "(the output of rsi.scan or ScaleInvariance.table)")
+                         "(the output of rsi.scan or ScaleInvariance(...).evaluate(...).table())")
     model, weights = table.attrs.get("model"), table.attrs.get("weights")
     if (model is not None and model != PAPER_MODEL) or (weights is not None and weights != PAPER_WEIGHTS):
         logger.warning("comparing a scan of %s (%s weights) with the paper's channels of %s (%s)",

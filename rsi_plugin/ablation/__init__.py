@@ -1,20 +1,21 @@
-r"""Mean ablation, the scale sweep, random controls and Eq. (3): the §4 experiment, in one place.
+r"""ablation: mean ablation, the scale sweep, random controls and Eq. (3): the §4 experiment.
+Imports :mod:`rsi_plugin.core` and :mod:`rsi_plugin.access`.
 
-This module gathers the experiment's public API; each piece lives in a module of its own:
-
-=================================  ==============================================================
-:func:`channel_means`              the ablation value: each channel's centre-neuron mean at Post
-                                   (or the pre-ReLU sum), no scale (:mod:`.mean_ablation`)
-:func:`ablate_conditions`          many ablations of a batch in one nnsight trace, the network
-                                   before the block run once (:mod:`.mean_ablation`)
-:class:`SweepConfig`, :func:`sweep`  scales x conditions, screening, resume, many processes
-                                   (:mod:`.sweep`)
-:func:`random_sets`, :func:`keeps`   the random controls and the paper's screening rule
-                                   (:mod:`.screening`)
-:func:`eq3_summary`, :func:`plot_eq3`, :func:`plot_accuracy`  Eq. (3), Fig. 2 (:mod:`.eq3`)
-:func:`scale_attacks`              the sweep as Captum ``AttackComparator`` attacks (:mod:`.attacks`)
-:func:`validation_loader`          ImageNet-layout folders and datasets, bad files skipped (:mod:`.data`)
-=================================  ==============================================================
+====================  ========================================================================
+:mod:`.means`         :func:`channel_means` (the ablation value: each channel's centre-neuron
+                      mean at Post, or at the pre-ReLU sum), :func:`ablate_conditions` (many
+                      ablation conditions of one batch in one nnsight trace, the network before
+                      the block run once; :func:`rsi_plugin.ablate` is the single-condition
+                      case, for users)
+:mod:`.experiment`    :func:`sweep`, :class:`SweepConfig`, :class:`SweepResult`: scales x
+                      conditions, screening, resume, many processes
+:mod:`.screening`     :func:`random_sets`, :func:`keeps`: random controls, the screening rule
+:mod:`.store`         what a sweep has finished, so a killed sweep resumes
+:mod:`.eq3`           :func:`eq3_summary` (Eq. (3)); :func:`plot_eq3`, :func:`plot_accuracy`
+:mod:`.eq3_stats`     is the Eq. (3) effect real: sign / permutation tests, bootstrap CIs
+:mod:`.attacks`       :func:`scale_attacks`: the sweep as Captum ``AttackComparator`` attacks
+:mod:`.distributed`   the few ``torch.distributed`` operations a sharded sweep needs
+====================  ========================================================================
 
 Example::
 
@@ -25,43 +26,28 @@ Example::
     result = sweep(model, "/data/imagenet/val", block="3.1", channels=passing,
                    config=SweepConfig(tolerance=0.01), out_dir="runs/3.1")
     print(result.summary[["scale", "ratio_mean", "ratio_se", "no_scale_ratio"]])
+
+(:func:`validation_loader` and :class:`SkippedFiles` live in :mod:`rsi_plugin.core.data`;
+they stay importable from here.)
 """
 
 from __future__ import annotations
 
-from rsi_plugin.ablation.attacks import (
-    ablated_forward,
-    scale_attacks,
-    scale_comparator,
-    sweep_preprocessor,
-    top1,
-)
-from rsi_plugin.core.data import SkippedFiles, ValidationLoader, validation_loader
-from rsi_plugin.ablation.eq3 import eq3_summary, plot_accuracy, plot_eq3
-from rsi_plugin.ablation.means import ablate_conditions, channel_means
-from rsi_plugin.ablation.experiment import PAPER_SCALES, Condition, SweepConfig, SweepResult, sweep
-from rsi_plugin.ablation.screening import Draw, keeps, random_sets
+from rsi_plugin._lazy import lazy_exports as _lazy_exports
 
-__all__ = [
-    "PAPER_SCALES",
-    "Condition",
-    "Draw",
-    "SkippedFiles",
-    "SweepConfig",
-    "SweepResult",
-    "ValidationLoader",
-    "ablate_conditions",
-    "ablated_forward",
-    "channel_means",
-    "eq3_summary",
-    "keeps",
-    "plot_accuracy",
-    "plot_eq3",
-    "random_sets",
-    "scale_attacks",
-    "scale_comparator",
-    "sweep",
-    "sweep_preprocessor",
-    "top1",
-    "validation_loader",
-]
+_EXPORTS: dict[str, str] = {
+    "channel_means": "means", "ablate_conditions": "means",
+    "sweep": "experiment", "SweepConfig": "experiment", "SweepResult": "experiment",
+    "PAPER_SCALES": "experiment", "Condition": "experiment",
+    "random_sets": "screening", "keeps": "screening", "Draw": "screening",
+    "eq3_summary": "eq3", "plot_eq3": "eq3", "plot_accuracy": "eq3",
+    "scale_attacks": "attacks", "scale_comparator": "attacks", "sweep_preprocessor": "attacks",
+    "ablated_forward": "attacks", "top1": "attacks",
+}
+
+#: importable from here for code written before the data loader moved to core
+_FORMER: dict[str, str] = {name: "rsi_plugin.core" for name in ("validation_loader", "ValidationLoader", "SkippedFiles")}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS, forward=_FORMER)

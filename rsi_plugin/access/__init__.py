@@ -1,1 +1,31 @@
-"""access: see CONTRIBUTING.md for what lives here."""
+r"""access: read and patch the residual nodes, through nnsight (local or ``remote=``),
+inside your own trace, or as a TransformerLens view. Imports :mod:`rsi_plugin.core` only.
+
+======================  ====================================================================
+:mod:`.nnsight`         :func:`wrap`, :func:`capture` (read nodes), :func:`ablate` (replace
+                        channels of a node, one condition), :func:`node_gradient`
+:mod:`.intrace`         :func:`block_nodes`: the nodes inside your own ``model.trace()``
+:mod:`.remote`          :class:`VisionModel`, :func:`remote_ready`: torchvision models for
+                        ``remote=`` (NDIF); nnsight's internals are touched here
+:mod:`.lens`            :func:`hooked`: a TransformerLens-style view (``hook_name``)
+:mod:`.sessions`        whole experiments in one remote request
+======================  ====================================================================
+
+Several ablation *conditions* of one batch in one trace (the sweep's mean ablation) are
+:func:`rsi_plugin.ablation.ablate_conditions`, built on the same node reads.
+"""
+
+from __future__ import annotations
+
+from rsi_plugin._lazy import lazy_exports as _lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "wrap": "nnsight", "capture": "nnsight", "ablate": "nnsight", "node_gradient": "nnsight",
+    "block_nodes": "intrace", "BlockNodes": "intrace", "NestedTraceError": "intrace",
+    "VisionModel": "remote", "remote_ready": "remote", "ModelKey": "remote",
+    "hooked": "lens", "hook_name": "lens",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

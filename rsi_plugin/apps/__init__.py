@@ -1,1 +1,28 @@
-"""apps: see CONTRIBUTING.md for what lives here."""
+r"""apps: whole workflows composed from the layers below; each backs one ``rsi`` subcommand
+(the CLI parses arguments and calls these).
+
+======================  ====================================================================
+:mod:`.demo`            :func:`run_demo` (``rsi demo``): scan every block, Fig.-1 grids, the
+                        sweep on two blocks, the report; :class:`DemoConfig`
+:mod:`.bench`           ``bench.bench`` (``rsi bench``): what an intervention costs on your
+                        model, batch sizes and hardware (not exported here: the module is
+                        ``apps.bench``; ``from rsi_plugin.apps.bench import bench``)
+:mod:`.inspect`         :func:`block_table` (``rsi inspect``): a model's residual blocks, node
+                        paths and shapes, the ``Post == act(In + Pre)`` check
+:mod:`.timing`          sound wall-clock timing of interleaved cases (for bench, benchmarks/)
+======================  ====================================================================
+"""
+
+from __future__ import annotations
+
+from rsi_plugin._lazy import lazy_exports as _lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "run_demo": "demo", "DemoConfig": "demo",
+    "block_table": "inspect",
+    "time_cases": "timing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

@@ -1,1 +1,38 @@
-"""core: see CONTRIBUTING.md for what lives here."""
+r"""core: models, residual blocks and their nodes, images and transforms. Imports no other layer.
+
+======================  ====================================================================
+:mod:`.specs`           :class:`BlockSpec`: where In, Pre and Post live in one kind of block;
+                        :data:`DEFAULT_SPECS`, :func:`attach_specs`
+:mod:`.blocks`          :class:`ResidualBlock`, :func:`residual_blocks`, :func:`get_block`, the
+                        node names :data:`NODES` (In, Pre, Sum, Post) and :class:`NodeSite`
+:mod:`.models`          :func:`load_model`: torchvision's ResNet family and the bundled ``tiny``
+:mod:`.images`          :func:`normalize` / :func:`denormalize`, :class:`ModelInfo`
+:mod:`.transforms`      the paper's ``S``, the sweep crop :func:`scale_crop`, :func:`get_transform`
+:mod:`.geometry`        a block's receptive-field centre; ``S`` zoomed about it
+:mod:`.channels`        :func:`check_channels`, the one validator of ``channels=``
+:mod:`.evalmode`        :func:`eval_mode` / :func:`runs_in_eval_mode`
+:mod:`.data`            :func:`validation_loader`: ImageNet-layout folders, bad files skipped
+:mod:`.atomic`          whole-or-nothing file writes
+======================  ====================================================================
+"""
+
+from __future__ import annotations
+
+from rsi_plugin._lazy import lazy_exports as _lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "BlockSpec": "specs", "DEFAULT_SPECS": "specs", "attach_specs": "specs", "model_specs": "specs",
+    "ResidualBlock": "blocks", "NodeSite": "blocks", "NODES": "blocks", "residual_blocks": "blocks",
+    "get_block": "blocks",
+    "load_model": "models", "MODEL_NAMES": "models", "RESNET_FAMILY": "models",
+    "ModelInfo": "images", "model_info": "images", "normalize": "images", "denormalize": "images",
+    "S": "transforms", "scale_crop": "transforms", "get_transform": "transforms",
+    "TRANSFORM_FAMILIES": "transforms",
+    "check_channels": "channels",
+    "eval_mode": "evalmode", "runs_in_eval_mode": "evalmode",
+    "validation_loader": "data", "ValidationLoader": "data", "SkippedFiles": "data",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

@@ -43,7 +43,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def runs_in_eval_mode(fn: F) -> F:
     """Decorate a function whose first argument is the model (or an object with a
-    ``.model``, such as :class:`~rsi_plugin.criteria.equations.ScaleInvariance`) to run it under
+    ``.model``, such as :class:`~rsi_plugin.criteria.captum.ScaleInvariance`) to run it under
     :func:`eval_mode`."""
 
     @functools.wraps(fn)

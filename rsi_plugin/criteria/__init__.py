@@ -1,1 +1,35 @@
-"""criteria: see CONTRIBUTING.md for what lives here."""
+r"""criteria: the paper's scale-invariance criteria (§3) and the scan of whole blocks.
+Imports :mod:`rsi_plugin.core`, :mod:`rsi_plugin.access` and :mod:`rsi_plugin.featureviz`.
+
+======================  ====================================================================
+:mod:`.equations`       Eq. (1) and Eq. (2) as pure functions of the activations
+                        (:func:`invariance_criteria`, :func:`eq1`, :func:`eq2`, margins),
+                        which nodes they read (:func:`node_sites`), :func:`summarize`
+:mod:`.captum`          :class:`ScaleInvariance`: the criteria as a Captum attribution
+                        (``attribute`` returns the margins and keeps nothing;
+                        ``evaluate`` returns a :class:`CriteriaResult` with ``.table()``)
+:mod:`.natural`         :func:`top_k_images`: each channel's top-k natural images
+:mod:`.channel_scan`    :func:`scan`, :class:`ScanConfig`: every channel of the chosen blocks,
+                        from FZs or natural images, over seeds; :func:`read_table`
+:mod:`.seeds`           seeds as a dimension: pass rates, robust sets, seed agreement
+======================  ====================================================================
+"""
+
+from __future__ import annotations
+
+from rsi_plugin._lazy import lazy_exports as _lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "TOLERANCE": "equations", "Criteria": "equations", "invariance_criteria": "equations",
+    "eq1": "equations", "eq2": "equations", "eq1_margin": "equations", "eq2_margin": "equations",
+    "node_sites": "equations", "summarize": "equations", "add_fz_verdict": "equations",
+    "TABLE_COLUMNS": "equations",
+    "ScaleInvariance": "captum", "CriteriaResult": "captum",
+    "top_k_images": "natural", "TopKImages": "natural",
+    "scan": "channel_scan", "ScanConfig": "channel_scan", "read_table": "channel_scan",
+    "channel_table": "seeds", "block_summary": "seeds", "robust_count": "seeds",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

@@ -3,7 +3,7 @@ r"""The paper's §3 scan: every channel of the chosen blocks through the scale-i
 For each block, the centre-neuron feature visualisations (FZs) of In and Pre come from
 :func:`rsi_plugin.featureviz.optimize.render` (cached on disk and resumable when ``cache_dir`` is
 set: a rerun recomputes no FZ), are normalised with :func:`rsi_plugin.normalize` and fed
-to :class:`rsi_plugin.criteria.equations.ScaleInvariance`. With ``source="natural"`` each channel's
+to :class:`rsi_plugin.criteria.captum.ScaleInvariance`. With ``source="natural"`` each channel's
 top-k activating images of a dataset stand in for the FZs (:mod:`rsi_plugin.criteria.natural`);
 ``source="both"`` reports both, one row per (source, block, channel).
 
@@ -56,10 +56,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rsi_plugin.core.channels import check_channels
+from rsi_plugin.criteria.captum import ScaleInvariance
 from rsi_plugin.criteria.equations import (
     NODE_VARIANTS,
     TOLERANCE,
-    ScaleInvariance,
     add_fz_verdict,
     check_tolerance,
     node_sites,
@@ -249,9 +249,9 @@ def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], confi
     x_pre = normalize(renders["pre"].images.to(device), model)
     si = ScaleInvariance(model, block, node_variant=config.node_variant)
     transform, zoom = _block_transform(model, block, config)
-    si.attribute((x_in, x_pre), channels=channels, transform=transform, tolerance=config.tolerance,
-                 batch_size=config.batch_size)
-    table = add_fz_verdict(si.table(), renders["in"].status, renders["pre"].status)
+    result = si.evaluate((x_in, x_pre), channels=channels, transform=transform, tolerance=config.tolerance,
+                         batch_size=config.batch_size)
+    table = add_fz_verdict(result.table(), renders["in"].status, renders["pre"].status)
     table["in_steps_used"] = renders["in"].steps_used
     table["pre_steps_used"] = renders["pre"].steps_used
     table["zoom_center"] = zoom
@@ -276,9 +276,9 @@ def _natural_table(model: nn.Module, block: ResidualBlock, channels: list[int], 
         some = channels[start:start + chunk]
         x_in = top.images(sites["in"], some, k).to(device)
         x_pre = top.images(sites["pre"], some, k).to(device)
-        si.attribute((x_in, x_pre), channels=some, transform=transform, tolerance=config.tolerance,
-                     batch_size=config.batch_size)
-        parts.append(si.table())
+        result = si.evaluate((x_in, x_pre), channels=some, transform=transform, tolerance=config.tolerance,
+                             batch_size=config.batch_size)
+        parts.append(result.table())
     table = pd.concat(parts, ignore_index=True)
     table["zoom_center"] = zoom
     table.insert(0, "source", "natural")
@@ -338,7 +338,7 @@ def scan(
 
     Returns:
         DataFrame, one row per (source, seed, block, channel): ``source`` then the
-        columns of :meth:`ScaleInvariance.table` (``block, channel, pre_in, pre_scaled,
+        columns of :meth:`~rsi_plugin.criteria.captum.CriteriaResult.table` (``block, channel, pre_in, pre_scaled,
         post_in, post_pre, ratio, eq1, eq2, passes, ...``); for FZ rows ``in_fz_act, pre_fz_act``
         (the activations the FZs achieved, as the renderer measured them),
         ``in_fz_path, pre_fz_path`` (the cached PNGs, ``None`` without a cache) and

@@ -1,4 +1,4 @@
-r"""The paper's scale-invariance criteria (§3), on tensors and as a Captum-style attribution.
+r"""The paper's scale-invariance criteria (§3) as pure functions of the activations.
 
 For channel ``c`` of a residual block, with ``x_in[c]`` an image that drives In's centre
 neuron (its feature visualisation, FZ) and ``x_pre[c]`` one that drives Pre's, and every
@@ -13,9 +13,10 @@ activation read at the centre neuron ``(H // 2, W // 2)``:
   Pre's image at all, so it cannot be invariant to it. A zero numerator gives a ratio of 0,
   which fails too.
 
-A channel *passes* when both hold. The functions here take tensors and return tensors;
-:class:`ScaleInvariance` runs the model (through :func:`rsi_plugin.capture`) to get the
-activations and applies them.
+A channel *passes* when both hold. The functions here take tensors and return tensors
+(:func:`node_sites` says which node of which block each activation is read at); they run no
+model. :class:`rsi_plugin.criteria.captum.ScaleInvariance` runs the model (through
+:func:`rsi_plugin.capture`) to get the activations and applies them.
 
 Node variants: ``"text"`` (default) reads the nodes as the paper's text defines them (Post
 is ``relu(In + Pre)``, the block output). ``"code"`` follows the paper's code, which reads
@@ -28,20 +29,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 import pandas as pd
 import torch
-from captum.attr import Attribution
-from captum.log import log_usage
 from torch import Tensor, nn
 
-from rsi_plugin.core.channels import check_channels
-from rsi_plugin.core.evalmode import runs_in_eval_mode
-from rsi_plugin.access.intrace import check_trace_options
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
-from rsi_plugin.access.nnsight import capture
-from rsi_plugin.core.transforms import Transform, get_transform, transform_name
 
 __all__ = [
     "TOLERANCE",
@@ -56,7 +50,6 @@ __all__ = [
     "eq2_status",
     "invariance_criteria",
     "node_sites",
-    "ScaleInvariance",
     "summarize",
     "TABLE_COLUMNS",
     "VERDICTS",
@@ -71,7 +64,7 @@ TOLERANCE: float = 1.5
 NODE_VARIANTS: tuple[str, ...] = ("text", "code")
 NodeVariant = Literal["text", "code"]
 
-#: columns of :meth:`ScaleInvariance.table`, in order
+#: columns of :meth:`rsi_plugin.criteria.captum.CriteriaResult.table`, in order
 TABLE_COLUMNS: tuple[str, ...] = (
     "block", "channel", "pre_in", "pre_scaled", "post_in", "post_pre", "ratio", "eq1", "eq2", "passes",
     "in_in", "pre_pre", "eq1_margin", "log_ratio", "eq2_margin", "eq2_status",
@@ -310,224 +303,6 @@ def node_sites(model: nn.Module, block: str | ResidualBlock,
     return sites
 
 
-def _per_channel_images(x: Tensor, name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a Tensor [K, 3, H, W] or [K, k, 3, H, W], got {type(x).__name__}")
-    if x.dim() == 4:
-        return x.unsqueeze(1)
-    if x.dim() == 5:
-        return x
-    raise ValueError(f"{name} must be [K, 3, H, W] (one image per channel) or [K, k, 3, H, W] "
-                     f"(k images per channel), got {tuple(x.shape)}")
-
-
-def _rows_per_channel(rows: int, channels: int) -> int:
-    """``r`` when ``rows == r * channels`` (Captum's ``repeat_interleave`` of each input row), else 1."""
-    return rows // channels if channels and rows > channels and rows % channels == 0 else 1
-
-
-def _pick(acts: Tensor, channels: Tensor, k: int) -> Tensor:
-    """``acts [K * k, C]`` → the channel of each row's own channel, mean over k: ``[K]``."""
-    per = acts.view(len(channels), k, acts.shape[-1])
-    index = channels.to(acts.device).view(-1, 1, 1).expand(-1, k, 1)
-    return per.gather(2, index).squeeze(2).mean(1)
-
-
-class ScaleInvariance(Attribution):
-    r"""The paper's scale-invariance criteria (§3, Eq. (1) and (2)) for the channels of one
-    residual block, in Captum's style: the constructor names what is analysed, each
-    :meth:`attribute` call how it runs.
-
-    Example::
-
-        si = ScaleInvariance(model, "2.1")
-        scores = si.attribute((rsi.normalize(fz_in, model), rsi.normalize(fz_pre, model)))
-        passing = (scores > 0).all(1)          # == si.table()["passes"]
-        si.table(); si.summary()
-
-    Args:
-        model (nn.Module): a model with residual blocks (it is not changed; :meth:`attribute`
-            runs it in eval mode and restores its mode, so BatchNorm buffers stay as they are).
-        block (str or ResidualBlock): the block, e.g. ``"2.1"``.
-        node_variant (str): ``"text"`` (default: the nodes of the paper's text) or
-            ``"code"`` (Post, and In of a block without downsample, read at the pre-ReLU
-            sum as the paper's code does); see :func:`node_sites`.
-    """
-
-    def __init__(self, model: nn.Module, block: str | ResidualBlock, node_variant: NodeVariant = "text") -> None:
-        module = getattr(model, "_module", model)
-        super().__init__(module)
-        self.model = module
-        self.block = get_block(residual_blocks(module), block)
-        self.node_variant = _check_variant(node_variant)
-        self.sites = node_sites(module, self.block, node_variant)
-        self._last: dict[str, Any] | None = None
-
-    @log_usage(part_of_slo=True)
-    @runs_in_eval_mode
-    def attribute(
-        self,
-        inputs: tuple[Tensor, Tensor],
-        channels: Sequence[int] | Tensor | None = None,
-        transform: str | Transform = "scale",
-        tolerance: float = TOLERANCE,
-        batch_size: int | None = None,
-        **trace_kwargs: Any,
-    ) -> Tensor:
-        r"""Evaluate both criteria for each channel on its own pair of images.
-
-        ``transform`` (``S`` by default) is applied to the model-ready (normalised)
-        ``x_in`` — as the paper's code does. For ``S`` and the flip this equals
-        transforming the [0, 1] image and normalising after (they commute with the
-        per-channel normalisation); a rotation fills corners with 0, i.e. the mean colour.
-
-        Args:
-            inputs (tuple of two Tensors): ``(x_in, x_pre)``, model-ready (normalised)
-                images, like every Captum ``attribute``. ``x_in[k]`` drives In of
-                channel ``channels[k]``, ``x_pre[k]`` drives Pre of it. Each is
-                ``[K, 3, H, W]`` (one image per channel: FZs, top-1 natural images) or
-                ``[K, k, 3, H, W]`` (k images per channel; the activations are averaged
-                over the k images before the criteria, as the paper's code does for
-                natural images).
-            channels (sequence of int or Tensor, optional): the K channels; all channels
-                of the block (``K = C``) by default.
-            transform (str or callable): ``"scale"`` (the paper's ``S``, default),
-                ``"rotate"``, ``"hflip"``, ``"rotate:45"``, ``"scale:1.5"`` or a function
-                ``[N, 3, H, W] -> [N, 3, H', W']``; Eq. (1) is then read with it in place
-                of ``S``.
-            tolerance (float): ``t`` of Eq. (2), > 1; the paper's 1.5.
-            batch_size (int, optional): images per forward pass (all at once by default).
-            **trace_kwargs: nnsight trace options (``remote=``, ``backend=``, ``blocking=``,
-                ``job_id=``, ``verbose=``), passed on to :func:`rsi_plugin.capture`.
-
-        Returns:
-            Tensor ``[K, 2]``, per channel the margins of Eq. (1)
-            (``Pre_c(S(x_in)) - ReLU(Pre_c(x_in))``) and Eq. (2)
-            (``log(t) - |log ratio|``, ``-inf`` for a ratio <= 0 or undefined). A channel
-            passes exactly when both are > 0. :meth:`table` has the details.
-
-        Captum's perturbation wrappers (``NoiseTunnel``) repeat each input row ``r`` times
-        (``repeat_interleave``): inputs with ``r * K`` rows for ``K`` channels are read as
-        ``r`` consecutive rows per channel, each scored on its own (``[r * K, 2]``), which
-        ``NoiseTunnel`` then averages per channel. Captum keywords that do not apply raise:
-        ``target=`` (the scores are per channel of the block, not per output class),
-        ``baselines=`` / ``return_convergence_delta=`` (no baseline and no completeness
-        property), ``additional_forward_args=`` (the model takes images only).
-
-        Raises:
-            TypeError: ``inputs`` is not a pair of tensors; a keyword that is not an nnsight
-                trace option (e.g. Captum's ``target=``).
-            ValueError: shapes that do not match the channels; a bad tolerance or
-                transform name.
-            IndexError: a channel out of range.
-        """
-        check_trace_options(trace_kwargs, "ScaleInvariance.attribute()")
-        t = check_tolerance(tolerance)
-        fn = get_transform(transform)
-        if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
-            raise TypeError("inputs must be a pair (x_in, x_pre) of model-ready image tensors "
-                            f"(one per channel), got {type(inputs).__name__}")
-        x_in = _per_channel_images(inputs[0], "x_in")
-        x_pre = _per_channel_images(inputs[1], "x_pre")
-        index = self._channels(channels, x_in.shape[0])
-        rows = _rows_per_channel(x_in.shape[0], len(index))
-        for name, x in (("x_in", x_in), ("x_pre", x_pre)):
-            if x.shape[0] != len(index) * rows:
-                raise ValueError(f"{name} holds images for {x.shape[0]} channels, but {len(index)} channels "
-                                 f"are analysed ({'all of block ' + self.block.name if channels is None else 'channels='})")
-        index = index.repeat_interleave(rows)  # r rows per channel (Captum's NoiseTunnel layout)
-        k_in, k_pre = x_in.shape[1], x_pre.shape[1]
-        flat_in = x_in.flatten(0, 1)
-        flat_pre = x_pre.flatten(0, 1)
-        scaled = fn(flat_in)
-        if not isinstance(scaled, Tensor) or scaled.dim() != 4 or scaled.shape[0] != flat_in.shape[0]:
-            raise ValueError(f"transform {transform_name(transform)!r} must map [N, 3, H, W] to "
-                             f"[N, 3, H', W']; got {getattr(scaled, 'shape', type(scaled).__name__)}")
-
-        groups = {"x_in": flat_in, "scaled": scaled, "x_pre": flat_pre}
-        blocks = list(dict.fromkeys(b for b, _ in self.sites.values()))
-        nodes = list(dict.fromkeys(n for _, n in self.sites.values()))
-        acts = {}
-        for name, images in groups.items():
-            acts[name] = capture(self.model, images, blocks=blocks, nodes=nodes, center=True,
-                                 batch_size=batch_size, **trace_kwargs)
-        s_in, s_pre, s_post = self.sites["in"], self.sites["pre"], self.sites["post"]
-        values = {
-            "in_in": _pick(acts["x_in"][s_in], index, k_in),
-            "pre_in": _pick(acts["x_in"][s_pre], index, k_in),
-            "post_in": _pick(acts["x_in"][s_post], index, k_in),
-            "pre_scaled": _pick(acts["scaled"][s_pre], index, k_in),
-            "post_pre": _pick(acts["x_pre"][s_post], index, k_pre),
-            "pre_pre": _pick(acts["x_pre"][s_pre], index, k_pre),
-        }
-        result = invariance_criteria(values["pre_in"], values["pre_scaled"], values["post_in"],
-                                     values["post_pre"], t)
-        self._last = {
-            "channels": index.cpu(), "values": {k: v.detach().cpu() for k, v in values.items()},
-            "criteria": result, "tolerance": t, "transform": transform_name(transform),
-            "images_per_channel": k_in,
-        }
-        scores = torch.stack([result.eq1_margin, result.eq2_margin], dim=1)
-        return scores.to(x_in.device)
-
-    def _channels(self, channels: Sequence[int] | Tensor | None, default: int) -> Tensor:
-        num = self.block.channels
-        if channels is None:
-            if default % num:
-                raise ValueError(f"x_in holds images for {default} channels but block {self.block.name} has "
-                                 f"{num}; pass channels= to analyse a subset")
-            return torch.arange(num)
-        return torch.tensor(check_channels(channels, num, where=f"block {self.block.name}"), dtype=torch.long)
-
-    def table(self) -> pd.DataFrame:
-        r"""The last :meth:`attribute` call as a tidy table, one row per channel.
-
-        Returns:
-            DataFrame with the columns :data:`TABLE_COLUMNS`: ``block, channel,
-            pre_in`` (``Pre_c(x_in)``), ``pre_scaled`` (``Pre_c(S(x_in))``), ``post_in``
-            (``Post_c(x_in)``), ``post_pre`` (``Post_c(x_pre)``), ``ratio`` (NaN for a
-            denominator <= 0), ``eq1, eq2, passes``, then ``in_in`` (``In_c(x_in)``),
-            ``pre_pre`` (``Pre_c(x_pre)``), ``eq1_margin, log_ratio, eq2_margin,
-            eq2_status`` (see :func:`eq2_status`), ``transform, tolerance, node_variant,
-            images_per_channel``.
-
-        Raises:
-            RuntimeError: before the first :meth:`attribute` call.
-        """
-        if self._last is None:
-            raise RuntimeError("call attribute(...) before table()")
-        last, r = self._last, self._last["criteria"]
-        v = last["values"]
-        frame = pd.DataFrame({
-            "block": self.block.name,
-            "channel": last["channels"].numpy(),
-            "pre_in": v["pre_in"].numpy(),
-            "pre_scaled": v["pre_scaled"].numpy(),
-            "post_in": v["post_in"].numpy(),
-            "post_pre": v["post_pre"].numpy(),
-            "ratio": r.ratio.cpu().numpy(),
-            "eq1": r.eq1.cpu().numpy(),
-            "eq2": r.eq2.cpu().numpy(),
-            "passes": r.passes.cpu().numpy(),
-            "in_in": v["in_in"].numpy(),
-            "pre_pre": v["pre_pre"].numpy(),
-            "eq1_margin": r.eq1_margin.cpu().numpy(),
-            "log_ratio": r.log_ratio.cpu().numpy(),
-            "eq2_margin": r.eq2_margin.cpu().numpy(),
-            "eq2_status": eq2_status(v["post_in"], v["post_pre"], last["tolerance"]),
-            "transform": last["transform"],
-            "tolerance": last["tolerance"],
-            "node_variant": self.node_variant,
-            "images_per_channel": last["images_per_channel"],
-        })
-        return frame[list(TABLE_COLUMNS)]
-
-    def summary(self) -> pd.DataFrame:
-        """Count and share of passing channels of the last :meth:`attribute` call
-        (see :func:`summarize`)."""
-        return summarize(self.table())
-
-
 #: a channel's verdict: both criteria hold on valid FZs, one fails on valid FZs, or an FZ
 #: it was judged on is not ``"ok"`` (see :func:`rsi_plugin.featureviz.optimize.fz_status`)
 VERDICTS: tuple[str, ...] = ("pass", "fail", "undetermined")
@@ -551,7 +326,7 @@ def add_fz_verdict(table: pd.DataFrame, in_status: Sequence[str], pre_status: Se
     ``"undetermined"``.
 
     Args:
-        table (DataFrame): one row per channel (``passes``), e.g. :meth:`ScaleInvariance.table`.
+        table (DataFrame): one row per channel (``passes``), e.g. :meth:`~rsi_plugin.criteria.captum.CriteriaResult.table`.
         in_status, pre_status (sequence of str): per row.
         post_status (sequence of str, optional): per row.
 
@@ -594,7 +369,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("block", "passes") if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}; it needs block and passes "
-                         "(the output of rsi.scan or ScaleInvariance.table)")
+                         "(the output of rsi.scan or ScaleInvariance(...).evaluate(...).table())")
     keys = [c for c in ("source", "transform") if c in table.columns] + ["block"]
     counts = [c for c in ("eq1", "eq2") if c in table.columns]
     rows = []

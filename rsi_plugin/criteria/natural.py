@@ -5,7 +5,7 @@ limitation: "future work must incorporate responses to a wider range of natural 
 :func:`top_k_images` finds, for every channel of the nodes asked for, the ``k`` dataset
 images that drive its centre neuron ``(H // 2, W // 2)`` hardest — the third row of the
 paper's Fig. 1 — in a single pass of :func:`rsi_plugin.capture` over the data. The images
-can then stand in for the FZs in :class:`rsi_plugin.criteria.equations.ScaleInvariance`
+can then stand in for the FZs in :class:`rsi_plugin.criteria.captum.ScaleInvariance`
 (``source="natural"`` of :func:`rsi_plugin.criteria.channel_scan.scan`).
 
 Only the images that are in some channel's current top-k are kept (on the CPU), so memory

@@ -1,1 +1,26 @@
-"""featureviz: see CONTRIBUTING.md for what lives here."""
+r"""featureviz: feature visualisations (FZs) of a block's In / Pre / Post channels, batched,
+seeded per channel and cached. Imports :mod:`rsi_plugin.core` and :mod:`rsi_plugin.access`.
+
+======================  ====================================================================
+:mod:`.optimize`        :func:`render` (FZs of many channels, cached, resumable),
+                        :func:`visualize` (one call, no cache), :class:`FeatureVizConfig`,
+                        :class:`FeatureVizResult`, :func:`fz_status`, :func:`paper_jitter`
+:mod:`.param`           Lucent's image parameterisation and transform robustness, batched
+:mod:`.cache`           the on-disk FZ records (:func:`model_fingerprint`, checksums, locks)
+:mod:`.lucent`          Lucent objectives for the residual nodes (``render.render_vis``)
+======================  ====================================================================
+"""
+
+from __future__ import annotations
+
+from rsi_plugin._lazy import lazy_exports as _lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "render": "optimize", "visualize": "optimize", "FeatureVizConfig": "optimize",
+    "FeatureVizResult": "optimize", "fz_status": "optimize", "paper_jitter": "optimize",
+    "model_fingerprint": "optimize", "STATUSES": "optimize",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

@@ -1,26 +1,27 @@
-"""A bundled model zoo: a procedural ten-class shapes image set and a tiny ResNet trained
-on it (``weights/tiny_resnet.pt``), for fast, offline experiments.
+r"""zoo: a bundled model zoo: a procedural ten-class shapes image set and a tiny ResNet
+trained on it (``weights/tiny_resnet.pt``), for fast, offline experiments. Imports
+:mod:`rsi_plugin.core` only.
 
-* :mod:`~rsi_plugin.zoo.shapes` — :data:`CLASSES`, :func:`generate`,
-  :class:`ShapesDataset`, :func:`export_imagefolder`.
-* :mod:`~rsi_plugin.zoo.model` — :func:`build_tiny_resnet`.
-* :mod:`~rsi_plugin.zoo.pretrained` — :func:`load_tiny`, :data:`TINY_WEIGHTS`,
-  :data:`TINY_METADATA`.
-* :mod:`~rsi_plugin.zoo.evaluate` — accuracy, validation set and scale sweep.
-* :mod:`~rsi_plugin.zoo.train` — ``python -m rsi_plugin.zoo.train``.
+======================  ====================================================================
+:mod:`.shapes`          :data:`CLASSES`, :func:`generate`, :class:`ShapesDataset`,
+                        :func:`export_imagefolder`
+:mod:`.model`           :func:`build_tiny_resnet`
+:mod:`.pretrained`      :func:`load_tiny`, :data:`TINY_WEIGHTS`, :data:`TINY_METADATA`
+:mod:`.evaluate`        accuracy, validation set and scale sweep of the bundled model
+:mod:`.train`           ``python -m rsi_plugin.zoo.train``
+======================  ====================================================================
 """
 
-from rsi_plugin.zoo.model import build_tiny_resnet
-from rsi_plugin.zoo.pretrained import TINY_METADATA, TINY_WEIGHTS, load_tiny
-from rsi_plugin.zoo.shapes import CLASSES, ShapesDataset, export_imagefolder, generate
+from __future__ import annotations
 
-__all__ = [
-    "CLASSES",
-    "generate",
-    "ShapesDataset",
-    "export_imagefolder",
-    "build_tiny_resnet",
-    "load_tiny",
-    "TINY_WEIGHTS",
-    "TINY_METADATA",
-]
+from rsi_plugin._lazy import lazy_exports as _lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "CLASSES": "shapes", "generate": "shapes", "ShapesDataset": "shapes", "export_imagefolder": "shapes",
+    "build_tiny_resnet": "model",
+    "load_tiny": "pretrained", "TINY_WEIGHTS": "pretrained", "TINY_METADATA": "pretrained",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

@@ -20,7 +20,7 @@ from torch import nn
 from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 
 import rsi_plugin as rsi
-from rsi_plugin.criteria.equations import ScaleInvariance
+from rsi_plugin.criteria.captum import ScaleInvariance
 from rsi_plugin.core.data import validation_loader
 from rsi_plugin.ablation.means import ablate_conditions, channel_means
 from rsi_plugin.access.remote import (ModelKey, RemoteConfigError, VisionModel, check_remote, model_key,

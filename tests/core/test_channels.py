@@ -11,7 +11,7 @@ from rsi_plugin.testing.models import INPUT_SIZE, small_resnet
 
 import rsi_plugin as rsi
 from rsi_plugin.core.channels import check_channels
-from rsi_plugin.criteria.equations import ScaleInvariance
+from rsi_plugin.criteria.captum import ScaleInvariance
 from rsi_plugin.featureviz.optimize import FeatureVizConfig
 
 BLOCK = "3.1"  # 32 channels in the width-8 model

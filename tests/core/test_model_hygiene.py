@@ -14,7 +14,7 @@ from rsi_plugin.testing.state import assert_same_state, model_state
 from rsi_plugin.testing.models import INPUT_SIZE, small_resnet
 
 import rsi_plugin as rsi
-from rsi_plugin.criteria.equations import ScaleInvariance
+from rsi_plugin.criteria.captum import ScaleInvariance
 from rsi_plugin.featureviz.optimize import FeatureVizConfig
 
 BLOCK = "2.1"

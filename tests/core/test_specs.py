@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 
 import rsi_plugin as rsi
-from rsi_plugin.criteria.equations import ScaleInvariance
+from rsi_plugin.criteria.captum import ScaleInvariance
 from rsi_plugin.featureviz.optimize import FeatureVizConfig, render, visualize
 from rsi_plugin.criteria.channel_scan import ScanConfig, scan
 from rsi_plugin.core.specs import (CONVNEXT, DEFAULT_SPECS, RESNET_BASIC, BlockSpec, attach_specs,
@@ -150,9 +150,9 @@ def test_convnext_criteria_and_feature_visualisation(convnext):
     assert fz_in.images.shape == (3, 3, 32, 32) and torch.isfinite(fz_pre.history).all()
     x_in, x_pre = rsi.normalize(fz_in.images), rsi.normalize(fz_pre.images)
     method = ScaleInvariance(convnext, "2.0")
-    scores = method.attribute((x_in, x_pre), channels=channels)
-    assert scores.shape == (3, 2)
-    table = method.table()
+    result = method.evaluate((x_in, x_pre), channels=channels)
+    assert result.margins.shape == (3, 2)
+    table = result.table()
     assert list(table["channel"]) == channels
     acts = rsi.capture(convnext, x_in, blocks=["2.0"], nodes=("pre", "post"))
     rows = torch.arange(3)

@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
 import rsi_plugin as rsi
-from rsi_plugin.criteria.equations import ScaleInvariance
+from rsi_plugin.criteria.captum import ScaleInvariance
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,31 @@ def test_attribute_rejects_keywords_that_do_not_apply(small, keyword):
         torch.testing.assert_close(scores, si.attribute((x_in, x_pre), channels=[0, 1, 2, 3]))
 
 
+def test_attribute_keeps_no_state_and_evaluate_returns_its_margins(small):
+    si = ScaleInvariance(small, "2.0")
+    before = dict(vars(si))
+    chans = [1, 4, 9]
+    first_in, first_pre = _pairs(3, 3)
+    second_in, second_pre = _pairs(2, 4)
+    scores = si.attribute((first_in, first_pre), channels=chans)
+    assert isinstance(scores, torch.Tensor) and scores.shape == (3, 2)
+    first = si.evaluate((first_in, first_pre), channels=chans)
+    table = first.table()
+    si.attribute((second_in, second_pre), channels=[0, 2])
+    second = si.evaluate((second_in, second_pre), channels=[0, 2])
+    # nothing was added to or changed on the method by the calls (Captum keeps no state)
+    assert vars(si).keys() == before.keys() and all(vars(si)[k] is v for k, v in before.items())
+    assert not hasattr(si, "table") and not hasattr(si, "_last")
+    torch.testing.assert_close(first.margins, scores, rtol=0, atol=0)
+    # a result is a value: a later call does not change an earlier result
+    assert first.table().equals(table) and table["channel"].tolist() == chans
+    assert second.table()["channel"].tolist() == [0, 2]
+    # the table is a function of the result: its margins and verdicts are those of .margins
+    torch.testing.assert_close(torch.tensor(table[["eq1_margin", "eq2_margin"]].to_numpy()), first.margins)
+    assert table["passes"].tolist() == (first.margins > 0).all(1).tolist()
+    assert first.summary().loc[0, "passing"] == int((first.margins > 0).all(1).sum())
+
+
 def test_attribute_is_logged_like_captums_methods():
     assert hasattr(ScaleInvariance.attribute, "__wrapped__")  # what log_usage adds and NoiseTunnel calls
     assert ScaleInvariance.attribute.__wrapped__.__name__ == "attribute"
@@ -53,7 +78,7 @@ def test_rows_repeated_per_channel_are_scored_one_by_one(small):
     x_in, x_pre = _pairs(6, 1)  # two rows per channel, in repeat_interleave order
     scores = si.attribute((x_in, x_pre), channels=chans)
     assert scores.shape == (6, 2)
-    assert si.table()["channel"].tolist() == [3, 3, 7, 7, 11, 11]
+    assert si.evaluate((x_in, x_pre), channels=chans).table()["channel"].tolist() == [3, 3, 7, 7, 11, 11]
     for row in range(6):
         alone = si.attribute((x_in[row:row + 1], x_pre[row:row + 1]), channels=[chans[row // 2]])
         torch.testing.assert_close(scores[row:row + 1], alone, atol=1e-5, rtol=1e-5)

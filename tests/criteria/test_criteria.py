@@ -13,8 +13,9 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
 import rsi_plugin as rsi
+from rsi_plugin.criteria.captum import ScaleInvariance
 from rsi_plugin.criteria.equations import (
-    TABLE_COLUMNS, ScaleInvariance, check_tolerance, eq1, eq1_margin, eq2, eq2_margin, eq2_status,
+    TABLE_COLUMNS, check_tolerance, eq1, eq1_margin, eq2, eq2_margin, eq2_status,
     invariance_criteria, node_sites, post_ratio, summarize,
 )
 from rsi_plugin.core.transforms import S, get_transform
@@ -171,7 +172,7 @@ def planted_inputs() -> tuple[torch.Tensor, torch.Tensor]:
 def test_planted_channels_are_exactly_found(planted):
     si = ScaleInvariance(planted, "1.0")
     scores = si.attribute(planted_inputs())
-    table = si.table()
+    table = si.evaluate(planted_inputs()).table()
     assert set(table.loc[table["passes"], "channel"]) == PLANTED
     assert set(table.loc[table["eq1"], "channel"]) == {0, 3, 4, 5}
     assert set(table.loc[table["eq2"], "channel"]) == {0, 2, 3}
@@ -194,8 +195,7 @@ def test_flip_family_on_symmetric_discs(planted):
     # a flip leaves a centred disc (almost) as it is, so Pre(T(x)) == Pre(x): Eq. (1) is
     # then strict-fails wherever Pre(x) >= 0
     si = ScaleInvariance(planted, "1.0")
-    si.attribute(planted_inputs(), transform="hflip")
-    table = si.table()
+    table = si.evaluate(planted_inputs(), transform="hflip").table()
     assert (table["transform"] == "hflip").all()
     flipped = rsi.capture(planted, planted_inputs()[0].flip(-1), blocks="1.0", nodes="pre")[("1.0", "pre")]
     torch.testing.assert_close(torch.tensor(table["pre_scaled"].to_numpy()), flipped.diagonal())
@@ -245,7 +245,7 @@ def test_attribute_equals_criteria_from_capture(small_resnet, block, k_images, t
     expected = invariance_criteria(pre_in, pre_scaled, post_in, post_pre, 1.5)
     torch.testing.assert_close(scores[:, 0], expected.eq1_margin)
     torch.testing.assert_close(scores[:, 1], expected.eq2_margin)
-    table = si.table()
+    table = si.evaluate((x_in, x_pre), channels=channels, transform=transform, tolerance=1.5).table()
     assert table["passes"].tolist() == expected.passes.tolist()
     torch.testing.assert_close(torch.tensor(table["post_pre"].to_numpy()), post_pre)
     assert table["images_per_channel"].eq(k_images).all()
@@ -266,8 +266,9 @@ def test_attribute_matches_raw_hooks(small_resnet):
     expected = invariance_criteria(pre_in, ref_s["pre"][n, ch, 2, 2], ref_in["post"][n, ch, 2, 2],
                                    ref_pre["post"][n, ch, 2, 2])
     torch.testing.assert_close(scores[:, 0], expected.eq1_margin, atol=1e-5, rtol=1e-5)
-    assert si.table()["passes"].tolist() == expected.passes.tolist()
-    torch.testing.assert_close(torch.tensor(si.table()["in_in"].to_numpy()), ref_in["in"][n, ch, 2, 2],
+    table = si.evaluate((x_in, x_pre), channels=range(64, 128)).table()
+    assert table["passes"].tolist() == expected.passes.tolist()
+    torch.testing.assert_close(torch.tensor(table["in_in"].to_numpy()), ref_in["in"][n, ch, 2, 2],
                                atol=1e-5, rtol=1e-5)
 
 
@@ -280,8 +281,7 @@ def test_code_variant_reads_the_pre_relu_sum(small_resnet):
     channels = [1, 2, 3]
     x_in, x_pre = _random_inputs(1, 3, seed=3)
     si = ScaleInvariance(small_resnet, "1.1", node_variant="code")
-    si.attribute((x_in, x_pre), channels=channels)
-    table = si.table()
+    table = si.evaluate((x_in, x_pre), channels=channels).table()
     ref_in = hook_nodes(small_resnet, x_in, "layer1.1")
     ref_prev = hook_nodes(small_resnet, x_in, "layer1.0")
     n, ch = torch.arange(3), torch.tensor(channels)
@@ -293,17 +293,15 @@ def test_code_variant_reads_the_pre_relu_sum(small_resnet):
 def test_table_schema_and_summary(small_resnet):
     x_in, x_pre = _random_inputs(1, 64, seed=4)
     si = ScaleInvariance(small_resnet, "1.0")
-    with pytest.raises(RuntimeError, match="attribute"):
-        si.table()
-    si.attribute((x_in, x_pre))
-    table = si.table()
+    result = si.evaluate((x_in, x_pre))
+    table = result.table()
     assert tuple(table.columns) == TABLE_COLUMNS
     assert len(table) == 64 and table["channel"].tolist() == list(range(64))
     assert (table["block"] == "1.0").all()
     for column in ("eq1", "eq2", "passes"):
         assert table[column].dtype == bool
     assert table["passes"].equals(table["eq1"] & table["eq2"])
-    summary = si.summary()
+    summary = result.summary()
     assert list(summary.columns) == ["transform", "block", "channels", "passing", "share", "eq1", "eq2"]
     assert summary.loc[0, "channels"] == 64
     assert summary.loc[0, "passing"] == int(table["passes"].sum())

@@ -18,7 +18,8 @@ from torchvision.models.resnet import BasicBlock, ResNet
 import rsi_plugin as rsi
 from rsi_plugin.featureviz import optimize as featureviz
 from rsi_plugin.cli import main
-from rsi_plugin.criteria.equations import TABLE_COLUMNS, ScaleInvariance, summarize
+from rsi_plugin.criteria.captum import ScaleInvariance
+from rsi_plugin.criteria.equations import TABLE_COLUMNS, summarize
 from rsi_plugin.featureviz.optimize import FeatureVizConfig
 from rsi_plugin.criteria.natural import top_k_images
 from rsi_plugin.paper import PAPER_BLOCKS, compare_to_paper, paper_channels
@@ -87,9 +88,8 @@ def test_scan_matches_scale_invariance_on_the_rendered_images(model, tmp_path):
     fz_pre = featureviz.render(model, "2.0", "pre", [3, 4], FAST, cache_dir=tmp_path, progress=False)
     assert fz_in.computed == [] and fz_pre.computed == []
     si = ScaleInvariance(model, "2.0")
-    si.attribute((rsi.normalize(fz_in.images), rsi.normalize(fz_pre.images)), channels=[3, 4],
-                 transform="rotate:90", tolerance=2.0)
-    expected = si.table()
+    expected = si.evaluate((rsi.normalize(fz_in.images), rsi.normalize(fz_pre.images)), channels=[3, 4],
+                           transform="rotate:90", tolerance=2.0).table()
     assert (table["transform"] == "rotate:90").all() and (table["tolerance"] == 2.0).all()
     assert close(table["pre_scaled"], expected["pre_scaled"]) and close(table["post_pre"], expected["post_pre"])
 

@@ -27,7 +27,7 @@ from nnsight.intervention.backends.remote import RemoteBackend
 
 import rsi_plugin as rsi
 from rsi_plugin import serve
-from rsi_plugin.criteria.equations import ScaleInvariance
+from rsi_plugin.criteria.captum import ScaleInvariance
 from rsi_plugin.featureviz.optimize import FeatureVizConfig, render
 from rsi_plugin.ablation.means import ablate_conditions
 from rsi_plugin.core.blocks import get_block, residual_blocks

@@ -1,0 +1,316 @@
+r"""The criteria of §3 as a Captum attribution: :class:`ScaleInvariance`.
+
+As every Captum method, the constructor names what is analysed (a model and a block) and
+:meth:`ScaleInvariance.attribute` returns a tensor and keeps nothing: per channel the
+margins of Eq. (1) and Eq. (2) (``[K, 2]``; a channel passes when both are > 0), so
+``NoiseTunnel`` and the other Captum wrappers can call it. :meth:`ScaleInvariance.evaluate`
+runs the same measurement and returns a :class:`CriteriaResult`: the margins, every
+activation they came from, and ``.table()`` / ``.summary()``::
+
+    si = ScaleInvariance(model, "2.1")
+    scores = si.attribute((x_in, x_pre))          # Tensor [C, 2], as Captum's attribute
+    result = si.evaluate((x_in, x_pre))           # the same margins, plus the details
+    result.table(); result.summary()
+
+The equations themselves (tensors in, tensors out) are :mod:`rsi_plugin.criteria.equations`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+from captum.attr import Attribution
+from captum.log import log_usage
+from torch import Tensor, nn
+
+from rsi_plugin.access.intrace import check_trace_options
+from rsi_plugin.access.nnsight import capture
+from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
+from rsi_plugin.core.channels import check_channels
+from rsi_plugin.core.evalmode import runs_in_eval_mode
+from rsi_plugin.core.transforms import Transform, get_transform, transform_name
+from rsi_plugin.criteria.equations import (
+    TABLE_COLUMNS,
+    TOLERANCE,
+    Criteria,
+    NodeVariant,
+    _check_variant,
+    check_tolerance,
+    eq2_status,
+    invariance_criteria,
+    node_sites,
+    summarize,
+)
+
+__all__ = ["ScaleInvariance", "CriteriaResult"]
+
+@dataclass(frozen=True)
+class CriteriaResult:
+    r"""One :meth:`ScaleInvariance.evaluate` call: the criteria of every analysed channel and
+    the activations they came from.
+
+    Attributes:
+        block (str): the block, e.g. ``"2.1"``.
+        channels (Tensor): ``[K]`` long, the channel of each row.
+        values (dict of str to Tensor): the centre-neuron activations, each ``[K]`` (CPU):
+            ``in_in`` (``In_c(x_in)``), ``pre_in`` (``Pre_c(x_in)``), ``post_in``
+            (``Post_c(x_in)``), ``pre_scaled`` (``Pre_c(S(x_in))``), ``post_pre``
+            (``Post_c(x_pre)``), ``pre_pre`` (``Pre_c(x_pre)``).
+        criteria (Criteria): Eq. (1) and (2), their margins and the ratio, each ``[K]``.
+        tolerance (float): ``t`` of Eq. (2).
+        transform (str): the name of the transform used in place of ``S``.
+        node_variant (str): ``"text"`` or ``"code"``.
+        images_per_channel (int): ``k``, images averaged per channel.
+    """
+
+    block: str
+    channels: Tensor
+    values: dict[str, Tensor]
+    criteria: Criteria
+    tolerance: float
+    transform: str
+    node_variant: str
+    images_per_channel: int
+
+    @property
+    def margins(self) -> Tensor:
+        """``[K, 2]``: the margins of Eq. (1) and Eq. (2), what :meth:`ScaleInvariance.attribute`
+        returns."""
+        return torch.stack([self.criteria.eq1_margin, self.criteria.eq2_margin], dim=1)
+
+    def table(self) -> pd.DataFrame:
+        r"""One row per channel.
+
+        Returns:
+            DataFrame with the columns :data:`~rsi_plugin.criteria.equations.TABLE_COLUMNS`:
+            ``block, channel, pre_in`` (``Pre_c(x_in)``), ``pre_scaled``
+            (``Pre_c(S(x_in))``), ``post_in`` (``Post_c(x_in)``), ``post_pre``
+            (``Post_c(x_pre)``), ``ratio`` (NaN for a denominator <= 0), ``eq1, eq2,
+            passes``, then ``in_in`` (``In_c(x_in)``), ``pre_pre`` (``Pre_c(x_pre)``),
+            ``eq1_margin, log_ratio, eq2_margin, eq2_status`` (see
+            :func:`~rsi_plugin.criteria.equations.eq2_status`), ``transform, tolerance,
+            node_variant, images_per_channel``.
+        """
+        r, v = self.criteria, self.values
+        frame = pd.DataFrame({
+            "block": self.block,
+            "channel": self.channels.cpu().numpy(),
+            "pre_in": v["pre_in"].numpy(),
+            "pre_scaled": v["pre_scaled"].numpy(),
+            "post_in": v["post_in"].numpy(),
+            "post_pre": v["post_pre"].numpy(),
+            "ratio": r.ratio.cpu().numpy(),
+            "eq1": r.eq1.cpu().numpy(),
+            "eq2": r.eq2.cpu().numpy(),
+            "passes": r.passes.cpu().numpy(),
+            "in_in": v["in_in"].numpy(),
+            "pre_pre": v["pre_pre"].numpy(),
+            "eq1_margin": r.eq1_margin.cpu().numpy(),
+            "log_ratio": r.log_ratio.cpu().numpy(),
+            "eq2_margin": r.eq2_margin.cpu().numpy(),
+            "eq2_status": eq2_status(v["post_in"], v["post_pre"], self.tolerance),
+            "transform": self.transform,
+            "tolerance": self.tolerance,
+            "node_variant": self.node_variant,
+            "images_per_channel": self.images_per_channel,
+        })
+        return frame[list(TABLE_COLUMNS)]
+
+    def summary(self) -> pd.DataFrame:
+        """Count and share of passing channels (see
+        :func:`~rsi_plugin.criteria.equations.summarize`)."""
+        return summarize(self.table())
+
+
+def _per_channel_images(x: Tensor, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a Tensor [K, 3, H, W] or [K, k, 3, H, W], got {type(x).__name__}")
+    if x.dim() == 4:
+        return x.unsqueeze(1)
+    if x.dim() == 5:
+        return x
+    raise ValueError(f"{name} must be [K, 3, H, W] (one image per channel) or [K, k, 3, H, W] "
+                     f"(k images per channel), got {tuple(x.shape)}")
+
+
+def _rows_per_channel(rows: int, channels: int) -> int:
+    """``r`` when ``rows == r * channels`` (Captum's ``repeat_interleave`` of each input row), else 1."""
+    return rows // channels if channels and rows > channels and rows % channels == 0 else 1
+
+
+def _pick(acts: Tensor, channels: Tensor, k: int) -> Tensor:
+    """``acts [K * k, C]`` → the channel of each row's own channel, mean over k: ``[K]``."""
+    per = acts.view(len(channels), k, acts.shape[-1])
+    index = channels.to(acts.device).view(-1, 1, 1).expand(-1, k, 1)
+    return per.gather(2, index).squeeze(2).mean(1)
+
+
+class ScaleInvariance(Attribution):
+    r"""The paper's scale-invariance criteria (§3, Eq. (1) and (2)) for the channels of one
+    residual block, in Captum's style: the constructor names what is analysed, each
+    :meth:`attribute` call how it runs, and no call leaves state behind.
+
+    Example::
+
+        si = ScaleInvariance(model, "2.1")
+        x = (rsi.normalize(fz_in, model), rsi.normalize(fz_pre, model))
+        scores = si.attribute(x)               # Tensor [C, 2]
+        passing = (scores > 0).all(1)          # == si.evaluate(x).table()["passes"]
+        result = si.evaluate(x)                # CriteriaResult: .margins, .table(), .summary()
+
+    Args:
+        model (nn.Module): a model with residual blocks (it is not changed; :meth:`attribute`
+            runs it in eval mode and restores its mode, so BatchNorm buffers stay as they are).
+        block (str or ResidualBlock): the block, e.g. ``"2.1"``.
+        node_variant (str): ``"text"`` (default: the nodes of the paper's text) or
+            ``"code"`` (Post, and In of a block without downsample, read at the pre-ReLU
+            sum as the paper's code does); see
+            :func:`~rsi_plugin.criteria.equations.node_sites`.
+    """
+
+    def __init__(self, model: nn.Module, block: str | ResidualBlock, node_variant: NodeVariant = "text") -> None:
+        module = getattr(model, "_module", model)
+        super().__init__(module)
+        self.model = module
+        self.block = get_block(residual_blocks(module), block)
+        self.node_variant = _check_variant(node_variant)
+        self.sites = node_sites(module, self.block, node_variant)
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: tuple[Tensor, Tensor],
+        channels: Sequence[int] | Tensor | None = None,
+        transform: str | Transform = "scale",
+        tolerance: float = TOLERANCE,
+        batch_size: int | None = None,
+        **trace_kwargs: Any,
+    ) -> Tensor:
+        r"""Both criteria for each channel on its own pair of images, as margins; keeps
+        nothing (:meth:`evaluate` returns the details).
+
+        Takes the arguments of :meth:`evaluate`.
+
+        Returns:
+            Tensor ``[K, 2]`` on the device of ``x_in``: per channel the margins of Eq. (1)
+            (``Pre_c(S(x_in)) - ReLU(Pre_c(x_in))``) and Eq. (2) (``log(t) - |log ratio|``,
+            ``-inf`` for a ratio <= 0 or undefined). A channel passes exactly when both
+            are > 0. Equal to ``self.evaluate(...).margins``.
+        """
+        result = self.evaluate(inputs, channels=channels, transform=transform, tolerance=tolerance,
+                               batch_size=batch_size, **trace_kwargs)
+        return result.margins.to(inputs[0].device)
+
+    @runs_in_eval_mode
+    def evaluate(
+        self,
+        inputs: tuple[Tensor, Tensor],
+        channels: Sequence[int] | Tensor | None = None,
+        transform: str | Transform = "scale",
+        tolerance: float = TOLERANCE,
+        batch_size: int | None = None,
+        **trace_kwargs: Any,
+    ) -> CriteriaResult:
+        r"""Evaluate both criteria for each channel on its own pair of images.
+
+        ``transform`` (``S`` by default) is applied to the model-ready (normalised)
+        ``x_in`` — as the paper's code does. For ``S`` and the flip this equals
+        transforming the [0, 1] image and normalising after (they commute with the
+        per-channel normalisation); a rotation fills corners with 0, i.e. the mean colour.
+
+        Args:
+            inputs (tuple of two Tensors): ``(x_in, x_pre)``, model-ready (normalised)
+                images, like every Captum ``attribute``. ``x_in[k]`` drives In of
+                channel ``channels[k]``, ``x_pre[k]`` drives Pre of it. Each is
+                ``[K, 3, H, W]`` (one image per channel: FZs, top-1 natural images) or
+                ``[K, k, 3, H, W]`` (k images per channel; the activations are averaged
+                over the k images before the criteria, as the paper's code does for
+                natural images).
+            channels (sequence of int or Tensor, optional): the K channels; all channels
+                of the block (``K = C``) by default.
+            transform (str or callable): ``"scale"`` (the paper's ``S``, default),
+                ``"rotate"``, ``"hflip"``, ``"rotate:45"``, ``"scale:1.5"`` or a function
+                ``[N, 3, H, W] -> [N, 3, H', W']``; Eq. (1) is then read with it in place
+                of ``S``.
+            tolerance (float): ``t`` of Eq. (2), > 1; the paper's 1.5.
+            batch_size (int, optional): images per forward pass (all at once by default).
+            **trace_kwargs: nnsight trace options (``remote=``, ``backend=``, ``blocking=``,
+                ``job_id=``, ``verbose=``), passed on to :func:`rsi_plugin.capture`.
+
+        Returns:
+            :class:`CriteriaResult`: ``.margins`` (``[K, 2]``, what :meth:`attribute`
+            returns), ``.table()`` (one row per channel), ``.summary()``.
+
+        Captum's perturbation wrappers (``NoiseTunnel``) repeat each input row ``r`` times
+        (``repeat_interleave``): inputs with ``r * K`` rows for ``K`` channels are read as
+        ``r`` consecutive rows per channel, each scored on its own (``[r * K, 2]``), which
+        ``NoiseTunnel`` then averages per channel (through :meth:`attribute`). Captum keywords that do not apply raise:
+        ``target=`` (the scores are per channel of the block, not per output class),
+        ``baselines=`` / ``return_convergence_delta=`` (no baseline and no completeness
+        property), ``additional_forward_args=`` (the model takes images only).
+
+        Raises:
+            TypeError: ``inputs`` is not a pair of tensors; a keyword that is not an nnsight
+                trace option (e.g. Captum's ``target=``).
+            ValueError: shapes that do not match the channels; a bad tolerance or
+                transform name.
+            IndexError: a channel out of range.
+        """
+        check_trace_options(trace_kwargs, "ScaleInvariance.attribute()/evaluate()")
+        t = check_tolerance(tolerance)
+        fn = get_transform(transform)
+        if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
+            raise TypeError("inputs must be a pair (x_in, x_pre) of model-ready image tensors "
+                            f"(one per channel), got {type(inputs).__name__}")
+        x_in = _per_channel_images(inputs[0], "x_in")
+        x_pre = _per_channel_images(inputs[1], "x_pre")
+        index = self._channels(channels, x_in.shape[0])
+        rows = _rows_per_channel(x_in.shape[0], len(index))
+        for name, x in (("x_in", x_in), ("x_pre", x_pre)):
+            if x.shape[0] != len(index) * rows:
+                raise ValueError(f"{name} holds images for {x.shape[0]} channels, but {len(index)} channels "
+                                 f"are analysed ({'all of block ' + self.block.name if channels is None else 'channels='})")
+        index = index.repeat_interleave(rows)  # r rows per channel (Captum's NoiseTunnel layout)
+        k_in, k_pre = x_in.shape[1], x_pre.shape[1]
+        flat_in = x_in.flatten(0, 1)
+        flat_pre = x_pre.flatten(0, 1)
+        scaled = fn(flat_in)
+        if not isinstance(scaled, Tensor) or scaled.dim() != 4 or scaled.shape[0] != flat_in.shape[0]:
+            raise ValueError(f"transform {transform_name(transform)!r} must map [N, 3, H, W] to "
+                             f"[N, 3, H', W']; got {getattr(scaled, 'shape', type(scaled).__name__)}")
+
+        groups = {"x_in": flat_in, "scaled": scaled, "x_pre": flat_pre}
+        blocks = list(dict.fromkeys(b for b, _ in self.sites.values()))
+        nodes = list(dict.fromkeys(n for _, n in self.sites.values()))
+        acts = {}
+        for name, images in groups.items():
+            acts[name] = capture(self.model, images, blocks=blocks, nodes=nodes, center=True,
+                                 batch_size=batch_size, **trace_kwargs)
+        s_in, s_pre, s_post = self.sites["in"], self.sites["pre"], self.sites["post"]
+        values = {
+            "in_in": _pick(acts["x_in"][s_in], index, k_in),
+            "pre_in": _pick(acts["x_in"][s_pre], index, k_in),
+            "post_in": _pick(acts["x_in"][s_post], index, k_in),
+            "pre_scaled": _pick(acts["scaled"][s_pre], index, k_in),
+            "post_pre": _pick(acts["x_pre"][s_post], index, k_pre),
+            "pre_pre": _pick(acts["x_pre"][s_pre], index, k_pre),
+        }
+        criteria = invariance_criteria(values["pre_in"], values["pre_scaled"], values["post_in"],
+                                       values["post_pre"], t)
+        return CriteriaResult(
+            block=self.block.name, channels=index.cpu(), values={k: v.detach().cpu() for k, v in values.items()},
+            criteria=criteria, tolerance=t, transform=transform_name(transform), node_variant=self.node_variant,
+            images_per_channel=k_in,
+        )
+
+    def _channels(self, channels: Sequence[int] | Tensor | None, default: int) -> Tensor:
+        num = self.block.channels
+        if channels is None:
+            if default % num:
+                raise ValueError(f"x_in holds images for {default} channels but block {self.block.name} has "
+                                 f"{num}; pass channels= to analyse a subset")
+            return torch.arange(num)
+        return torch.tensor(check_channels(channels, num, where=f"block {self.block.name}"), dtype=torch.long)
