@@ -33,7 +33,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import rsi_plugin as rsi  # noqa: E402
 from rsi_plugin.featureviz.optimize import FeatureVizConfig, render  # noqa: E402
-from rsi_plugin.core.geometry import receptive_field_center  # noqa: E402
+from rsi_plugin.criteria.geometry import receptive_field_center  # noqa: E402
 from rsi_plugin.criteria.channel_scan import ScanConfig, scan  # noqa: E402
 
 

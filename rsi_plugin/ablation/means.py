@@ -165,6 +165,10 @@ def ablate_conditions(
     Post ``= relu(values)`` on those channels (the same network, as in
     :func:`rsi_plugin.ablate`). The layers after the block run once on the stack.
 
+    This is the sweep's batched form of :func:`rsi_plugin.ablate` (one condition per call,
+    for users): ``ablate_conditions(m, x, b, [chs], values)[0]`` equals
+    ``rsi.ablate(m, x, b, chs, values[chs])``.
+
     Args:
         model (nn.Module or NNsight): a model with residual blocks (eval mode).
         images (Tensor): model-ready batch ``[B, 3, H, W]``.

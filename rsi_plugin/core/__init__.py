@@ -8,7 +8,6 @@ r"""core: models, residual blocks and their nodes, images and transforms. Import
 :mod:`.models`          :func:`load_model`: torchvision's ResNet family and the bundled ``tiny``
 :mod:`.images`          :func:`normalize` / :func:`denormalize`, :class:`ModelInfo`
 :mod:`.transforms`      the paper's ``S``, the sweep crop :func:`scale_crop`, :func:`get_transform`
-:mod:`.geometry`        a block's receptive-field centre; ``S`` zoomed about it
 :mod:`.channels`        :func:`check_channels`, the one validator of ``channels=``
 :mod:`.evalmode`        :func:`eval_mode` / :func:`runs_in_eval_mode`
 :mod:`.data`            :func:`validation_loader`: ImageNet-layout folders, bad files skipped

@@ -12,6 +12,8 @@ Imports :mod:`rsi_plugin.core`, :mod:`rsi_plugin.access` and :mod:`rsi_plugin.fe
 :mod:`.channel_scan`    :func:`scan`, :class:`ScanConfig`: every channel of the chosen blocks,
                         from FZs or natural images, over seeds; :func:`read_table`
 :mod:`.seeds`           seeds as a dimension: pass rates, robust sets, seed agreement
+:mod:`.geometry`        where a block's centre neuron looks (its receptive-field centre, found
+                        by a gradient through the FZ reader) and ``S`` zoomed about it
 ======================  ====================================================================
 """
 

@@ -66,7 +66,7 @@ from rsi_plugin.criteria.equations import (
 )
 from rsi_plugin.core.evalmode import runs_in_eval_mode
 from rsi_plugin.featureviz.optimize import FeatureVizConfig, render
-from rsi_plugin.core.geometry import ZOOM_CENTERS, receptive_field_center, zoom_transform
+from rsi_plugin.criteria.geometry import ZOOM_CENTERS, receptive_field_center, zoom_transform
 from rsi_plugin.core.images import model_info, normalize
 from rsi_plugin.criteria.natural import TopKImages, top_k_images
 from rsi_plugin.core.blocks import ResidualBlock, resolve_blocks
@@ -114,7 +114,7 @@ class ScanConfig:
         seed (int): seed of the generated natural dataset.
         zoom_center (str): where a ``"scale"`` transform zooms: ``"rf"`` (default) about the
             receptive-field centre of the block's centre neuron, measured once per block
-            (:func:`rsi_plugin.core.geometry.receptive_field_center`); ``"image"``: about the
+            (:func:`rsi_plugin.criteria.geometry.receptive_field_center`); ``"image"``: about the
             image centre, as the paper's ``S``. Recorded per row as ``zoom_center``.
         seeds (sequence of int, optional): FZ seeds; every channel's FZs are rendered and
             judged once per seed. ``None``: ``(featureviz.seed,)``.

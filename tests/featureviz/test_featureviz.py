@@ -629,7 +629,7 @@ def test_undetermined_verdict_never_passes():
 
 
 def test_zoom_about_the_image_centre_is_S_and_follows_a_shifted_centre():
-    from rsi_plugin.core.geometry import zoom_about
+    from rsi_plugin.criteria.geometry import zoom_about
     from rsi_plugin.core.transforms import S
 
     x = torch.rand(2, 3, 32, 32)
@@ -642,7 +642,7 @@ def test_zoom_about_the_image_centre_is_S_and_follows_a_shifted_centre():
 
 
 def test_receptive_field_centre_of_a_symmetric_model_is_the_stride_centre():
-    from rsi_plugin.core.geometry import receptive_field_center
+    from rsi_plugin.criteria.geometry import receptive_field_center
 
     model = make_tiny(0)
     # flip-symmetric kernels: the gradient centroid is set by the geometry alone. Block 1.0's
