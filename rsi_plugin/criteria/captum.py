@@ -180,19 +180,16 @@ class ScaleInvariance(Attribution):
         self.sites = node_sites(module, self.block, node_variant)
 
     @log_usage(part_of_slo=True)
-    def attribute(
-        self,
-        inputs: tuple[Tensor, Tensor],
-        channels: Sequence[int] | Tensor | None = None,
-        transform: str | Transform = "scale",
-        tolerance: float = TOLERANCE,
-        batch_size: int | None = None,
-        **trace_kwargs: Any,
-    ) -> Tensor:
+    def attribute(self, inputs: tuple[Tensor, Tensor], channels: Sequence[int] | Tensor | None = None,
+                  **kwargs: Any) -> Tensor:
         r"""Both criteria for each channel on its own pair of images, as margins; keeps
         nothing (:meth:`evaluate` returns the details).
 
-        Takes the arguments of :meth:`evaluate`.
+        Args:
+            inputs (tuple of two Tensors): ``(x_in, x_pre)``, as in :meth:`evaluate`.
+            channels (sequence of int or Tensor, optional): as in :meth:`evaluate`.
+            **kwargs: the other arguments of :meth:`evaluate` (``transform``,
+                ``tolerance``, ``batch_size``) and nnsight trace options.
 
         Returns:
             Tensor ``[K, 2]`` on the device of ``x_in``: per channel the margins of Eq. (1)
@@ -200,9 +197,7 @@ class ScaleInvariance(Attribution):
             ``-inf`` for a ratio <= 0 or undefined). A channel passes exactly when both
             are > 0. Equal to ``self.evaluate(...).margins``.
         """
-        result = self.evaluate(inputs, channels=channels, transform=transform, tolerance=tolerance,
-                               batch_size=batch_size, **trace_kwargs)
-        return result.margins.to(inputs[0].device)
+        return self.evaluate(inputs, channels=channels, **kwargs).margins.to(inputs[0].device)
 
     @runs_in_eval_mode
     def evaluate(

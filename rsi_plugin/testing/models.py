@@ -4,32 +4,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, ResNet
+from rsi_plugin.zoo.model import TinyResNet
 
 from rsi_plugin.core.images import ModelInfo
 from rsi_plugin.core.blocks import residual_blocks
 
 INPUT_SIZE = 32
 RESIZE_SIZE = 37
-
-
-class _SmallResNet(ResNet):
-    """resnet18's layout (blocks 1.0 .. 4.1, torchvision module names) at width ``w``."""
-
-    def __init__(self, width: int, num_classes: int) -> None:
-        nn.Module.__init__(self)
-        self._norm_layer = nn.BatchNorm2d
-        self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
-        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(BasicBlock, width, 2)
-        self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
-        self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
-        self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(8 * width, num_classes)
 
 
 def small_resnet(width: int = 8, num_classes: int = 10, seed: int = 0) -> nn.Module:
@@ -39,7 +20,7 @@ def small_resnet(width: int = 8, num_classes: int = 10, seed: int = 0) -> nn.Mod
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _SmallResNet(width, num_classes)
+        model = TinyResNet(width, num_classes, torchvision_init=False)  # resnet18's layout at width ``width``
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):

@@ -23,13 +23,16 @@ class TinyResNet(ResNet):
         width (int): channels of ``conv1`` and ``layer1``; later stages double it.
             Default 16.
         num_classes (int): outputs of ``fc``. Default 10.
+        torchvision_init (bool): re-initialise as torchvision does (Kaiming-normal convs,
+            BatchNorm weight 1 and bias 0); ``False`` keeps PyTorch's default initialisation
+            of each module. Default True.
 
     Shapes:
         input ``[N, 3, H, W]`` (normalised images; 64 px for the bundled model),
         output ``[N, num_classes]`` logits.
     """
 
-    def __init__(self, width: int = 16, num_classes: int = 10) -> None:
+    def __init__(self, width: int = 16, num_classes: int = 10, torchvision_init: bool = True) -> None:
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
         # ResNet.__init__ hard-codes widths 64..512, so set up what ResNet._make_layer
@@ -51,6 +54,8 @@ class TinyResNet(ResNet):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(8 * width * BasicBlock.expansion, num_classes)
         self.width = width
+        if not torchvision_init:
+            return
         # torchvision's initialisation.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
