@@ -6,7 +6,8 @@ r"""core: models, residual blocks and their nodes, images and transforms. Import
 :mod:`.blocks`          :class:`ResidualBlock`, :func:`residual_blocks`, :func:`get_block`, the
                         node names :data:`NODES` (In, Pre, Sum, Post) and :class:`NodeSite`
 :mod:`.models`          :func:`load_model`: torchvision's ResNet family and the bundled ``tiny``
-:mod:`.images`          :func:`normalize` / :func:`denormalize`, :class:`ModelInfo`
+:mod:`.modelinfo`       :class:`ModelInfo`: what a model expects of its input (``rsi_info``)
+:mod:`.images`          :func:`normalize` / :func:`denormalize` with the model's statistics
 :mod:`.transforms`      the paper's ``S``, the sweep crop :func:`scale_crop`, :func:`get_transform`
 :mod:`.channels`        :func:`check_channels`, the one validator of ``channels=``
 :mod:`.evalmode`        :func:`eval_mode` / :func:`runs_in_eval_mode`
@@ -24,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "ResidualBlock": "blocks", "NodeSite": "blocks", "NODES": "blocks", "residual_blocks": "blocks",
     "get_block": "blocks",
     "load_model": "models", "MODEL_NAMES": "models", "RESNET_FAMILY": "models",
-    "ModelInfo": "images", "model_info": "images", "normalize": "images", "denormalize": "images",
+    "ModelInfo": "modelinfo", "model_info": "modelinfo", "normalize": "images", "denormalize": "images",
     "S": "transforms", "scale_crop": "transforms", "get_transform": "transforms",
     "TRANSFORM_FAMILIES": "transforms",
     "check_channels": "channels",

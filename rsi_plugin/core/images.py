@@ -1,56 +1,20 @@
 """The one place where images meant for people ([0, 1] RGB) become what a model takes.
 
-A model loaded by :func:`rsi_plugin.load_model` carries a :class:`ModelInfo` as the
-attribute ``rsi_info``: its input size, the size images are resized to before the centre
-crop (256 for ImageNet), and its normalisation statistics. A plain torchvision model
-without it is treated as an ImageNet model.
+The statistics come from the model's :class:`~rsi_plugin.core.modelinfo.ModelInfo` (its
+``rsi_info``; ImageNet's for a plain torchvision model). ``ModelInfo`` and ``model_info`` live
+in :mod:`rsi_plugin.core.modelinfo` and stay importable from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from rsi_plugin.core.modelinfo import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, model_info
+
 __all__ = ["ModelInfo", "IMAGENET_MEAN", "IMAGENET_STD", "model_info", "normalize", "denormalize"]
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a model expects of its input.
-
-    Attributes:
-        name (str): model name, e.g. ``"resnet18"`` or ``"tiny"``.
-        weights (str): where the weights came from (``"random@<seed>"``, an enum name, a path).
-        input_size (int): side of the square input (224 for ImageNet models).
-        resize_size (int): side images are resized to before the centre crop (256).
-        mean (tuple): per-channel mean of the normalisation.
-        std (tuple): per-channel standard deviation of the normalisation.
-        num_classes (int): number of output classes.
-    """
-
-    name: str = "unknown"
-    weights: str = "unknown"
-    input_size: int = 224
-    resize_size: int = 256
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    num_classes: int = 1000
-
-
-def model_info(model: nn.Module) -> ModelInfo:
-    """The :class:`ModelInfo` a model carries, or ImageNet defaults when it has none."""
-    info = getattr(model, "rsi_info", None)
-    if isinstance(info, ModelInfo):
-        return info
-    fc = getattr(model, "fc", None)
-    num_classes = fc.out_features if isinstance(fc, nn.Linear) else 1000
-    return ModelInfo(num_classes=num_classes)
 
 
 def _stats(images: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None,

@@ -16,7 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
-from rsi_plugin.core.images import ModelInfo
+from rsi_plugin.core.modelinfo import ModelInfo
 
 __all__ = ["RESNET_FAMILY", "MODEL_NAMES", "load_model", "load_state_dict_file", "hub_cache_path", "check_device",
            "DeviceError", "WeightsFileError"]
