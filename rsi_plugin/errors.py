@@ -9,8 +9,9 @@ one-line message with exit status 2; anything else is a bug and shows its traceb
 =============================  ================================================================
 :class:`RSIError`              bad input of any kind (a ``ValueError``)
 :class:`UnknownNameError`      an unknown block, node, model, transform, source, variant, ...
-                               name; the message lists the valid ones
-:class:`ChannelError`          a channel index out of range (also an ``IndexError``)
+                               name; the message lists the valid ones (also a ``KeyError``)
+:class:`OutOfRangeError`       an index out of range (also an ``IndexError``)
+:class:`ChannelError`          a channel index out of range (an ``OutOfRangeError``)
 :class:`InputTypeError`        an argument of the wrong type (also a ``TypeError``)
 :class:`ShapeError`            a tensor or image batch of the wrong shape
 :class:`ConfigError`           a configuration value out of range (tolerance, steps, seeds, ...)
@@ -30,6 +31,7 @@ from __future__ import annotations
 __all__ = [
     "RSIError",
     "UnknownNameError",
+    "OutOfRangeError",
     "ChannelError",
     "InputTypeError",
     "ShapeError",
@@ -46,12 +48,19 @@ class RSIError(ValueError):
     sentence that says what was wrong and what is valid."""
 
 
-class UnknownNameError(RSIError):
-    """An unknown name (block, node, model, transform, source, variant, ...). Not a
-    ``KeyError``: its message is a sentence, which ``KeyError`` would print quoted."""
+class UnknownNameError(RSIError, KeyError):
+    """An unknown name (block, node, model, transform, source, variant, ...) or key. Also a
+    ``KeyError`` (a lookup that failed), printed as its sentence, not quoted as ``KeyError``
+    prints its argument."""
+
+    __str__ = BaseException.__str__
 
 
-class ChannelError(RSIError, IndexError):
+class OutOfRangeError(RSIError, IndexError):
+    """An index outside its range (a grid row, a seed position)."""
+
+
+class ChannelError(OutOfRangeError):
     """A channel index outside the block's channels."""
 
 

@@ -19,6 +19,8 @@ from typing import Sequence
 
 import pandas as pd
 
+from rsi_plugin.errors import RSIError, UnknownNameError
+
 __all__ = ["PAPER_MODEL", "PAPER_WEIGHTS", "PAPER_BLOCKS", "paper_channels", "compare_to_paper"]
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ def paper_channels(blocks: str | Sequence[str] | None = None) -> pd.DataFrame:
         blocks = [blocks]
     unknown = [b for b in blocks if b not in PAPER_BLOCKS]
     if unknown:
-        raise ValueError(f"the paper did not probe block(s) {unknown}; probed: {', '.join(PAPER_BLOCKS)}")
+        raise UnknownNameError(f"the paper did not probe block(s) {unknown}; probed: {', '.join(PAPER_BLOCKS)}")
     return table[table["block"].isin(list(blocks))].reset_index(drop=True)
 
 
@@ -94,7 +96,7 @@ def compare_to_paper(table: pd.DataFrame, share: float = 1.0) -> pd.DataFrame:
 
     missing = [c for c in ("block", "channel", "passes") if c not in table.columns]
     if missing:
-        raise ValueError(f"table lacks column(s) {missing}; it needs block, channel and passes "
+        raise RSIError(f"table lacks column(s) {missing}; it needs block, channel and passes "
                          "(the output of rsi.scan or ScaleInvariance(...).evaluate(...).table())")
     model, weights = table.attrs.get("model"), table.attrs.get("weights")
     if (model is not None and model != PAPER_MODEL) or (weights is not None and weights != PAPER_WEIGHTS):

@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from rsi_plugin.core.atomic import atomic_write
+from rsi_plugin.errors import InputTypeError, RSIError
 
 __all__ = ["CONDITIONS", "RESULT_COLUMNS", "eq3_summary", "eq3_figure", "plot_eq3", "plot_accuracy"]
 
@@ -50,10 +51,10 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 
 def _check(results: pd.DataFrame) -> None:
     if not isinstance(results, pd.DataFrame):
-        raise TypeError(f"results must be a pandas DataFrame, got {type(results).__name__}")
+        raise InputTypeError(f"results must be a pandas DataFrame, got {type(results).__name__}")
     missing = [c for c in ("condition", "trial", "scale", "accuracy") if c not in results.columns]
     if missing:
-        raise ValueError(f"results lacks column(s) {missing}; expected {', '.join(RESULT_COLUMNS)}")
+        raise RSIError(f"results lacks column(s) {missing}; expected {', '.join(RESULT_COLUMNS)}")
 
 
 def _se(values: pd.Series) -> float:
@@ -90,7 +91,7 @@ def eq3_summary(results: pd.DataFrame, no_scale: float = 0.0, tests: bool = True
     none = frame[frame["condition"] == "none"]
     for name, part in (("invariant", inv), ("none", none)):
         if part["scale"].duplicated().any():
-            raise ValueError(f"more than one {name!r} row at a scale: {sorted(part.loc[part['scale'].duplicated(), 'scale'])}")
+            raise RSIError(f"more than one {name!r} row at a scale: {sorted(part.loc[part['scale'].duplicated(), 'scale'])}")
     inv_acc = inv.set_index("scale")["accuracy"]
     none_acc = none.set_index("scale")["accuracy"]
     rand = frame[frame["condition"] == "random"]
@@ -160,7 +161,7 @@ def eq3_figure(summary: pd.DataFrame, title: str | None = None, no_scale: float 
         ValueError: ``summary`` is not an Eq. 3 summary.
     """
     if not isinstance(summary, pd.DataFrame) or "ratio_mean" not in summary.columns:
-        raise ValueError("summary must be the DataFrame eq3_summary returns")
+        raise RSIError("summary must be the DataFrame eq3_summary returns")
     figure = _figure()
     axes = figure.add_subplot()
     scaled = summary[summary["scale"] != round(float(no_scale), 6)]

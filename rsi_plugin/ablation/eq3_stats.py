@@ -35,6 +35,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from rsi_plugin.errors import RSIError
+
 __all__ = ["sign_test", "permutation_test", "bootstrap_ci", "ratio_tests", "null_deficits", "verdict",
            "ALPHA", "EXACT_MAX", "TEST_COLUMNS"]
 
@@ -127,7 +129,7 @@ def bootstrap_ci(values: Sequence[float], level: float = LEVEL, resamples: int =
         ValueError: ``level`` outside (0, 1).
     """
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+        raise RSIError(f"level must lie in (0, 1), got {level!r}")
     x = _finite(values)
     if len(x) < 2:
         return float("nan"), float("nan")

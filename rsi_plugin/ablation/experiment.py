@@ -66,6 +66,7 @@ from rsi_plugin.core.blocks import get_block, residual_blocks
 from rsi_plugin.ablation.screening import AUTO, Draw, auto_tolerance, draws_frame, random_sets, redecide, screen
 from rsi_plugin.ablation.store import CellKey, SweepStore, cell_key
 from rsi_plugin.access.nnsight import ablate, channel_values
+from rsi_plugin.errors import InputTypeError, RSIError
 
 __all__ = ["SweepConfig", "SweepResult", "sweep", "PAPER_SCALES", "Condition"]
 
@@ -137,28 +138,28 @@ class SweepConfig:
         scales = tuple(sorted({round(float(p), 6) for p in self.scales} | {0.0}))
         bad = [p for p in scales if not 0.0 <= p < 1.0]
         if bad:
-            raise ValueError(f"scales must lie in [0, 1), got {bad}")
+            raise RSIError(f"scales must lie in [0, 1), got {bad}")
         if self.node not in SWEEP_NODES:
-            raise ValueError(f"node must be one of {', '.join(SWEEP_NODES)}, got {self.node!r}")
+            raise RSIError(f"node must be one of {', '.join(SWEEP_NODES)}, got {self.node!r}")
         if self.variant not in ("text", "code"):
-            raise ValueError(f"variant must be 'text' or 'code', got {self.variant!r}")
+            raise RSIError(f"variant must be 'text' or 'code', got {self.variant!r}")
         if isinstance(self.tolerance, str):
             if self.tolerance != AUTO:
-                raise ValueError(f"tolerance must be a number >= 0 or {AUTO!r}, got {self.tolerance!r}")
+                raise RSIError(f"tolerance must be a number >= 0 or {AUTO!r}, got {self.tolerance!r}")
         elif isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)) or not (
                 self.tolerance >= 0):
-            raise ValueError(f"tolerance must be a number >= 0 or {AUTO!r}, got {self.tolerance!r}")
+            raise RSIError(f"tolerance must be a number >= 0 or {AUTO!r}, got {self.tolerance!r}")
         for name in ("trials", "max_draws", "null_sets"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+                raise RSIError(f"{name} must be an integer >= 0, got {value!r}")
         if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+            raise RSIError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if not isinstance(self.batch_conditions, bool) and (
                 not isinstance(self.batch_conditions, int) or self.batch_conditions < 1):
-            raise ValueError(f"batch_conditions must be True, False or a positive integer, got {self.batch_conditions!r}")
+            raise RSIError(f"batch_conditions must be True, False or a positive integer, got {self.batch_conditions!r}")
         if self.screen_batch is not None and self.screen_batch < 1:
-            raise ValueError(f"screen_batch must be a positive integer or None, got {self.screen_batch!r}")
+            raise RSIError(f"screen_batch must be a positive integer or None, got {self.screen_batch!r}")
         return replace(self, scales=scales)
 
     def manifest(self) -> dict[str, Any]:
@@ -312,10 +313,10 @@ def _check_channels(channels: Sequence[int], num_channels: int, name: str) -> tu
     if isinstance(channels, torch.Tensor):
         channels = channels.tolist()
     if isinstance(channels, (str, bytes)) or not hasattr(channels, "__iter__"):
-        raise TypeError(f"channels must be a sequence of channel indices, got {type(channels).__name__}")
+        raise InputTypeError(f"channels must be a sequence of channel indices, got {type(channels).__name__}")
     index, _ = channel_values(list(channels), 0.0, num_channels)
     if not len(index):
-        raise ValueError(f"no channel given for block {name}: the invariant set must hold at least one channel")
+        raise RSIError(f"no channel given for block {name}: the invariant set must hold at least one channel")
     return tuple(sorted(index.tolist()))
 
 
@@ -384,7 +385,7 @@ def sweep(
     channels = _check_channels(channels, target.channels, target.name)
     pool = [c for c in range(target.channels) if c not in set(channels)]
     if config.trials and len(pool) < len(channels):
-        raise ValueError(f"block {target.name} has {len(pool)} non-passing channels, fewer than the "
+        raise RSIError(f"block {target.name} has {len(pool)} non-passing channels, fewer than the "
                          f"{len(channels)} needed for a random set of the same size")
     rank, world = rank_and_world()
     loader = data if isinstance(data, ValidationLoader) else validation_loader(
@@ -405,7 +406,7 @@ def sweep(
         store.begin()  # the sweep's identity is written once work has begun (a failed start blocks nothing)
         store.save_means(run.means)
     if run.means.numel() != target.channels:
-        raise ValueError(f"means.csv holds {run.means.numel()} channels, block {target.name} has {target.channels}")
+        raise RSIError(f"means.csv holds {run.means.numel()} channels, block {target.name} has {target.channels}")
 
     none, invariant = Condition("none"), Condition("invariant", 0, channels)
     base = [none, invariant]

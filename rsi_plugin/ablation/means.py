@@ -27,6 +27,7 @@ from rsi_plugin.core.images import model_info, normalize
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
 from rsi_plugin.access.nnsight import capture, channel_values, check_images, envoy_at, wrap
 from rsi_plugin.core.transforms import scale_crop
+from rsi_plugin.errors import RSIError
 
 __all__ = ["SWEEP_NODES", "prepare_batch", "channel_means", "ablate_conditions", "condition_masks", "model_device"]
 
@@ -125,7 +126,7 @@ def channel_means(
         sums, counts = all_reduce_sum(sums), all_reduce_sum(counts)
     total = counts.sum()
     if total == 0:
-        raise ValueError("no image could be read to compute the channel means (see the loader's skipped report)")
+        raise RSIError("no image could be read to compute the channel means (see the loader's skipped report)")
     means = (sums.sum(0) / total).float()
     if channels is None:
         return means
@@ -191,16 +192,16 @@ def ablate_conditions(
     """
     envoy = wrap(model)
     if node not in SWEEP_NODES:
-        raise ValueError(f"node must be one of {', '.join(SWEEP_NODES)} to ablate conditions, got {node!r}")
+        raise RSIError(f"node must be one of {', '.join(SWEEP_NODES)} to ablate conditions, got {node!r}")
     target = block if isinstance(block, ResidualBlock) else get_block(residual_blocks(envoy._module), block)
     check_images(envoy._module, images)
     if not conditions:
-        raise ValueError("no condition given")
+        raise RSIError("no condition given")
     if max_stack is not None and (isinstance(max_stack, bool) or int(max_stack) < 1):
-        raise ValueError(f"max_stack must be a positive integer or None, got {max_stack!r}")
+        raise RSIError(f"max_stack must be a positive integer or None, got {max_stack!r}")
     values = torch.as_tensor(values, dtype=images.dtype).flatten()
     if values.numel() != target.channels:
-        raise ValueError(f"values must hold one value per channel of block {target.name} "
+        raise RSIError(f"values must hold one value per channel of block {target.name} "
                          f"({target.channels}), got {values.numel()}")
     masks = condition_masks(conditions, target.channels).to(images.device)
     fill = (target.activate(values) if node == "sum" else values).to(images.device)[None, None, :, None, None]

@@ -29,6 +29,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from rsi_plugin.errors import RSIError
+
 __all__ = ["Draw", "random_sets", "keeps", "decide", "screen", "draws_frame", "auto_tolerance", "redecide",
            "AUTO"]
 
@@ -86,7 +88,7 @@ def random_sets(pool: Sequence[int], size: int, seed: int, count: int) -> list[t
     """
     pool = [int(c) for c in pool]
     if size < 0 or size > len(pool):
-        raise ValueError(f"cannot draw {size} channels from a pool of {len(pool)} non-passing channels")
+        raise RSIError(f"cannot draw {size} channels from a pool of {len(pool)} non-passing channels")
     generator = torch.Generator().manual_seed(int(seed))
     sets = []
     for _ in range(count):

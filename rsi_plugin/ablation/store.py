@@ -30,6 +30,7 @@ import torch
 from rsi_plugin.core.atomic import atomic_write_csv, atomic_write_text
 from rsi_plugin.ablation.eq3 import RESULT_COLUMNS
 from rsi_plugin.ablation.screening import Draw
+from rsi_plugin.errors import RSIError
 
 __all__ = ["SweepStore", "atomic_write_text", "atomic_write_csv", "CellKey", "cell_key"]
 
@@ -98,12 +99,12 @@ class SweepStore:
             diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
             if diff:
                 details = "; ".join(f"{k}: {old.get(k)!r} in the folder, {manifest.get(k)!r} now" for k in diff)
-                raise ValueError(f"{self.dir} holds a sweep with other settings ({details}); "
+                raise RSIError(f"{self.dir} holds a sweep with other settings ({details}); "
                                  "use another output folder or remove it")
             self._load()
             return
         if any((self.dir / name).exists() for name in ("ablation.csv", "draws.csv", "means.csv")):
-            raise ValueError(f"{self.dir} holds sweep files but no sweep.json; use an empty output folder")
+            raise RSIError(f"{self.dir} holds sweep files but no sweep.json; use an empty output folder")
         self._pending = manifest
 
     def begin(self) -> None:
@@ -140,7 +141,7 @@ class SweepStore:
         frame = pd.read_csv(path, dtype={"condition": str})
         missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
         if missing:
-            raise ValueError(f"{path} lacks column(s) {missing}: not a table this sweep wrote")
+            raise RSIError(f"{path} lacks column(s) {missing}: not a table this sweep wrote")
         frame["scale"] = frame["scale"].astype(float).round(6)
         return frame
 

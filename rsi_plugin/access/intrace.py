@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, residual_blocks
+from rsi_plugin.errors import InputTypeError, RSIError
 
 __all__ = ["NestedTraceError", "BlockNodes", "block_nodes", "in_trace", "check_not_in_trace", "TRACE_OPTIONS",
            "check_trace_options"]
@@ -89,7 +90,7 @@ def check_trace_options(kwargs: dict[str, Any], what: str) -> None:
         if "target" in unknown:
             hint = (" (target= does not apply: the criteria score the channels of a block on their own "
                     "images, not an output class)")
-        raise TypeError(f"{what} got unexpected keyword argument(s) {', '.join(map(repr, unknown))}{hint}; "
+        raise InputTypeError(f"{what} got unexpected keyword argument(s) {', '.join(map(repr, unknown))}{hint}; "
                         f"extra keywords must be nnsight trace options: {', '.join(TRACE_OPTIONS)}")
 
 
@@ -100,11 +101,11 @@ def _envoy(model: Any):
 
     if isinstance(model, Envoy):
         if getattr(model, "path", "model") != "model":
-            raise ValueError(f"rsi.block_nodes needs the model's root envoy (the wrapper you trace), got the envoy "
+            raise RSIError(f"rsi.block_nodes needs the model's root envoy (the wrapper you trace), got the envoy "
                              f"of the submodule {model.path!r}")
         return model
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module or its nnsight wrapper, got {type(model).__name__}")
+        raise InputTypeError(f"model must be a torch.nn.Module or its nnsight wrapper, got {type(model).__name__}")
     return wrap(model)
 
 

@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from rsi_plugin.core.blocks import NODES, ResidualBlock, check_nodes, resolve_blocks
+from rsi_plugin.errors import InputTypeError, RSIError
 
 __all__ = ["HOOK_NODES", "HOOK_ALIASES", "hook_name", "parse_hook_name", "canonical_hook_name", "hooked",
            "view_class"]
@@ -72,7 +73,7 @@ _NOT_ALIASED = {"resid_mid": "hook_resid_mid is not an alias: a ResNet block has
 def _node_of(name: str) -> str:
     """A node or an alias (``"resid_pre"``) -> the node (``"in"``)."""
     if name in _NOT_ALIASED:
-        raise ValueError(_NOT_ALIASED[name])
+        raise RSIError(_NOT_ALIASED[name])
     return HOOK_ALIASES.get(name, name)
 
 
@@ -97,9 +98,9 @@ def parse_hook_name(name: str) -> tuple[str, str]:
     """
     match = _HOOK_RE.fullmatch(name) if isinstance(name, str) else None
     if match is not None and match.group("node") in _NOT_ALIASED:
-        raise ValueError(f"{name!r}: {_NOT_ALIASED[match.group('node')]}")
+        raise RSIError(f"{name!r}: {_NOT_ALIASED[match.group('node')]}")
     if match is None or _node_of(match.group("node")) not in NODES:
-        raise ValueError(f"{name!r} is not a hook name; expected blocks.<block>.hook_<node> with node in "
+        raise RSIError(f"{name!r} is not a hook name; expected blocks.<block>.hook_<node> with node in "
                          f"{', '.join(NODES)} (or an alias: {', '.join(HOOK_ALIASES)}), e.g. 'blocks.2.1.hook_pre'")
     return match.group("block"), _node_of(match.group("node"))
 
@@ -185,7 +186,7 @@ def view_class() -> type:
             super().__init__()
             module = getattr(model, "_module", model)
             if not isinstance(module, nn.Module):
-                raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+                raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
             self.__dict__["model"] = module  # kept out of the module tree on purpose
             self.rsi_blocks: tuple[ResidualBlock, ...] = tuple(resolve_blocks(module, blocks))
             self.blocks = nn.ModuleDict()
@@ -225,7 +226,7 @@ def view_class() -> type:
             """
             name = hook_name(block, node)
             if name not in self.hook_dict:
-                raise ValueError(f"no hook point {name!r}; blocks with hook points: "
+                raise RSIError(f"no hook point {name!r}; blocks with hook points: "
                                  f"{', '.join(b.name for b in self.rsi_blocks)}")
             return self.hook_dict[name]
 

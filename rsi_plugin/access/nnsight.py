@@ -30,6 +30,7 @@ from rsi_plugin.core.blocks import (
     residual_blocks,
     resolve_blocks,
 )
+from rsi_plugin.errors import InputTypeError, RSIError, ShapeError, UnknownNameError
 
 __all__ = ["wrap", "capture", "ablate", "node_gradient", "iter_batches", "check_images", "channel_values",
            "envoy_at"]
@@ -63,7 +64,7 @@ def wrap(model: nn.Module | NNsight) -> NNsight:
     if isinstance(model, Envoy):
         return model
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
+        raise InputTypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
     from rsi_plugin.access.remote import (
         VisionModel,  # remote imports models and this module's users; import on use
     )
@@ -109,7 +110,7 @@ def _check_trace_kwargs(envoy: Envoy, trace_kwargs: dict[str, Any]) -> None:
     if remote is None or remote is False:
         return
     if not isinstance(envoy, Remotable):
-        raise TypeError(
+        raise InputTypeError(
             f"remote={remote!r} needs a remote-ready wrapper, but the model is a {type(envoy).__name__} "
             "(nnsight would pass remote= into the model's forward); pass the plain model, which "
             "rsi_plugin wraps in a rsi_plugin.access.remote.VisionModel")
@@ -143,24 +144,24 @@ def check_images(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         ValueError: if it is not ``[N, C, H, W]`` with the model's ``C``.
     """
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor [N, 3, H, W], got {type(images).__name__}")
+        raise InputTypeError(f"images must be a torch.Tensor [N, 3, H, W], got {type(images).__name__}")
     if not images.is_floating_point():
-        raise TypeError(
+        raise InputTypeError(
             f"images must be floating point (normalised model input), got {images.dtype}; "
             "convert uint8 images with images.float() / 255 and rsi.normalize"
         )
     module = getattr(model, "_module", model)
     weight = next((p for p in module.parameters() if p.is_floating_point()), None) if isinstance(module, nn.Module) else None
     if weight is not None and images.dtype != weight.dtype and weight.device.type != "meta":
-        raise TypeError(f"images are {images.dtype} but the model's weights are {weight.dtype}; "
+        raise InputTypeError(f"images are {images.dtype} but the model's weights are {weight.dtype}; "
                         f"convert the images with images.to({weight.dtype}) (or the model with model.to(...))")
     if images.dim() != 4:
-        raise ValueError(f"images must have shape [N, C, H, W], got {tuple(images.shape)}")
+        raise ShapeError(f"images must have shape [N, C, H, W], got {tuple(images.shape)}")
     expected = _expected_channels(module)
     if expected is not None and images.shape[1] != expected:
-        raise ValueError(f"images must have {expected} channels, got shape {tuple(images.shape)}")
+        raise ShapeError(f"images must have {expected} channels, got shape {tuple(images.shape)}")
     if images.shape[0] == 0:
-        raise ValueError("images is an empty batch")
+        raise RSIError("images is an empty batch")
     return images
 
 
@@ -172,7 +173,7 @@ def iter_batches(images: Images, batch_size: int | None = None) -> Iterator[torc
     ``batch_size`` chunks); a DataLoader yields tensors or ``(images, labels, ...)``.
     """
     if batch_size is not None and batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        raise RSIError(f"batch_size must be > 0, got {batch_size}")
     if isinstance(images, torch.Tensor):
         if batch_size is None or images.dim() != 4:
             yield images
@@ -184,12 +185,12 @@ def iter_batches(images: Images, batch_size: int | None = None) -> Iterator[torc
         yield from iter_batches(stacked, batch_size)
         return
     if not isinstance(images, Iterable) or type(images).__module__.startswith("numpy"):
-        raise TypeError(f"images must be a torch.Tensor [N, 3, H, W], a list of tensors or a DataLoader, "
+        raise InputTypeError(f"images must be a torch.Tensor [N, 3, H, W], a list of tensors or a DataLoader, "
                         f"got {type(images).__name__}")
     for item in images:
         batch = item[0] if isinstance(item, (list, tuple)) else item
         if not isinstance(batch, torch.Tensor):
-            raise TypeError(f"each batch must be a torch.Tensor [N, 3, H, W] or (images, labels), "
+            raise InputTypeError(f"each batch must be a torch.Tensor [N, 3, H, W] or (images, labels), "
                             f"got {type(batch).__name__}")
         yield from iter_batches(batch, batch_size)
 
@@ -281,7 +282,7 @@ def capture(
         for key, value in out.items():
             parts[key].append(value)
     if not any(parts.values()):
-        raise ValueError("images held no batch")
+        raise RSIError("images held no batch")
     return {key: torch.cat(values) for key, values in parts.items()}
 
 
@@ -306,7 +307,7 @@ def channel_values(channels: Sequence[int], values: Any, num_channels: int,
     if vals.numel() == 1:
         vals = vals.expand(len(channels)).clone()
     if vals.numel() != len(channels):
-        raise ValueError(f"values must be one number or one per channel ({len(channels)}), got {vals.numel()}")
+        raise RSIError(f"values must be one number or one per channel ({len(channels)}), got {vals.numel()}")
     return torch.tensor(channels, dtype=torch.long, device=device), vals
 
 
@@ -365,7 +366,7 @@ def ablate(
                 out = envoy.output.save()
         logits.append(out)
     if not logits:
-        raise ValueError("images held no batch")
+        raise RSIError("images held no batch")
     return torch.cat(logits)
 
 
@@ -437,13 +438,13 @@ def node_gradient(
     _check_trace_kwargs(envoy, trace_kwargs)
     node = check_nodes([node])[0]
     if objective not in GRADIENT_OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(GRADIENT_OBJECTIVES)}")
+        raise UnknownNameError(f"unknown objective {objective!r}; valid: {', '.join(GRADIENT_OBJECTIVES)}")
     target = get_block(residual_blocks(envoy._module), block)
     check_images(envoy._module, images)
     index = torch.tensor(check_channels(channels, target.channels, where=f"block {target.name}",
                                         allow_empty=True, allow_duplicates=True), dtype=torch.long)
     if index.numel() != images.shape[0]:
-        raise ValueError(f"channels must hold one channel per image ({images.shape[0]}), got {index.numel()}")
+        raise ShapeError(f"channels must hold one channel per image ({images.shape[0]}), got {index.numel()}")
     index = index.to(images.device)
     reads = sorted(("in", "pre") if node == "sum" else (node,), key=target.order)
     x = images.detach()

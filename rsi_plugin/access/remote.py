@@ -71,6 +71,7 @@ from torch import nn
 
 from rsi_plugin.core.images import ModelInfo
 from rsi_plugin.core.models import RESNET_FAMILY, load_model
+from rsi_plugin.errors import InputTypeError, MissingFileError, RSIError, ShapeError, UnknownNameError
 
 __all__ = [
     "KEY_SOURCES",
@@ -93,7 +94,7 @@ _KEY_GRAMMAR = ("torchvision:<arch>:<weights> (weights: a torchvision enum name 
                 "DEFAULT, random or random@<seed>) or rsi:tiny[:bundled]")
 
 
-class RemoteConfigError(ValueError):
+class RemoteConfigError(RSIError):
     """A remote run is not set up (no API key, a bad host); raised before anything is sent."""
 
 
@@ -127,29 +128,29 @@ class ModelKey:
             ValueError: naming what is wrong and the grammar of a key.
         """
         if not isinstance(text, str):
-            raise TypeError(f"a model key is a string, got {type(text).__name__}")
+            raise InputTypeError(f"a model key is a string, got {type(text).__name__}")
         parts = text.split(":")
         if parts[0] == "rsi" and len(parts) == 2:
             parts.append("bundled")
         if len(parts) != 3 or not all(parts):
-            raise ValueError(f"bad model key {text!r}; expected {_KEY_GRAMMAR}")
+            raise RSIError(f"bad model key {text!r}; expected {_KEY_GRAMMAR}")
         source, arch, weights = parts
         if source not in KEY_SOURCES:
-            raise ValueError(f"unknown source {source!r} in model key {text!r}; valid: {', '.join(KEY_SOURCES)}")
+            raise UnknownNameError(f"unknown source {source!r} in model key {text!r}; valid: {', '.join(KEY_SOURCES)}")
         if source == "rsi":
             if arch != "tiny" or weights != "bundled":
-                raise ValueError(f"bad model key {text!r}: the bundled zoo has only rsi:tiny[:bundled]")
+                raise RSIError(f"bad model key {text!r}: the bundled zoo has only rsi:tiny[:bundled]")
             return cls(source, arch, weights)
         archs = _torchvision_archs()
         if arch not in archs:
-            raise ValueError(f"unknown torchvision model {arch!r} in key {text!r}; valid: {', '.join(archs)}")
+            raise UnknownNameError(f"unknown torchvision model {arch!r} in key {text!r}; valid: {', '.join(archs)}")
         if weights.startswith("random"):
             if not re.fullmatch(r"random(@\d+)?", weights):
-                raise ValueError(f"bad random weights {weights!r} in key {text!r}; use random or random@<seed>")
+                raise RSIError(f"bad random weights {weights!r} in key {text!r}; use random or random@<seed>")
             return cls(source, arch, weights)
         valid = ["DEFAULT"] + [w.name for w in torchvision.models.get_model_weights(arch)]
         if weights not in valid:
-            raise ValueError(f"unknown weights {weights!r} for {arch} in key {text!r}; valid: "
+            raise UnknownNameError(f"unknown weights {weights!r} for {arch} in key {text!r}; valid: "
                              f"{', '.join(valid)}, random, random@<seed>")
         return cls(source, arch, weights)
 
@@ -192,7 +193,7 @@ class ModelKey:
             try:
                 state = member.get_state_dict(progress=False)
             except Exception as error:  # offline, proxy, truncated download...
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{enum.__name__}.{member.name} is neither in the torch hub cache "
                     f"({torch.hub.get_dir()}/checkpoints) nor downloadable: {error}") from error
             model.load_state_dict(state, strict=True)
@@ -221,7 +222,7 @@ def model_key(model: nn.Module) -> ModelKey:
     module = getattr(model, "_module", model)
     info = getattr(module, "rsi_info", None)
     if not isinstance(info, ModelInfo):
-        raise ValueError(
+        raise RSIError(
             f"{type(module).__name__} carries no rsi_info, so a server cannot know which model to build; "
             "load it with rsi.load_model or build it from a key: VisionModel('torchvision:resnet18:IMAGENET1K_V1')")
     if info.name == "tiny":
@@ -229,17 +230,17 @@ def model_key(model: nn.Module) -> ModelKey:
 
         if os.path.abspath(info.weights) == str(TINY_WEIGHTS):
             return ModelKey("rsi", "tiny", "bundled")
-        raise ValueError(f"the tiny model's weights come from the local file {info.weights}, which a server "
+        raise RSIError(f"the tiny model's weights come from the local file {info.weights}, which a server "
                          "cannot load; remote runs need the bundled weights (rsi:tiny) or remote='local'")
     if info.weights == "random":  # a ModelInfo written by hand, without the seed
-        raise ValueError(
+        raise RSIError(
             f"{info.name} has random-init weights of unrecorded seed, which a server cannot rebuild; build "
             f"the model from a key instead (VisionModel('torchvision:{info.name}:random@<seed>')) or use "
             "remote='local'")
     try:
         return ModelKey.parse(f"torchvision:{info.name}:{info.weights}")
     except ValueError as error:
-        raise ValueError(f"{info.name} with weights {info.weights!r} has no remote key ({error}); weights "
+        raise RSIError(f"{info.name} with weights {info.weights!r} has no remote key ({error}); weights "
                          "from a local file cannot be loaded by a server: use remote='local', or torchvision "
                          "weights by name") from error
 
@@ -286,7 +287,7 @@ def check_remote(remote: Any) -> str | None:
                                     "in NDIF_HOST / nnsight.CONFIG) or an http(s):// URL of a server")
         host = remote
     else:
-        raise TypeError(f"remote must be False, 'local', True or an http(s):// URL, got {type(remote).__name__}")
+        raise InputTypeError(f"remote must be False, 'local', True or an http(s):// URL, got {type(remote).__name__}")
     if needs_api_key(host) and not _api_key():
         raise RemoteConfigError(
             f"the public NDIF service ({host}) needs an NDIF API key, but none is set: export "
@@ -339,7 +340,7 @@ class VisionModel(Remotable, NNsight):
         elif isinstance(model, nn.Module):
             super().__init__(model, *args, dispatch=dispatch, **kwargs)
         else:
-            raise TypeError(f"VisionModel takes an nn.Module or a model key string, got {type(model).__name__}")
+            raise InputTypeError(f"VisionModel takes an nn.Module or a model key string, got {type(model).__name__}")
 
     # ------------------------------------------------------------------ loading (Meta / Loadable)
     def _load_meta(self, key: str, *args: Any, **kwargs: Any) -> nn.Module:
@@ -376,17 +377,17 @@ class VisionModel(Remotable, NNsight):
         rows = []
         for number, (inputs, kwargs) in enumerate(invokes):
             if len(inputs) != 1 or kwargs != invokes[0][1]:
-                raise ValueError(f"batched invokes must each pass one image tensor and the same keyword "
+                raise RSIError(f"batched invokes must each pass one image tensor and the same keyword "
                                  f"inputs; invoke {number} passed {len(inputs)} positional input(s) and "
                                  f"keywords {sorted(kwargs)}")
             images = inputs[0]
             if not isinstance(images, torch.Tensor):
-                raise TypeError(f"invoke {number} passed a {type(images).__name__}; batched invokes take image "
+                raise InputTypeError(f"invoke {number} passed a {type(images).__name__}; batched invokes take image "
                                 "tensors [N, C, H, W] or [C, H, W]")
             rows.append(images if images.dim() == 4 else images.unsqueeze(0))
         shapes = {(tuple(r.shape[1:]), r.dtype) for r in rows}
         if len(shapes) != 1:
-            raise ValueError("batched invokes need images of one size and dtype to share a forward, got "
+            raise ShapeError("batched invokes need images of one size and dtype to share a forward, got "
                              f"{sorted((list(s), str(d)) for s, d in shapes)}; use one trace per size")
         device = rows[0].device
         return (torch.cat([r.to(device) for r in rows]),), dict(invokes[0][1])
@@ -430,6 +431,6 @@ def remote_ready(model: nn.Module | str) -> VisionModel:
 
     envoy = wrap(model)
     if not isinstance(envoy, Remotable):
-        raise TypeError(f"{type(envoy).__name__} is an nnsight wrapper that cannot run remotely; pass the "
+        raise InputTypeError(f"{type(envoy).__name__} is an nnsight wrapper that cannot run remotely; pass the "
                         "plain model (rsi_plugin wraps it in a VisionModel) instead")
     return envoy

@@ -22,6 +22,8 @@ from typing import Any, Callable
 import nnsight
 from torch import nn
 
+from rsi_plugin.errors import RSIError
+
 __all__ = ["in_one_request", "is_remote", "optimize_batch_remotely"]
 
 
@@ -52,7 +54,7 @@ def in_one_request(model: nn.Module, function: Callable[..., Any], *args: Any, r
     from rsi_plugin.access.remote import check_remote, remote_ready
 
     if not is_remote(remote):
-        raise ValueError("in_one_request needs remote='local', True or a URL")
+        raise RSIError("in_one_request needs remote='local', True or a URL")
     check_remote(remote)
     envoy = remote_ready(model)
     with envoy.session(remote=remote):

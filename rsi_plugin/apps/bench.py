@@ -25,6 +25,7 @@ from rsi_plugin.core.images import model_info
 from rsi_plugin.core.blocks import NODES, get_block, residual_blocks
 from rsi_plugin.apps.timing import environment, time_cases, write_json
 from rsi_plugin.access.nnsight import ablate, capture, wrap
+from rsi_plugin.errors import RSIError, UnknownNameError
 
 __all__ = ["BENCH_CASES", "REMOTE_CASES", "BenchCase", "make_cases", "bench", "save_bench", "load_bench", "plot_bench",
            "peak_memory_mb", "sanity_warnings", "SANITY_RANGE", "bench_figure"]
@@ -114,7 +115,7 @@ def make_cases(model: nn.Module, plain_model: nn.Module, block: str = "3.1",
     cases = list(valid if cases is None else cases)
     unknown = [c for c in cases if c not in valid]
     if unknown:
-        raise ValueError(f"unknown case(s) {unknown}; valid: {', '.join(valid)}"
+        raise UnknownNameError(f"unknown case(s) {unknown}; valid: {', '.join(valid)}"
                          + ("" if remote else f" ({', '.join(REMOTE_CASES)} need remote=URL)"))
     target = get_block(residual_blocks(model), block)
     blocks = residual_blocks(model)
@@ -355,11 +356,11 @@ def bench(model: str | nn.Module = "resnet18", batches: Sequence[int] = (1, 8, 3
 
     batches = [int(b) for b in batches]
     if not batches or any(b <= 0 for b in batches):
-        raise ValueError(f"batch sizes must be positive integers, got {batches}")
+        raise RSIError(f"batch sizes must be positive integers, got {batches}")
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise RSIError(f"repeats must be >= 1, got {repeats}")
     if str(device).split(":")[0] not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; valid: cpu, cuda")
+        raise UnknownNameError(f"unknown device {device!r}; valid: cpu, cuda")
     from rsi_plugin.core.models import check_device
 
     dev = check_device(device)  # a DeviceError (ValueError and RuntimeError) names what is missing

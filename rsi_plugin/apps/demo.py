@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from rsi_plugin.apps.timing import write_json
+from rsi_plugin.errors import RSIError
 
 __all__ = ["DemoConfig", "run_demo", "pick_ablation_blocks"]
 
@@ -97,11 +98,11 @@ class DemoConfig:
         for name in ("steps", "seeds", "samples", "natural_samples", "grids_per_block"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise RSIError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 0:
-            raise ValueError(f"trials must be an integer >= 0, got {self.trials!r}")
+            raise RSIError(f"trials must be an integer >= 0, got {self.trials!r}")
         if self.model != "tiny" and self.data is None:
-            raise ValueError(f"model {self.model!r} needs data=: an ImageNet-layout validation folder "
+            raise RSIError(f"model {self.model!r} needs data=: an ImageNet-layout validation folder "
                              "(only the bundled 'tiny' model has generated data)")
         return self
 

@@ -15,6 +15,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from rsi_plugin.errors import RSIError
+
 __all__ = ["TimingResult", "time_cases", "environment", "write_json", "format_table"]
 
 
@@ -57,9 +59,9 @@ def time_cases(cases: Mapping[str, Callable[[], Any]], repeats: int = 5, warmup:
         dict name -> :class:`TimingResult`.
     """
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise RSIError(f"repeats must be >= 1, got {repeats}")
     if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
+        raise RSIError(f"warmup must be >= 0, got {warmup}")
     results = {name: TimingResult(name) for name in cases}
     rounds = range(warmup + repeats)
     if progress:

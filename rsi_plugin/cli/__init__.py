@@ -17,14 +17,14 @@ import logging
 import sys
 from typing import Sequence
 
+from rsi_plugin.errors import RSIError
+
 __all__ = ["main", "build_parser", "COMMANDS"]
 
-#: errors that mean bad input (arguments, data, weights, device, output path): one line
-#: on stderr and exit status 2 instead of a traceback
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, IndexError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError,
-    PermissionError,
-)
+#: errors that mean bad input (arguments, data, weights, device, output path): one line on
+#: stderr and exit status 2 instead of a traceback. Only the library's own
+#: :class:`~rsi_plugin.errors.RSIError`: any other exception is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (RSIError,)
 
 #: argument names holding an output folder / an output file, checked before any work
 OUTPUT_DIRS: tuple[str, ...] = ("out",)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rsi_plugin.cli.args import tolerance
 from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
+from rsi_plugin.errors import MissingFileError, RSIError
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def parse_channels(values: list[str], block: str, source: str | None = None,
     try:
         return [int(v) for v in items]
     except ValueError:
-        raise ValueError(f"--channels takes a scan CSV or channel numbers, got {' '.join(values)!r}") from None
+        raise RSIError(f"--channels takes a scan CSV or channel numbers, got {' '.join(values)!r}") from None
 
 
 def _truthy(value) -> bool:
@@ -107,23 +108,26 @@ def _channels_from_csv(path: Path, block: str, source: str | None, channel_set: 
     from rsi_plugin.criteria.seeds import select_channels
 
     if not path.is_file():
-        raise FileNotFoundError(f"channel table not found: {path}")
-    table = pd.read_csv(path, dtype={"block": str})
+        raise MissingFileError(f"channel table not found: {path}")
+    try:
+        table = pd.read_csv(path, dtype={"block": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise RSIError(f"{path} is not a scan CSV table ({' '.join(str(error).split())})") from None
     missing = [c for c in ("block", "channel", "passes") if c not in table.columns]
     if missing:
-        raise ValueError(f"{path} lacks column(s) {missing}; a scan CSV has block, channel, passes")
+        raise RSIError(f"{path} lacks column(s) {missing}; a scan CSV has block, channel, passes")
     if "source" in table.columns:
         sources = sorted(set(table["source"].astype(str)))
         if source is not None:
             if source not in sources:
-                raise ValueError(f"--source {source!r} not in {path}; it holds {', '.join(sources)}")
+                raise RSIError(f"--source {source!r} not in {path}; it holds {', '.join(sources)}")
             table = table[table["source"].astype(str) == source]
         elif len(sources) > 1:
-            raise ValueError(f"{path} holds several sources ({', '.join(sources)}); pick one with --source")
+            raise RSIError(f"{path} holds several sources ({', '.join(sources)}); pick one with --source")
     found = select_channels(table, block, channel_set)
     if not found:
         blocks = sorted(set(table.loc[table["passes"].map(_truthy), "block"].astype(str)))
-        raise ValueError(f"no passing channel ({channel_set}) of block {block} in {path}; blocks with passing "
+        raise RSIError(f"no passing channel ({channel_set}) of block {block} in {path}; blocks with passing "
                          f"channels: {', '.join(blocks) or 'none'}")
     return found
 
@@ -132,7 +136,7 @@ def _default_data(args: argparse.Namespace, model):
     if args.data is not None:
         return args.data
     if args.model != "tiny":
-        raise ValueError(f"--data is required for model {args.model} (an ImageNet-layout validation folder)")
+        raise RSIError(f"--data is required for model {args.model} (an ImageNet-layout validation folder)")
     from rsi_plugin.core.images import model_info
     from rsi_plugin.zoo.shapes import ShapesDataset, eval_seed
 

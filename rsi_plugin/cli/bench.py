@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rsi_plugin.errors import RSIError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from rsi_plugin.apps.bench import BENCH_CASES
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from rsi_plugin.apps.bench import bench, plot_bench, save_bench
 
     if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        raise RSIError(f"--threads must be >= 1, got {args.threads}")
     threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from rsi_plugin.core.models import MODEL_NAMES
+from rsi_plugin.errors import PathError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, default: str = "tiny") -> None:
@@ -44,16 +45,16 @@ def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     """
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{flag} {path} is a file, not a folder; give a folder (it is created if missing)")
+        raise PathError(f"{flag} {path} is a file, not a folder; give a folder (it is created if missing)")
     existing = _existing_ancestor(path)
     if not existing.is_dir():
-        raise NotADirectoryError(f"{flag} {path} cannot be created: {existing} is a file, not a folder")
+        raise PathError(f"{flag} {path} cannot be created: {existing} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):  # the real test: root ignores mode bits, read-only mounts do not
             pass
     except OSError as error:
-        raise PermissionError(f"{flag} {path} is not writable ({error.strerror or type(error).__name__}); "
+        raise PathError(f"{flag} {path} is not writable ({error.strerror or type(error).__name__}); "
                               "give a folder you can write to") from None
     return path
 
@@ -67,6 +68,6 @@ def check_output_file(path: str | os.PathLike, flag: str) -> Path:
     """
     path = Path(path).expanduser()
     if path.is_dir():
-        raise IsADirectoryError(f"{flag} {path} is a folder; give a file name")
+        raise PathError(f"{flag} {path} is a folder; give a file name")
     check_output_dir(path.parent if str(path.parent) else Path("."), flag=f"{flag} {path}: folder")
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rsi_plugin.cli.args import tolerance
+from rsi_plugin.errors import RSIError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads if args.threads is not None else (1 if args.model == "tiny" else None)
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {threads}")
+            raise RSIError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
 
     overrides = {k: v for k, v in {"steps": args.steps, "seeds": args.seeds, "trials": args.trials,

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
+from rsi_plugin.errors import RSIError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -96,7 +97,7 @@ def seeds_from_args(values: list[int] | None, first: int) -> tuple[int, ...] | N
         return None
     if len(values) == 1:
         if values[0] < 1:
-            raise ValueError(f"--seeds N needs N >= 1 (the number of seeds), got {values[0]}")
+            raise RSIError(f"--seeds N needs N >= 1 (the number of seeds), got {values[0]}")
         return tuple(range(first, first + values[0]))
     return tuple(values)
 
@@ -112,7 +113,7 @@ def set_threads(threads: int | None, model_name: str) -> None:
     threads = threads if threads is not None else (1 if model_name == "tiny" else None)
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {threads}")
+            raise RSIError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
 
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from rsi_plugin.core.specs import BlockSpec, activation_fn, model_specs
+from rsi_plugin.errors import RSIError, UnknownNameError
 
 __all__ = [
     "NODES",
@@ -113,7 +114,7 @@ class ResidualBlock:
             return NodeSite(self.pre_path, "output")
         if node == "post":
             return NodeSite(self.post_path or self.path, "output")
-        raise ValueError("node 'sum' has no module of its own: it is computed as in + pre")
+        raise RSIError("node 'sum' has no module of its own: it is computed as in + pre")
 
     def order(self, node: str) -> tuple[int, int]:
         """Sort key of ``node`` in execution order across the whole model.
@@ -140,9 +141,9 @@ def check_nodes(nodes: Iterable[str]) -> tuple[str, ...]:
     nodes = tuple(nodes)
     for node in nodes:
         if node not in NODES:
-            raise ValueError(f"unknown node {node!r}; valid nodes: {', '.join(NODES)}")
+            raise UnknownNameError(f"unknown node {node!r}; valid nodes: {', '.join(NODES)}")
     if not nodes:
-        raise ValueError(f"no node given; valid nodes: {', '.join(NODES)}")
+        raise RSIError(f"no node given; valid nodes: {', '.join(NODES)}")
     return nodes
 
 
@@ -208,7 +209,7 @@ def residual_blocks(model: nn.Module, specs: Sequence[BlockSpec] | None = None) 
     found = _find(module, specs)
     if not found:
         families = ", ".join(sorted({s.family for s in specs}))
-        raise ValueError(
+        raise RSIError(
             f"{type(module).__name__} has no residual block: expected modules described by the "
             f"block specs ({families}): torchvision BasicBlock or Bottleneck (resnet18/34/50/101/152, "
             "wide_resnet50_2, resnext50_32x4d, 'tiny'), ConvNeXt CNBlock (convnext_tiny, ...), or "
@@ -246,7 +247,7 @@ def get_block(model_or_blocks: nn.Module | Sequence[ResidualBlock], name: str | 
     for block in blocks:
         if block.name == str(name):
             return block
-    raise ValueError(f"unknown block {name!r}; valid blocks: {', '.join(b.name for b in blocks)}")
+    raise UnknownNameError(f"unknown block {name!r}; valid blocks: {', '.join(b.name for b in blocks)}")
 
 
 def resolve_blocks(model: nn.Module, blocks: str | Sequence[str] | None = "all") -> list[ResidualBlock]:
@@ -262,7 +263,7 @@ def resolve_blocks(model: nn.Module, blocks: str | Sequence[str] | None = "all")
         blocks = [blocks]
     chosen = [get_block(every, b) for b in blocks]
     if not chosen:
-        raise ValueError(f"no block given; valid blocks: {', '.join(b.name for b in every)}")
+        raise UnknownNameError(f"no block given; valid blocks: {', '.join(b.name for b in every)}")
     return chosen
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rsi_plugin.errors import ChannelError, InputTypeError, RSIError
+
 __all__ = ["check_channels"]
 
 
@@ -31,16 +33,16 @@ def _is_integer(value: Any) -> bool:
 def _items(channels: Any, what: str) -> list[Any]:
     if isinstance(channels, torch.Tensor):
         if channels.dtype == torch.bool or channels.is_floating_point() or channels.is_complex():
-            raise TypeError(f"{what} must be integer channel indices, got a {channels.dtype} tensor")
+            raise InputTypeError(f"{what} must be integer channel indices, got a {channels.dtype} tensor")
         return [int(c) for c in channels.flatten().tolist()]
     if isinstance(channels, np.ndarray):
         if not np.issubdtype(channels.dtype, np.integer):
-            raise TypeError(f"{what} must be integer channel indices, got an array of {channels.dtype}")
+            raise InputTypeError(f"{what} must be integer channel indices, got an array of {channels.dtype}")
         return [int(c) for c in channels.reshape(-1).tolist()]
     if _is_integer(channels):
         return [channels]
     if isinstance(channels, (str, bytes)) or not hasattr(channels, "__iter__"):
-        raise TypeError(f"{what} must be a sequence of integer channel indices (e.g. [1, 9, 23]), "
+        raise InputTypeError(f"{what} must be a sequence of integer channel indices (e.g. [1, 9, 23]), "
                         f"got {type(channels).__name__} {channels!r}")
     return list(channels)
 
@@ -72,22 +74,22 @@ def check_channels(channels: Any, num_channels: int | None = None, *, what: str 
     if channels is None:
         if default_all and num_channels is not None:
             return list(range(int(num_channels)))
-        raise TypeError(f"{what} must be a sequence of integer channel indices, got None")
+        raise InputTypeError(f"{what} must be a sequence of integer channel indices, got None")
     out = []
     for item in _items(channels, what):
         if not _is_integer(item):
-            raise TypeError(f"{what} must be integers (not bool, float or str); got {item!r} "
+            raise InputTypeError(f"{what} must be integers (not bool, float or str); got {item!r} "
                             f"of type {type(item).__name__}")
         out.append(int(item))
     if num_channels is not None:
         bad = [c for c in out if not 0 <= c < num_channels]
         if bad:
-            raise IndexError(f"{what}: channel(s) {bad} out of range: {where} has {num_channels} channels "
+            raise ChannelError(f"{what}: channel(s) {bad} out of range: {where} has {num_channels} channels "
                              f"(0..{num_channels - 1})")
     if not allow_duplicates and len(set(out)) != len(out):
         repeated = sorted({c for c in out if out.count(c) > 1})
-        raise ValueError(f"{what} contain duplicates {repeated}: give each channel once")
+        raise RSIError(f"{what} contain duplicates {repeated}: give each channel once")
     if not out and not allow_empty:
         valid = f"0..{num_channels - 1}" if num_channels is not None else "integer indices"
-        raise ValueError(f"{what} is empty: give at least one channel ({valid}) or None for all")
+        raise RSIError(f"{what} is empty: give at least one channel ({valid}) or None for all")
     return out

@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from rsi_plugin.core.images import model_info
+from rsi_plugin.errors import DataError, InputTypeError, MissingFileError, RSIError
 
 __all__ = ["SkippedFiles", "ValidationLoader", "validation_loader", "image_folder", "check_labels", "describe",
            "IMAGE_EXTENSIONS", "model_class_names", "map_class_folders"]
@@ -123,7 +124,7 @@ def _resize_square(image: torch.Tensor | Image.Image, size: int) -> torch.Tensor
     if image.dim() == 2:
         image = image[None]
     if image.dim() != 3 or image.shape[0] not in (1, 3, 4):
-        raise ValueError(f"an image must be [C, H, W] with C in 1, 3, 4; got {tuple(image.shape)}")
+        raise DataError(f"an image must be [C, H, W] with C in 1, 3, 4; got {tuple(image.shape)}")
     if image.shape[0] == 1:
         image = image.expand(3, -1, -1)
     elif image.shape[0] == 4:
@@ -131,7 +132,7 @@ def _resize_square(image: torch.Tensor | Image.Image, size: int) -> torch.Tensor
     if image.dtype == torch.uint8:
         image = image.float() / 255
     elif not image.is_floating_point():
-        raise TypeError(f"image tensors must be uint8 or floating point in [0, 1], got {image.dtype}")
+        raise InputTypeError(f"image tensors must be uint8 or floating point in [0, 1], got {image.dtype}")
     if tuple(image.shape[-2:]) != (size, size):
         if min(image.shape[-2:]) != size:
             image = TF.resize(image, [size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
@@ -165,7 +166,7 @@ class _Prepared(Dataset):
             return None, -1, self.key(index), f"{type(error).__name__}: {error}"
         if isinstance(image, Image.Image) or isinstance(image, torch.Tensor):
             return _resize_square(image, self.size), int(label), self.key(index), ""
-        raise TypeError(f"dataset items must be (PIL image or Tensor [C, H, W], label), "
+        raise InputTypeError(f"dataset items must be (PIL image or Tensor [C, H, W], label), "
                         f"got an image of type {type(image).__name__}")
 
 
@@ -277,7 +278,7 @@ def map_class_folders(folders: list[str], num_classes: int, class_names: tuple[s
         return {folder: i for i, folder in enumerate(sorted(folders))}  # the full set: sorted order
     ambiguous = [f for f in unmapped if lookup.get(f) == -1]
     if ambiguous:
-        raise ValueError(f"class folder(s) {', '.join(ambiguous)} of {root} name more than one class of the model; "
+        raise DataError(f"class folder(s) {', '.join(ambiguous)} of {root} name more than one class of the model; "
                          "name them by label number instead ('NNN_name')")
     if unmapped:
         shown = ", ".join(unmapped[:5]) + (f" (+{len(unmapped) - 5} more)" if len(unmapped) > 5 else "")
@@ -292,14 +293,14 @@ def map_class_folders(folders: list[str], num_classes: int, class_names: tuple[s
             hint = (f"the model has {num_classes} classes and no class names: name the folders by label "
                     f"number ('0' .. '{num_classes - 1}', or 'NN_anything'), or give all {num_classes} class "
                     "folders (taken in sorted order)")
-        raise ValueError(f"class folder(s) {shown} of {root} cannot be mapped to the model's classes; {hint}")
+        raise DataError(f"class folder(s) {shown} of {root} cannot be mapped to the model's classes; {hint}")
     bad = {f: label for f, label in mapping.items() if not 0 <= label < num_classes}
     if bad:
-        raise ValueError(f"class folder(s) {bad} of {root} give labels outside the model's 0..{num_classes - 1}")
+        raise DataError(f"class folder(s) {bad} of {root} give labels outside the model's 0..{num_classes - 1}")
     labels = list(mapping.values())
     if len(set(labels)) != len(labels):
         twice = sorted({f for f, label in mapping.items() if labels.count(label) > 1})
-        raise ValueError(f"class folders {twice} of {root} map to the same class of the model")
+        raise DataError(f"class folders {twice} of {root} map to the same class of the model")
     return mapping
 
 
@@ -333,12 +334,12 @@ def image_folder(root: str | os.PathLike, model: nn.Module | None = None,
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder not found: {root} (expected ImageNet layout root/<class>/<image>)")
+        raise MissingFileError(f"data folder not found: {root} (expected ImageNet layout root/<class>/<image>)")
     check = _NotImages()
     try:
         dataset = ImageFolder(str(root), loader=_open_rgb, is_valid_file=check, allow_empty=True)
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"{root}: {error} (expected ImageNet layout root/<class>/<image>)") from error
+        raise MissingFileError(f"{root}: {error} (expected ImageNet layout root/<class>/<image>)") from error
     if model is not None or class_names is not None:
         num_classes = model_info(model).num_classes if model is not None else len(class_names)
         names = class_names if class_names is not None else model_class_names(model)
@@ -409,7 +410,7 @@ class ValidationLoader:
             ValueError: ``rank`` not in ``[0, world_size)``.
         """
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+            raise RSIError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         return ValidationLoader(self.dataset, self.resize_size, self.input_size, self.batch_size, self.workers,
                                 list(self.indices), rank, world_size, self.skipped, self.pin_memory)
 
@@ -443,7 +444,7 @@ def _subset(n: int, limit: int | None) -> list[int]:
     if limit is None or limit >= n:
         return list(range(n))
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        raise RSIError(f"limit must be a positive integer or None, got {limit!r}")
     if limit == 1:
         return [0]
     # evenly spaced over the item list: every class of a sorted ImageFolder is represented
@@ -501,11 +502,11 @@ def validation_loader(
     resize_size = resize_size or (info.resize_size if info else None)
     input_size = input_size or (info.input_size if info else None)
     if resize_size is None or input_size is None:
-        raise ValueError("give a model (its rsi_info has the sizes) or resize_size and input_size")
+        raise RSIError("give a model (its rsi_info has the sizes) or resize_size and input_size")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise RSIError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+        raise RSIError(f"workers must be an integer >= 0, got {workers!r}")
     skipped = SkippedFiles()
     if isinstance(root_or_dataset, ValidationLoader):
         given = root_or_dataset
@@ -525,13 +526,13 @@ def validation_loader(
             isinstance(t, torch.Tensor) for t in root_or_dataset):
         images, labels = root_or_dataset
         if images.dim() != 4 or labels.dim() != 1 or len(images) != len(labels):
-            raise ValueError(f"(images, labels) must be [N, C, H, W] and [N], got "
+            raise DataError(f"(images, labels) must be [N, C, H, W] and [N], got "
                              f"{tuple(images.shape)} and {tuple(labels.shape)}")
         dataset = TensorDataset(images, labels)
     elif isinstance(root_or_dataset, Dataset):
         dataset = root_or_dataset
     else:
-        raise TypeError("data must be an ImageNet-layout folder, a torch Dataset of (image, label), a DataLoader, "
+        raise InputTypeError("data must be an ImageNet-layout folder, a torch Dataset of (image, label), a DataLoader, "
                         f"a pair (images, labels) of tensors or a ValidationLoader; got {type(root_or_dataset).__name__}")
     if skipped.count and isinstance(root_or_dataset, (str, os.PathLike)):
         logger.warning("%d non-image file(s) in %s left out", skipped.count, root_or_dataset)
@@ -543,7 +544,7 @@ def validation_loader(
 def check_labels(labels: torch.Tensor, num_classes: int) -> None:
     """Raise ValueError when a label is outside ``[0, num_classes)``."""
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got range "
+        raise DataError(f"labels must lie in [0, {num_classes}), got range "
                          f"[{int(labels.min())}, {int(labels.max())}]: does the data's class order match the model?")
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from rsi_plugin.core.modelinfo import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, model_info
+from rsi_plugin.errors import InputTypeError, ShapeError
 
 __all__ = ["ModelInfo", "IMAGENET_MEAN", "IMAGENET_STD", "model_info", "normalize", "denormalize"]
 
@@ -20,11 +21,11 @@ __all__ = ["ModelInfo", "IMAGENET_MEAN", "IMAGENET_STD", "model_info", "normaliz
 def _stats(images: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None,
            model: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        raise InputTypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.dim() not in (3, 4) or images.shape[-3] != 3:
-        raise ValueError(f"images must be RGB, [3, H, W] or [N, 3, H, W]; got {tuple(images.shape)}")
+        raise ShapeError(f"images must be RGB, [3, H, W] or [N, 3, H, W]; got {tuple(images.shape)}")
     if not images.is_floating_point():
-        raise TypeError(f"images must be floating point in [0, 1], got {images.dtype}")
+        raise InputTypeError(f"images must be floating point in [0, 1], got {images.dtype}")
     if model is not None:
         info = model_info(model)
         mean = info.mean if mean is None else mean

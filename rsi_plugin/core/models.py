@@ -17,6 +17,7 @@ import torchvision
 from torch import nn
 
 from rsi_plugin.core.modelinfo import ModelInfo
+from rsi_plugin.errors import MissingFileError, RSIError, UnknownNameError, WeightsError
 
 __all__ = ["RESNET_FAMILY", "MODEL_NAMES", "load_model", "load_state_dict_file", "hub_cache_path", "check_device",
            "DeviceError", "WeightsFileError"]
@@ -29,11 +30,11 @@ RESNET_FAMILY: tuple[str, ...] = (
 MODEL_NAMES: tuple[str, ...] = ("tiny",) + RESNET_FAMILY
 
 
-class DeviceError(ValueError, RuntimeError):
+class DeviceError(RSIError, RuntimeError):
     """A device that is not a valid torch device, or that this machine does not have."""
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(WeightsError):
     """A weights file that cannot be read as a state dict (empty, truncated, not torch)."""
 
 
@@ -93,7 +94,7 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> nn.Module
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise MissingFileError(f"weights file not found: {path}")
     state = _load_weights(path)
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
@@ -116,7 +117,7 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> nn.Module
         if wrong:
             parts.append("shape mismatch: " + ", ".join(
                 f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong[:8]))
-        raise ValueError(f"weights file {path} does not match {type(model).__name__}: " + "; ".join(parts))
+        raise RSIError(f"weights file {path} does not match {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
     return model
 
@@ -129,7 +130,7 @@ def _enum_state_dict(name: str, weights: str, download: bool) -> tuple[dict[str,
     elif weights in valid:
         member = enum[weights]
     else:
-        raise ValueError(f"unknown weights {weights!r} for {name}; valid: None, 'DEFAULT', "
+        raise UnknownNameError(f"unknown weights {weights!r} for {name}; valid: None, 'DEFAULT', "
                          f"{', '.join(repr(v) for v in valid)}, or a path to a .pth state dict")
     cached = hub_cache_path(member.url)
     if cached.is_file():
@@ -139,11 +140,11 @@ def _enum_state_dict(name: str, weights: str, download: bool) -> tuple[dict[str,
             f"{cached.name} (from {member.url}) at {cached} (set TORCH_HOME to move the cache), "
             "or pass weights='/path/to/state_dict.pth'")
     if not download:
-        raise FileNotFoundError(hint)
+        raise MissingFileError(hint)
     try:
         return member.get_state_dict(progress=False), member.name
     except Exception as error:  # no network, proxy, truncated download...
-        raise FileNotFoundError(f"{hint}. The download failed: {error}") from error
+        raise MissingFileError(f"{hint}. The download failed: {error}") from error
 
 
 def load_model(name: str = "tiny", weights: str | os.PathLike | None = None, seed: int = 0,
@@ -183,7 +184,7 @@ def load_model(name: str = "tiny", weights: str | os.PathLike | None = None, see
         model.rsi_info = ModelInfo(**{**model.rsi_info.__dict__, "weights": str(weights)})
         return model.to(device).eval()
     if name not in RESNET_FAMILY:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
+        raise UnknownNameError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
     builder = getattr(torchvision.models, name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

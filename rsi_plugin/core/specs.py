@@ -53,6 +53,8 @@ from torchvision.models.convnext import CNBlock
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from rsi_plugin.errors import ConfigError, InputTypeError, RSIError, UnknownNameError
+
 __all__ = [
     "ACTIVATIONS",
     "BlockSpec",
@@ -85,7 +87,7 @@ def activation_fn(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         ValueError: for an unknown name, listing the valid ones.
     """
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+        raise UnknownNameError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]
 
 
@@ -140,21 +142,21 @@ class BlockSpec:
 
     def __post_init__(self) -> None:
         if not self.family or not isinstance(self.family, str):
-            raise ValueError("a BlockSpec needs a family name, e.g. 'resnet'")
+            raise ConfigError("a BlockSpec needs a family name, e.g. 'resnet'")
         types = self.block_types if isinstance(self.block_types, tuple) else (self.block_types,)
         if not types or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
-            raise TypeError(f"block_types must be nn.Module classes, got {self.block_types!r}")
+            raise InputTypeError(f"block_types must be nn.Module classes, got {self.block_types!r}")
         object.__setattr__(self, "block_types", types)
         if not self.pre:
-            raise ValueError("a BlockSpec needs the path of Pre (e.g. 'bn2'); '' would be the block's output")
+            raise ConfigError("a BlockSpec needs the path of Pre (e.g. 'bn2'); '' would be the block's output")
         activation_fn(self.activation)
         if not self.channels:
-            raise ValueError("a BlockSpec needs `channels`, the attribute path of the channel count "
+            raise ConfigError("a BlockSpec needs `channels`, the attribute path of the channel count "
                              "(e.g. 'bn2.num_features')")
         if self.name_pattern is not None and re.compile(self.name_pattern).groups != 2:
-            raise ValueError(f"name_pattern must have two groups (stage, index), got {self.name_pattern!r}")
+            raise ConfigError(f"name_pattern must have two groups (stage, index), got {self.name_pattern!r}")
         if self.residual is not None and not callable(self.residual):
-            raise TypeError(f"residual must be a callable block -> bool (or None), got {self.residual!r}")
+            raise InputTypeError(f"residual must be a callable block -> bool (or None), got {self.residual!r}")
 
     def matches(self, module: nn.Module) -> bool:
         """Whether ``module`` is a block of this spec: one of its types and, with a
@@ -182,10 +184,10 @@ class BlockSpec:
         try:
             value = _resolve_attr(block, self.channels)
         except AttributeError as error:
-            raise ValueError(f"{self.family} spec: block {type(block).__name__} has no attribute "
+            raise RSIError(f"{self.family} spec: block {type(block).__name__} has no attribute "
                              f"{self.channels!r} to read its channel count from") from error
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{self.family} spec: {self.channels!r} of {type(block).__name__} is "
+            raise RSIError(f"{self.family} spec: {self.channels!r} of {type(block).__name__} is "
                              f"{value!r}, not a channel count")
         return value
 
@@ -201,7 +203,7 @@ class BlockSpec:
             try:
                 block.get_submodule(path)
             except AttributeError as error:
-                raise ValueError(f"{self.family} spec: block {type(block).__name__} has no module "
+                raise RSIError(f"{self.family} spec: block {type(block).__name__} has no module "
                                  f"{path!r} ({what})") from error
 
 
@@ -251,10 +253,10 @@ def attach_specs(model: nn.Module, specs: Sequence[BlockSpec]) -> nn.Module:
     module = getattr(model, "_module", model)
     specs = tuple(specs) if not isinstance(specs, BlockSpec) else (specs,)
     if not specs:
-        raise ValueError("no spec given; pass at least one BlockSpec")
+        raise RSIError("no spec given; pass at least one BlockSpec")
     bad = [type(s).__name__ for s in specs if not isinstance(s, BlockSpec)]
     if bad:
-        raise TypeError(f"specs must be BlockSpec instances, got {', '.join(bad)}")
+        raise InputTypeError(f"specs must be BlockSpec instances, got {', '.join(bad)}")
     module.__dict__[_SPECS_ATTR] = specs
     return model
 

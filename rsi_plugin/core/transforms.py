@@ -16,6 +16,8 @@ from typing import Callable, Literal
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from rsi_plugin.errors import InputTypeError, RSIError, ShapeError, UnknownNameError
+
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 __all__ = [
@@ -33,11 +35,11 @@ __all__ = [
 
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor [N, C, H, W], got {type(images).__name__}")
+        raise InputTypeError(f"images must be a torch.Tensor [N, C, H, W], got {type(images).__name__}")
     if images.dim() != 4:
-        raise ValueError(f"images must have shape [N, C, H, W], got {tuple(images.shape)}")
+        raise ShapeError(f"images must have shape [N, C, H, W], got {tuple(images.shape)}")
     if not images.is_floating_point():
-        raise TypeError(f"images must be a floating-point tensor, got {images.dtype}")
+        raise InputTypeError(f"images must be a floating-point tensor, got {images.dtype}")
 
 
 def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -56,7 +58,7 @@ def scale(images: torch.Tensor, factor: float = 2.0) -> torch.Tensor:
     """
     _check_images(images)
     if factor <= 0:
-        raise ValueError(f"factor must be > 0, got {factor}")
+        raise RSIError(f"factor must be > 0, got {factor}")
     h, w = images.shape[-2:]
     crop = (max(1, int(round(h / factor))), max(1, int(round(w / factor))))
     return _resize(TF.center_crop(images, list(crop)), (h, w))
@@ -91,12 +93,12 @@ def sweep_crop_size(p: float, resize_size: int = 256, output_size: int = 224,
         int, the crop side in pixels.
     """
     if not 0.0 <= p < 1.0:
-        raise ValueError(f"scale fraction p must be in [0, 1), got {p}")
+        raise RSIError(f"scale fraction p must be in [0, 1), got {p}")
     if variant == "text":
         return resize_size - math.floor(resize_size * p)
     if variant == "code":
         return int(output_size * (1 - p))
-    raise ValueError(f"unknown variant {variant!r}; valid: 'text', 'code'")
+    raise UnknownNameError(f"unknown variant {variant!r}; valid: 'text', 'code'")
 
 
 def scale_crop(images: torch.Tensor, p: float, output_size: int = 224,
@@ -170,19 +172,19 @@ def get_transform(name_or_fn: str | Transform) -> Transform:
     if callable(name_or_fn):
         return name_or_fn
     if not isinstance(name_or_fn, str):
-        raise TypeError(f"transform must be a name or a callable, got {type(name_or_fn).__name__}")
+        raise InputTypeError(f"transform must be a name or a callable, got {type(name_or_fn).__name__}")
     valid = f"valid: {sorted(TRANSFORM_FAMILIES)}, 'scale:<factor>', 'rotate:<degrees>', or a callable"
     if name_or_fn in TRANSFORM_FAMILIES:
         return TRANSFORM_FAMILIES[name_or_fn]
     family, sep, value = name_or_fn.partition(":")
     if not sep or family not in _PARAMETRIC:
-        raise ValueError(f"unknown transform {name_or_fn!r}; {valid}")
+        raise UnknownNameError(f"unknown transform {name_or_fn!r}; {valid}")
     try:
         parameter = float(value)
     except ValueError:
-        raise ValueError(f"transform {name_or_fn!r}: {value!r} is not a number; {valid}") from None
+        raise RSIError(f"transform {name_or_fn!r}: {value!r} is not a number; {valid}") from None
     if not math.isfinite(parameter) or (family == "scale" and parameter <= 0):
-        raise ValueError(f"transform {name_or_fn!r}: the parameter must be finite"
+        raise RSIError(f"transform {name_or_fn!r}: the parameter must be finite"
                          f"{' and > 0' if family == 'scale' else ''}; {valid}")
     fn = _PARAMETRIC[family]
 

@@ -44,6 +44,7 @@ from rsi_plugin.criteria.equations import (
     node_sites,
     summarize,
 )
+from rsi_plugin.errors import InputTypeError, RSIError, ShapeError
 
 __all__ = ["ScaleInvariance", "CriteriaResult"]
 
@@ -127,12 +128,12 @@ class CriteriaResult:
 
 def _per_channel_images(x: Tensor, name: str) -> Tensor:
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a Tensor [K, 3, H, W] or [K, k, 3, H, W], got {type(x).__name__}")
+        raise InputTypeError(f"{name} must be a Tensor [K, 3, H, W] or [K, k, 3, H, W], got {type(x).__name__}")
     if x.dim() == 4:
         return x.unsqueeze(1)
     if x.dim() == 5:
         return x
-    raise ValueError(f"{name} must be [K, 3, H, W] (one image per channel) or [K, k, 3, H, W] "
+    raise ShapeError(f"{name} must be [K, 3, H, W] (one image per channel) or [K, k, 3, H, W] "
                      f"(k images per channel), got {tuple(x.shape)}")
 
 
@@ -258,7 +259,7 @@ class ScaleInvariance(Attribution):
         t = check_tolerance(tolerance)
         fn = get_transform(transform)
         if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
-            raise TypeError("inputs must be a pair (x_in, x_pre) of model-ready image tensors "
+            raise InputTypeError("inputs must be a pair (x_in, x_pre) of model-ready image tensors "
                             f"(one per channel), got {type(inputs).__name__}")
         x_in = _per_channel_images(inputs[0], "x_in")
         x_pre = _per_channel_images(inputs[1], "x_pre")
@@ -266,7 +267,7 @@ class ScaleInvariance(Attribution):
         rows = _rows_per_channel(x_in.shape[0], len(index))
         for name, x in (("x_in", x_in), ("x_pre", x_pre)):
             if x.shape[0] != len(index) * rows:
-                raise ValueError(f"{name} holds images for {x.shape[0]} channels, but {len(index)} channels "
+                raise ShapeError(f"{name} holds images for {x.shape[0]} channels, but {len(index)} channels "
                                  f"are analysed ({'all of block ' + self.block.name if channels is None else 'channels='})")
         index = index.repeat_interleave(rows)  # r rows per channel (Captum's NoiseTunnel layout)
         k_in, k_pre = x_in.shape[1], x_pre.shape[1]
@@ -274,7 +275,7 @@ class ScaleInvariance(Attribution):
         flat_pre = x_pre.flatten(0, 1)
         scaled = fn(flat_in)
         if not isinstance(scaled, Tensor) or scaled.dim() != 4 or scaled.shape[0] != flat_in.shape[0]:
-            raise ValueError(f"transform {transform_name(transform)!r} must map [N, 3, H, W] to "
+            raise ShapeError(f"transform {transform_name(transform)!r} must map [N, 3, H, W] to "
                              f"[N, 3, H', W']; got {getattr(scaled, 'shape', type(scaled).__name__)}")
 
         groups = {"x_in": flat_in, "scaled": scaled, "x_pre": flat_pre}
@@ -305,7 +306,7 @@ class ScaleInvariance(Attribution):
         num = self.block.channels
         if channels is None:
             if default % num:
-                raise ValueError(f"x_in holds images for {default} channels but block {self.block.name} has "
+                raise RSIError(f"x_in holds images for {default} channels but block {self.block.name} has "
                                  f"{num}; pass channels= to analyse a subset")
             return torch.arange(num)
         return torch.tensor(check_channels(channels, num, where=f"block {self.block.name}"), dtype=torch.long)

@@ -72,6 +72,7 @@ from rsi_plugin.criteria.natural import TopKImages, top_k_images
 from rsi_plugin.core.blocks import ResidualBlock, resolve_blocks
 from rsi_plugin.criteria.seeds import ADAPTIVE_EQ1, ADAPTIVE_EQ2, adaptive_stop, block_parts, check_share, verdicts
 from rsi_plugin.core.transforms import get_transform, transform_name
+from rsi_plugin.errors import ConfigError, InputTypeError, RSIError, UnknownNameError
 
 __all__ = ["ScanConfig", "SOURCES", "scan", "natural_data", "write_scan", "read_table", "SCAN_FILES"]
 
@@ -149,42 +150,42 @@ class ScanConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.featureviz, FeatureVizConfig):
-            raise TypeError(f"featureviz must be a FeatureVizConfig, got {type(self.featureviz).__name__}")
+            raise InputTypeError(f"featureviz must be a FeatureVizConfig, got {type(self.featureviz).__name__}")
         get_transform(self.transform)
         check_tolerance(self.tolerance)
         if self.source not in SOURCES:
-            raise ValueError(f"unknown source {self.source!r}; valid: {', '.join(SOURCES)}")
+            raise UnknownNameError(f"unknown source {self.source!r}; valid: {', '.join(SOURCES)}")
         if self.natural_reduce not in NATURAL_REDUCE:
-            raise ValueError(f"unknown natural_reduce {self.natural_reduce!r}; valid: {', '.join(NATURAL_REDUCE)}")
+            raise UnknownNameError(f"unknown natural_reduce {self.natural_reduce!r}; valid: {', '.join(NATURAL_REDUCE)}")
         if self.zoom_center not in ZOOM_CENTERS:
-            raise ValueError(f"unknown zoom_center {self.zoom_center!r}; valid: {', '.join(ZOOM_CENTERS)}")
+            raise UnknownNameError(f"unknown zoom_center {self.zoom_center!r}; valid: {', '.join(ZOOM_CENTERS)}")
         if self.node_variant not in NODE_VARIANTS:
-            raise ValueError(f"unknown node_variant {self.node_variant!r}; valid: {', '.join(NODE_VARIANTS)}")
+            raise UnknownNameError(f"unknown node_variant {self.node_variant!r}; valid: {', '.join(NODE_VARIANTS)}")
         for name, low in (("top_k", 1), ("natural_samples", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
+            raise ConfigError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
         if self.channels is not None:
             object.__setattr__(self, "channels", tuple(check_channels(self.channels)))
         seeds = (self.featureviz.seed,) if self.seeds is None else self.seeds
         if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
-            raise TypeError(f"seeds must be a sequence of integers, got {seeds!r}")
+            raise InputTypeError(f"seeds must be a sequence of integers, got {seeds!r}")
         seeds = tuple(seeds)
         if not seeds:
-            raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0, 1, 2)")
+            raise ConfigError("seeds is empty; give at least one seed, e.g. seeds=(0, 1, 2)")
         for value in seeds:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"seeds must be integers >= 0, got {value!r} in {seeds!r}")
+                raise ConfigError(f"seeds must be integers >= 0, got {value!r} in {seeds!r}")
         if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds has duplicates: {seeds!r}")
+            raise ConfigError(f"seeds has duplicates: {seeds!r}")
         object.__setattr__(self, "seeds", tuple(int(v) for v in seeds))
         check_share(self.robust_share)
         if not 0 < self.adaptive_eq1 <= 1:
-            raise ValueError(f"adaptive_eq1 must be in (0, 1], got {self.adaptive_eq1!r}")
+            raise ConfigError(f"adaptive_eq1 must be in (0, 1], got {self.adaptive_eq1!r}")
         if not self.adaptive_eq2 > 0:
-            raise ValueError(f"adaptive_eq2 must be > 0, got {self.adaptive_eq2!r}")
+            raise ConfigError(f"adaptive_eq2 must be > 0, got {self.adaptive_eq2!r}")
         compat = bool(self.paper_compat or self.featureviz.paper_compat)
         object.__setattr__(self, "paper_compat", compat)
         if compat != self.featureviz.paper_compat:
@@ -208,7 +209,7 @@ def natural_data(model: nn.Module, n: int = 1000, seed: int = 0) -> torch.Tensor
     """
     info = model_info(model)
     if info.name != "tiny":
-        raise ValueError(f"no bundled dataset for model {info.name!r}: pass data= (normalised images, or a "
+        raise RSIError(f"no bundled dataset for model {info.name!r}: pass data= (normalised images, or a "
                          "DataLoader of (images, labels), e.g. an ImageNet validation folder)")
     from rsi_plugin.zoo import generate
 

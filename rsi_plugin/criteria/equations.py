@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
+from rsi_plugin.errors import InputTypeError, RSIError, ShapeError, UnknownNameError
 
 __all__ = [
     "TOLERANCE",
@@ -81,9 +82,9 @@ def check_tolerance(tolerance: float) -> float:
     try:
         value = float(tolerance)
     except (TypeError, ValueError):
-        raise TypeError(f"tolerance must be a number > 1 (the paper's is 1.5), got {tolerance!r}") from None
+        raise InputTypeError(f"tolerance must be a number > 1 (the paper's is 1.5), got {tolerance!r}") from None
     if not math.isfinite(value) or value <= 1.0:
-        raise ValueError(f"tolerance must be a finite number > 1 (Eq. (2) checks 1/t < ratio < t; "
+        raise RSIError(f"tolerance must be a finite number > 1 (Eq. (2) checks 1/t < ratio < t; "
                          f"the paper's is 1.5), got {tolerance!r}")
     return value
 
@@ -91,10 +92,10 @@ def check_tolerance(tolerance: float) -> float:
 def _same_shape(*tensors: Tensor) -> None:
     for t in tensors:
         if not isinstance(t, Tensor):
-            raise TypeError(f"expected tensors, got {type(t).__name__}")
+            raise InputTypeError(f"expected tensors, got {type(t).__name__}")
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) != 1:
-        raise ValueError(f"activations must have the same shape, got {sorted(shapes)}")
+        raise ShapeError(f"activations must have the same shape, got {sorted(shapes)}")
 
 
 def eq1_margin(pre_in: Tensor, pre_scaled: Tensor) -> Tensor:
@@ -270,7 +271,7 @@ def invariance_criteria(pre_in: Tensor, pre_scaled: Tensor, post_in: Tensor, pos
 
 def _check_variant(node_variant: str) -> str:
     if node_variant not in NODE_VARIANTS:
-        raise ValueError(f"unknown node_variant {node_variant!r}; valid: {', '.join(map(repr, NODE_VARIANTS))}")
+        raise UnknownNameError(f"unknown node_variant {node_variant!r}; valid: {', '.join(map(repr, NODE_VARIANTS))}")
     return node_variant
 
 
@@ -340,7 +341,7 @@ def add_fz_verdict(table: pd.DataFrame, in_status: Sequence[str], pre_status: Se
     post_status = ["n/a"] * n if post_status is None else list(post_status)
     for name, values in (("in_status", in_status), ("pre_status", pre_status), ("post_status", post_status)):
         if len(values) != n:
-            raise ValueError(f"{name} has {len(values)} entries for a table of {n} rows")
+            raise RSIError(f"{name} has {len(values)} entries for a table of {n} rows")
     table["in_status"] = list(in_status)
     table["pre_status"] = list(pre_status)
     table["post_status"] = post_status
@@ -368,7 +369,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """
     missing = [c for c in ("block", "passes") if c not in table.columns]
     if missing:
-        raise ValueError(f"table lacks column(s) {missing}; it needs block and passes "
+        raise RSIError(f"table lacks column(s) {missing}; it needs block and passes "
                          "(the output of rsi.scan or ScaleInvariance(...).evaluate(...).table())")
     keys = [c for c in ("source", "transform") if c in table.columns] + ["block"]
     counts = [c for c in ("eq1", "eq2") if c in table.columns]

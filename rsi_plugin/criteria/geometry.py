@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsi_plugin.core.blocks import ResidualBlock
+from rsi_plugin.errors import InputTypeError, RSIError
 
 __all__ = ["receptive_field_center", "zoom_about", "zoom_transform", "ZOOM_CENTERS"]
 
@@ -80,9 +81,9 @@ def zoom_about(images: torch.Tensor, factor: float, center: tuple[float, float])
         Tensor ``[N, C, H, W]``.
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
-        raise TypeError("images must be a floating-point Tensor [N, C, H, W]")
+        raise InputTypeError("images must be a floating-point Tensor [N, C, H, W]")
     if not (math.isfinite(factor) and factor > 0):
-        raise ValueError(f"factor must be a finite number > 0, got {factor!r}")
+        raise RSIError(f"factor must be a finite number > 0, got {factor!r}")
     n, _, h, w = images.shape
     cy, cx = (float(v) for v in center)
     ys = cy + (torch.arange(h, dtype=torch.float64) - (h - 1) / 2) / factor

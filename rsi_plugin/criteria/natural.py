@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from rsi_plugin.core.channels import check_channels
 from rsi_plugin.access.nnsight import capture, iter_batches, wrap
+from rsi_plugin.errors import RSIError, UnknownNameError
 
 __all__ = ["TopKImages", "top_k_images"]
 
@@ -71,10 +72,10 @@ class TopKImages:
             KeyError: for a node that was not searched. ValueError: a bad ``k``.
         """
         if key not in self.indices:
-            raise KeyError(f"no top-k images for {key}; searched: {sorted(self.indices)}")
+            raise UnknownNameError(f"no top-k images for {key}; searched: {sorted(self.indices)}")
         k = self.k if k is None else int(k)
         if not 1 <= k <= self.k:
-            raise ValueError(f"k must be in 1..{self.k}, got {k}")
+            raise RSIError(f"k must be in 1..{self.k}, got {k}")
         index = self.indices[key]
         if channels is not None:
             index = index[torch.tensor(check_channels(channels, index.shape[0], where=f"node {key}"),
@@ -127,10 +128,10 @@ def top_k_images(
         ValueError: ``k < 1``, no node, or fewer than ``k`` images in ``data``.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        raise RSIError(f"k must be an integer >= 1, got {k!r}")
     keys = list(dict.fromkeys((str(b), str(n)) for b, n in nodes))
     if not keys:
-        raise ValueError("no node given: pass (block, node) pairs such as ('2.1', 'in')")
+        raise RSIError("no node given: pass (block, node) pairs such as ('2.1', 'in')")
     module = getattr(model, "_module", model)
     envoy = wrap(module)
     blocks = list(dict.fromkeys(b for b, _ in keys))
@@ -158,7 +159,7 @@ def top_k_images(
             del kept[p]
         seen += batch.shape[0]
     if seen < k:
-        raise ValueError(f"data holds {seen} image(s), fewer than k={k}")
+        raise RSIError(f"data holds {seen} image(s), fewer than k={k}")
     order = sorted(kept)
     logger.info("top-%d images of %d node(s) over %d images: %d distinct images kept", k, len(keys), seen, len(order))
     return TopKImages(k=k, values=values, indices=indices, bank=torch.stack([kept[p] for p in order]),

@@ -71,6 +71,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from rsi_plugin.errors import RSIError, UnknownNameError
+
 __all__ = [
     "VERDICTS",
     "CHANNEL_SETS",
@@ -113,7 +115,7 @@ def check_share(share: float) -> float:
         ValueError: unless ``0 < share <= 1``.
     """
     if isinstance(share, bool) or not isinstance(share, (int, float, np.floating)) or not 0 < float(share) <= 1:
-        raise ValueError(f"robust share must be a number in (0, 1] (1: every seed), got {share!r}")
+        raise RSIError(f"robust share must be a number in (0, 1] (1: every seed), got {share!r}")
     return float(share)
 
 
@@ -151,14 +153,14 @@ def verdicts(table: pd.DataFrame) -> pd.Series:
         out = table["verdict"].astype(str)
         bad = sorted(set(out) - set(VERDICTS))
         if bad:
-            raise ValueError(f"unknown verdict(s) {bad}; valid: {', '.join(VERDICTS)}")
+            raise UnknownNameError(f"unknown verdict(s) {bad}; valid: {', '.join(VERDICTS)}")
         if "passes" in table.columns:  # pass/fail follow ``passes`` (a table edited by hand stays consistent)
             passes = _truthy(table["passes"]).to_numpy(dtype=bool)
             out = pd.Series(np.where(out == "undetermined", "undetermined", np.where(passes, "pass", "fail")),
                             index=table.index)
         return out
     if "passes" not in table.columns:
-        raise ValueError("table has neither verdict nor passes: pass the output of rsi.scan")
+        raise RSIError("table has neither verdict nor passes: pass the output of rsi.scan")
     out = pd.Series(np.where(_truthy(table["passes"]).to_numpy(dtype=bool), "pass", "fail"), index=table.index)
     invalid = pd.Series(False, index=table.index)
     for column in ("in_status", "pre_status"):
@@ -198,7 +200,7 @@ def wilson_interval(k: int | np.ndarray, n: int | np.ndarray, z: float = 1.95996
     k = np.asarray(k, dtype=float)
     n = np.asarray(n, dtype=float)
     if np.any((k < 0) | (k > n)):
-        raise ValueError("wilson_interval needs 0 <= k <= n")
+        raise RSIError("wilson_interval needs 0 <= k <= n")
     with np.errstate(invalid="ignore", divide="ignore"):
         p = k / n
         denom = 1 + z * z / n
@@ -327,7 +329,7 @@ def permutation_null(matrix: np.ndarray, share: float = 1.0, draws: int = NULL_D
         int array ``[draws]``: the robust count of each permutation.
     """
     if draws < 1:
-        raise ValueError(f"draws must be >= 1, got {draws}")
+        raise RSIError(f"draws must be >= 1, got {draws}")
     channels, n_seeds = matrix.shape
     need = int(robust_count(n_seeds, share))
     if channels == 0:
@@ -442,12 +444,12 @@ def adaptive_stop(table: pd.DataFrame, eq1: float = ADAPTIVE_EQ1, eq2: float = A
         ValueError: thresholds out of range or missing columns.
     """
     if not 0 < eq1 <= 1:
-        raise ValueError(f"adaptive eq1 threshold must be in (0, 1], got {eq1!r}")
+        raise RSIError(f"adaptive eq1 threshold must be in (0, 1], got {eq1!r}")
     if not eq2 > 0:
-        raise ValueError(f"adaptive eq2 threshold must be > 0, got {eq2!r}")
+        raise RSIError(f"adaptive eq2 threshold must be > 0, got {eq2!r}")
     missing = [c for c in ("pre_in", "pre_scaled", "eq2_margin") if c not in table.columns]
     if missing:
-        raise ValueError(f"table lacks column(s) {missing} needed by the adaptive rule")
+        raise RSIError(f"table lacks column(s) {missing} needed by the adaptive rule")
     verdict = verdicts(table)
     rel = eq1_relative(table)
     margin2 = pd.to_numeric(table["eq2_margin"], errors="coerce").fillna(-np.inf)
@@ -527,12 +529,12 @@ def select_channels(table: pd.DataFrame, block: str, channel_set: str = "robust"
         return sorted({int(c) for c in per_channel.loc[per_channel[column].astype(bool), "channel"]})
     match = re.fullmatch(r"seed:(\d+)", str(channel_set))
     if not match:
-        raise ValueError(f"unknown channel set {channel_set!r}; valid: robust, any, seed:K (K a seed of the scan)")
+        raise UnknownNameError(f"unknown channel set {channel_set!r}; valid: robust, any, seed:K (K a seed of the scan)")
     if "n_pass" in rows.columns:
-        raise ValueError("seed:K needs the per-seed rows of scan.csv, not scan_channels.csv")
+        raise RSIError("seed:K needs the per-seed rows of scan.csv, not scan_channels.csv")
     seed = int(match.group(1))
     seeds = sorted(set(_seed_column(table)))
     if seed not in seeds:
-        raise ValueError(f"seed {seed} is not in the scan; its seeds: {', '.join(map(str, seeds))}")
+        raise RSIError(f"seed {seed} is not in the scan; its seeds: {', '.join(map(str, seeds))}")
     rows = rows[_seed_column(rows) == seed]
     return sorted({int(c) for c in rows.loc[(verdicts(rows) == "pass").to_numpy(), "channel"]})

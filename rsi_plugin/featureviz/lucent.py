@@ -34,6 +34,7 @@ from lucent.optvis.objectives import Objective
 from torch import nn
 
 from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, residual_blocks
+from rsi_plugin.errors import InputTypeError
 
 __all__ = ["NodeReader", "NodeObjective", "neuron", "channel"]
 
@@ -53,7 +54,7 @@ class NodeReader:
     def __init__(self, model: nn.Module, block: str | ResidualBlock, node: str) -> None:
         module = getattr(model, "_module", model)
         if not isinstance(module, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.node = check_nodes([node])[0]
         self.block = get_block(residual_blocks(module), block)
         self._values: dict[str, torch.Tensor] = {}
@@ -142,7 +143,7 @@ def _check_channel(reader: NodeReader, channel: int) -> int:
     from rsi_plugin.core.channels import check_channels
 
     if isinstance(channel, (list, tuple, str, bytes)) or (isinstance(channel, torch.Tensor) and channel.dim()):
-        raise TypeError(f"channel must be one integer, got {type(channel).__name__} {channel!r}")
+        raise InputTypeError(f"channel must be one integer, got {type(channel).__name__} {channel!r}")
     return check_channels(channel, reader.block.channels, what="channel", where=f"block {reader.block.name}")[0]
 
 

@@ -79,6 +79,7 @@ from rsi_plugin.featureviz.param import (
 )
 from rsi_plugin.core.images import model_info
 from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, get_module, residual_blocks
+from rsi_plugin.errors import ConfigError, InputTypeError, RSIError, UnknownNameError
 
 __all__ = [
     "FeatureVizConfig",
@@ -155,7 +156,7 @@ def paper_jitter(block_name: str, node: str, schedule: Literal["text", "code"] =
     """
     check_nodes([node])
     if schedule not in JITTER_SCHEDULES:
-        raise ValueError(f"unknown jitter schedule {schedule!r}; valid: {', '.join(JITTER_SCHEDULES)}")
+        raise UnknownNameError(f"unknown jitter schedule {schedule!r}; valid: {', '.join(JITTER_SCHEDULES)}")
     node = "post" if node == "sum" else node
     name = str(block_name)
     if schedule == "code":
@@ -281,7 +282,7 @@ class FeatureVizConfig:
             if value is None and allow_none:
                 return
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}{' or None' if allow_none else ''}, got {value!r}")
+                raise RSIError(f"{name} must be an integer >= {low}{' or None' if allow_none else ''}, got {value!r}")
         integer("image_size", 16, allow_none=True)
         integer("steps", 1)
         integer("jitter", 0, allow_none=True)
@@ -290,24 +291,24 @@ class FeatureVizConfig:
         integer("plateau_window", 1)
         for name in ("paper_compat", "early_stop", "scale_jitter", "pre_activation", "fft", "decorrelate"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise InputTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if isinstance(self.plateau_rtol, bool) or not float(self.plateau_rtol) >= 0:
-            raise ValueError(f"plateau_rtol must be a number >= 0, got {self.plateau_rtol!r}")
+            raise ConfigError(f"plateau_rtol must be a number >= 0, got {self.plateau_rtol!r}")
         for name in ("lr", "sd"):
             if not float(getattr(self, name)) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
+            raise UnknownNameError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
         if self.jitter_schedule not in JITTER_SCHEDULES:
-            raise ValueError(f"unknown jitter_schedule {self.jitter_schedule!r}; valid: {', '.join(JITTER_SCHEDULES)}")
+            raise UnknownNameError(f"unknown jitter_schedule {self.jitter_schedule!r}; valid: {', '.join(JITTER_SCHEDULES)}")
         if self.pad_mode not in PAD_MODES:
-            raise ValueError(f"unknown pad_mode {self.pad_mode!r}; valid: {', '.join(PAD_MODES)}")
+            raise UnknownNameError(f"unknown pad_mode {self.pad_mode!r}; valid: {', '.join(PAD_MODES)}")
         scales = tuple(float(s) for s in self.scales)
         angles = tuple(float(a) for a in self.angles)
         if not scales or min(scales) <= 0:
-            raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {self.scales!r}")
+            raise ConfigError(f"scales must be a non-empty sequence of positive numbers, got {self.scales!r}")
         if not angles:
-            raise ValueError("angles must be a non-empty sequence of degrees")
+            raise ConfigError("angles must be a non-empty sequence of degrees")
         object.__setattr__(self, "scales", scales)
         object.__setattr__(self, "angles", angles)
 
@@ -325,14 +326,14 @@ class FeatureVizConfig:
             if self.scale_jitter:
                 jitter = scaled_jitter(jitter, size)
         if jitter >= 4 and jitter >= size:
-            raise ValueError(f"jitter {jitter} needs an image larger than {jitter} px, got image_size {size}")
+            raise RSIError(f"jitter {jitter} needs an image larger than {jitter} px, got image_size {size}")
         return dataclasses.replace(self, image_size=int(size), jitter=int(jitter),
                                    pre_activation=bool(self.pre_activation and not self.paper_compat))
 
     def transform_spec(self) -> TransformSpec:
         """The transforms of a resolved config."""
         if self.jitter is None:
-            raise ValueError("resolve the config first (FeatureVizConfig.resolved)")
+            raise RSIError("resolve the config first (FeatureVizConfig.resolved)")
         return TransformSpec(jitter=int(self.jitter), scales=self.scales, angles=self.angles, pad_mode=self.pad_mode)
 
     def cache_key(self) -> dict[str, Any]:
@@ -388,7 +389,7 @@ class _StopForward(Exception):
 def _unwrap(model: nn.Module) -> nn.Module:
     module = getattr(model, "_module", model)
     if not isinstance(module, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
+        raise InputTypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
     return module
 
 

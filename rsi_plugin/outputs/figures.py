@@ -43,6 +43,7 @@ from rsi_plugin.featureviz.optimize import FeatureVizConfig, check_channels, ren
 from rsi_plugin.core.images import denormalize, model_info
 from rsi_plugin.criteria.natural import TopKImages, top_k_images
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
+from rsi_plugin.errors import ConfigError, InputTypeError, OutOfRangeError, RSIError, ShapeError, UnknownNameError
 
 __all__ = [
     "GridLayout",
@@ -105,11 +106,11 @@ class GridLayout:
         for name in ("gap", "pad", "title", "header", "label", "mosaic_gap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         if self.cell is not None and (isinstance(self.cell, bool) or not isinstance(self.cell, int) or self.cell < 16):
-            raise ValueError(f"cell must be an integer >= 16 or None, got {self.cell!r}")
+            raise ConfigError(f"cell must be an integer >= 16 or None, got {self.cell!r}")
         if isinstance(self.font_size, bool) or not isinstance(self.font_size, int) or self.font_size < 6:
-            raise ValueError(f"font_size must be an integer >= 6, got {self.font_size!r}")
+            raise ConfigError(f"font_size must be an integer >= 6, got {self.font_size!r}")
 
     def resolved(self, image_size: int) -> GridLayout:
         """This layout with ``cell`` filled in for images of side ``image_size``."""
@@ -119,7 +120,7 @@ class GridLayout:
 
     def _cell(self) -> int:
         if self.cell is None:
-            raise ValueError("resolve the layout first (GridLayout.resolved)")
+            raise RSIError("resolve the layout first (GridLayout.resolved)")
         return int(self.cell)
 
     @property
@@ -133,7 +134,7 @@ class GridLayout:
         """``(left, top, right, bottom)`` of the panel in ``row`` (0: neuron FZ, 1: channel
         FZ, 2: natural) and ``column`` (0: In, 1: Pre, 2: Post); right and bottom exclusive."""
         if not (0 <= row < 3 and 0 <= column < 3):
-            raise IndexError(f"row and column must be in 0..2, got ({row}, {column})")
+            raise OutOfRangeError(f"row and column must be in 0..2, got ({row}, {column})")
         cell = self._cell()
         left = self.pad + self.label + column * (cell + self.gap)
         top = self.pad + self.title + self.header + row * (cell + self.gap)
@@ -157,20 +158,20 @@ def grid_filename(block: str, channel: int) -> str:
 def _unwrap(model: nn.Module) -> nn.Module:
     module = getattr(model, "_module", model)
     if not isinstance(module, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
+        raise InputTypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
     return module
 
 
 def _check_top_k(top_k: int) -> None:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
+        raise RSIError(f"top_k must be an integer >= 1, got {top_k!r}")
 
 
 def _default_data(model: nn.Module, data: Data | None) -> Data:
     if data is not None:
         return data
     if model_info(model).name != "tiny":
-        raise ValueError(f"no bundled dataset for model {model_info(model).name!r}: pass data= (model-ready "
+        raise RSIError(f"no bundled dataset for model {model_info(model).name!r}: pass data= (model-ready "
                          "images [N, 3, H, W], or batches of them, e.g. of an ImageNet validation folder)")
     from rsi_plugin.criteria.channel_scan import natural_data
 
@@ -179,7 +180,7 @@ def _default_data(model: nn.Module, data: Data | None) -> Data:
 
 def _sites(model: nn.Module, blocks: Sequence[ResidualBlock], node_variant: str) -> dict[str, dict[str, tuple[str, str]]]:
     if node_variant not in NODE_VARIANTS:
-        raise ValueError(f"unknown node_variant {node_variant!r}; valid: {', '.join(NODE_VARIANTS)}")
+        raise UnknownNameError(f"unknown node_variant {node_variant!r}; valid: {', '.join(NODE_VARIANTS)}")
     return {b.name: node_sites(model, b, node_variant) for b in blocks}
 
 
@@ -278,7 +279,7 @@ def channel_grid_images(
     _check_top_k(top_k)
     config = fz_config if fz_config is not None else FeatureVizConfig()
     if not isinstance(config, FeatureVizConfig):
-        raise TypeError(f"fz_config must be a FeatureVizConfig, got {type(config).__name__}")
+        raise InputTypeError(f"fz_config must be a FeatureVizConfig, got {type(config).__name__}")
     sites = _sites(module, [target], node_variant)
     top = _top_images(module, _default_data(module, data), sites, top_k, batch_size, progress)
     return _grid_images(module, target, chosen, config, cache_dir, top, sites[target.name], progress)
@@ -301,7 +302,7 @@ def _to_pil(image: Tensor, side: int):
 
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
-        raise ValueError(f"an image must be a Tensor [3, H, W] in [0, 1], got {shape}")
+        raise ShapeError(f"an image must be a Tensor [3, H, W] in [0, 1], got {shape}")
     array = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     picture = Image.fromarray(np.ascontiguousarray(array), mode="RGB")
     if picture.size != (side, side):
@@ -346,7 +347,7 @@ def _draw_grid(grid: Mapping[str, Any], block: str, channel: int, layout: GridLa
                 _text(draw, ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), "n/a", font, anchor="mm")
             elif row == "natural":
                 if not isinstance(value, Tensor) or value.dim() != 4:
-                    raise ValueError(f"natural images of channel {channel} ({role}) must be a Tensor [k, 3, H, W], "
+                    raise ShapeError(f"natural images of channel {channel} ({role}) must be a Tensor [k, 3, H, W], "
                                      f"got {tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}")
                 per_row, side = layout.tiles(len(value))
                 for n, image in enumerate(value):
@@ -398,13 +399,13 @@ def save_channel_grids(images_by_channel: Mapping[int, Mapping[str, Any]], block
             row, an image that is not ``[3, H, W]`` (``[k, 3, H, W]`` for natural images).
     """
     if not isinstance(images_by_channel, Mapping):
-        raise TypeError(f"images_by_channel must be a dict channel -> grid, got {type(images_by_channel).__name__}")
+        raise InputTypeError(f"images_by_channel must be a dict channel -> grid, got {type(images_by_channel).__name__}")
     layout = (layout or GridLayout()).resolved(_image_side(images_by_channel))
     out = Path(out_dir)
     written = []
     for channel, grid in images_by_channel.items():
         if not isinstance(grid, Mapping) or not any(grid.get(row) for row in ROWS):
-            raise ValueError(f"the grid of channel {channel} holds none of the rows {', '.join(ROWS)}")
+            raise RSIError(f"the grid of channel {channel} holds none of the rows {', '.join(ROWS)}")
         picture = _draw_grid(grid, str(block), int(channel), layout)
         written.append(_atomic_png(picture, out / grid_filename(str(block), int(channel))))
     return written
@@ -437,13 +438,13 @@ def passing_channels(table: pd.DataFrame, blocks: Sequence[str] | None = None,
         ValueError: a missing column, ``max_per_block < 1``.
     """
     if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas DataFrame (a scan table), got {type(table).__name__}")
+        raise InputTypeError(f"table must be a pandas DataFrame (a scan table), got {type(table).__name__}")
     missing = [c for c in ("block", "channel", "passes") if c not in table.columns]
     if missing:
-        raise ValueError(f"table lacks column(s) {missing}; it needs block, channel and passes (a scan table)")
+        raise RSIError(f"table lacks column(s) {missing}; it needs block, channel and passes (a scan table)")
     if max_per_block is not None and (isinstance(max_per_block, bool) or not isinstance(max_per_block, int)
                                       or max_per_block < 1):
-        raise ValueError(f"max_per_block must be a positive integer or None, got {max_per_block!r}")
+        raise RSIError(f"max_per_block must be a positive integer or None, got {max_per_block!r}")
     rows = table[_truthy(table["passes"])]
     if "source" in rows.columns:
         rows = rows[rows["source"].astype(str) == "fz"]
@@ -462,7 +463,7 @@ def _table_node_variant(table: pd.DataFrame) -> str:
     if "node_variant" in table.columns:
         found = sorted(set(table["node_variant"].dropna().astype(str)))
         if len(found) > 1:
-            raise ValueError(f"the table mixes node variants {found}; pass node_variant=")
+            raise RSIError(f"the table mixes node variants {found}; pass node_variant=")
         if found:
             return found[0]
     return str(table.attrs.get("node_variant", "text"))
@@ -536,7 +537,7 @@ def channel_grids(
         return everything
     config = fz_config if fz_config is not None else FeatureVizConfig()
     if not isinstance(config, FeatureVizConfig):
-        raise TypeError(f"fz_config must be a FeatureVizConfig, got {type(config).__name__}")
+        raise InputTypeError(f"fz_config must be a FeatureVizConfig, got {type(config).__name__}")
     targets = [get_block(known, b) for b in todo]
     for target in targets:
         check_channels(todo[target.name], target)
@@ -572,13 +573,13 @@ def plot_summary(summary: pd.DataFrame, path: str | os.PathLike, title: str | No
         TypeError: not a DataFrame. ValueError: missing columns or no rows.
     """
     if not isinstance(summary, pd.DataFrame):
-        raise TypeError(f"summary must be a pandas DataFrame, got {type(summary).__name__}")
+        raise InputTypeError(f"summary must be a pandas DataFrame, got {type(summary).__name__}")
     missing = [c for c in ("block", "channels", "passing") if c not in summary.columns]
     if missing:
-        raise ValueError(f"summary lacks column(s) {missing}; it needs block, channels, passing "
+        raise RSIError(f"summary lacks column(s) {missing}; it needs block, channels, passing "
                          "(rsi_plugin.criteria.equations.summarize of a scan)")
     if summary.empty:
-        raise ValueError("summary has no rows")
+        raise RSIError("summary has no rows")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from rsi_plugin.core.atomic import atomic_write_text
+from rsi_plugin.errors import MissingFileError, RSIError
 
 __all__ = ["write_report", "RunContents", "ScanOutput", "SweepOutput", "discover", "REPORT_NAME"]
 
@@ -249,16 +250,16 @@ def discover(run_dir: str | os.PathLike) -> RunContents:
     """
     root = Path(run_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"run directory not found: {root}")
+        raise MissingFileError(f"run directory not found: {root}")
     settings: dict[str, Any] = {}
     settings_path = root / "settings.json"
     if settings_path.is_file():
         try:
             settings = json.loads(settings_path.read_text())
         except ValueError as error:
-            raise ValueError(f"{settings_path} is not valid JSON: {error}") from None
+            raise RSIError(f"{settings_path} is not valid JSON: {error}") from None
         if not isinstance(settings, dict):
-            raise ValueError(f"{settings_path} must hold a JSON object, got {type(settings).__name__}")
+            raise RSIError(f"{settings_path} must hold a JSON object, got {type(settings).__name__}")
     scans = [s for s in (_read_scan(p, settings) for p in _found(root, "scan.csv")) if s is not None]
     sweeps = [_read_sweep(p) for p in _found(root, "sweep.json")]
     sweeps.sort(key=lambda s: (_block_key(str(s.manifest.get("block", ""))), s.dir.relative_to(root).as_posix()))
@@ -794,7 +795,7 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
     """
     contents = discover(run_dir)
     if not contents.scans and not contents.sweeps:
-        raise ValueError(f"{contents.root} holds no scan or ablation outputs: looked for scan.csv (from rsi scan; "
+        raise RSIError(f"{contents.root} holds no scan or ablation outputs: looked for scan.csv (from rsi scan; "
                          "columns block, channel, passes) and sweep.json (a sweep folder from rsi ablate) anywhere "
                          "below it")
     text = _render(contents, title)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rsi_plugin.core.atomic import atomic_write_text
+from rsi_plugin.errors import MissingFileError, RSIError
 
 __all__ = ["START", "END", "marker_lines", "summarize_run", "summarize_contents", "write_summary", "read_summary", "render_markdown", "readme_block",
            "update_readme", "check_readme", "FORMAT"]
@@ -134,7 +135,7 @@ def summarize_run(run_dir: str | os.PathLike) -> dict[str, Any]:
 
     contents = discover(run_dir)
     if not contents.scans and not contents.sweeps:
-        raise ValueError(f"{contents.root} holds no scan.csv and no sweep.json below it: nothing to summarise")
+        raise RSIError(f"{contents.root} holds no scan.csv and no sweep.json below it: nothing to summarise")
     return summarize_contents(contents)
 
 
@@ -161,10 +162,10 @@ def read_summary(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"results summary not found: {path}")
+        raise MissingFileError(f"results summary not found: {path}")
     data = json.loads(path.read_text())
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a results summary of format {FORMAT} (from rsi report --summary-json)")
+        raise RSIError(f"{path} is not a results summary of format {FORMAT} (from rsi report --summary-json)")
     return data
 
 
@@ -290,7 +291,7 @@ def marker_lines(text: str) -> tuple[list[int], list[int]]:
 def _split(text: str, path: Path) -> tuple[str, str, str]:
     starts, ends = marker_lines(text)
     if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
-        raise ValueError(f"{path} must hold exactly one line {START} followed by one line {END}")
+        raise RSIError(f"{path} must hold exactly one line {START} followed by one line {END}")
     start, end = starts[0], ends[0]
     return text[:start], text[start:end + len(END)], text[end + len(END):]
 

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from rsi_plugin.errors import ConfigError
+
 __all__ = ["ServeConfig", "user_cache_dir", "NDIF_VERSION"]
 
 #: the NDIF server release this module drives (its CPU workarounds are written against it)
@@ -61,13 +63,13 @@ class ServeConfig:
         object.__setattr__(self, "venv", Path(self.venv).expanduser().absolute())
         for name, value in self.ports().items():
             if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-                raise ValueError(f"{name} must be a port number in 1..65535, got {value!r}")
+                raise ConfigError(f"{name} must be a port number in 1..65535, got {value!r}")
         if len(set(self.ports().values())) != len(self.ports()):
-            raise ValueError(f"ports must differ, got {self.ports()}")
+            raise ConfigError(f"ports must differ, got {self.ports()}")
         if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
-            raise ValueError(f"threads must be a positive integer or None, got {self.threads!r}")
+            raise ConfigError(f"threads must be a positive integer or None, got {self.threads!r}")
         if int(self.ray_cpus) < 2:
-            raise ValueError(f"ray_cpus must be >= 2 (the controller and one model replica), got {self.ray_cpus!r}")
+            raise ConfigError(f"ray_cpus must be >= 2 (the controller and one model replica), got {self.ray_cpus!r}")
 
     def with_(self, **changes) -> "ServeConfig":
         """A copy with some fields changed."""

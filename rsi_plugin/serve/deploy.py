@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rsi_plugin.serve.config import ServeConfig
 from rsi_plugin.serve.errors import ServeError
+from rsi_plugin.errors import RSIError
 
 __all__ = ["deploy_spec", "deploy", "full_key"]
 
@@ -54,9 +55,9 @@ def _size_bytes(key: str) -> int:
 def deploy_spec(keys: list[str], pinned: bool = True, replicas: int = 1) -> dict:
     """NDIF's deploy file (as a dict) for some model keys, with ``size_bytes`` and float32."""
     if not keys:
-        raise ValueError("no model key given; e.g. torchvision:resnet18:random@0 or rsi:tiny")
+        raise RSIError("no model key given; e.g. torchvision:resnet18:random@0 or rsi:tiny")
     if isinstance(replicas, bool) or int(replicas) < 1:
-        raise ValueError(f"replicas must be a positive integer, got {replicas!r}")
+        raise RSIError(f"replicas must be a positive integer, got {replicas!r}")
     models = []
     for key in keys:
         full = full_key(key)

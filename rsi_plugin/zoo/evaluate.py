@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from rsi_plugin.core.images import normalize
 from rsi_plugin.core.transforms import scale_crop
 from rsi_plugin.zoo.shapes import eval_seed, generate, val_seed
+from rsi_plugin.errors import RSIError
 
 __all__ = ["SWEEP_PS", "predict", "accuracy", "validation_set", "validation_accuracy",
            "scale_sweep"]
@@ -67,7 +68,7 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor,
         float in [0, 1].
     """
     if images.shape[0] == 0:
-        raise ValueError("no images")
+        raise RSIError("no images")
     pred = predict(model, images, mean, std, batch_size)
     return float((pred == labels.cpu()).double().mean())
 

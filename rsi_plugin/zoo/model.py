@@ -13,6 +13,8 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from rsi_plugin.errors import RSIError
+
 __all__ = ["TinyResNet", "build_tiny_resnet"]
 
 
@@ -34,7 +36,7 @@ class TinyResNet(ResNet):
 
     def __init__(self, width: int = 16, num_classes: int = 10, torchvision_init: bool = True) -> None:
         if width < 1:
-            raise ValueError(f"width must be >= 1, got {width}")
+            raise RSIError(f"width must be >= 1, got {width}")
         # ResNet.__init__ hard-codes widths 64..512, so set up what ResNet._make_layer
         # reads and build the same modules in the same order, at width ``width``.
         nn.Module.__init__(self)

@@ -13,6 +13,7 @@ from torch import nn
 
 from rsi_plugin.core.images import ModelInfo
 from rsi_plugin.zoo.model import build_tiny_resnet
+from rsi_plugin.errors import MissingFileError
 
 __all__ = ["TINY_WEIGHTS", "TINY_METADATA", "ChecksumError", "load_metadata", "load_tiny"]
 
@@ -72,7 +73,7 @@ def load_tiny(device: str | torch.device = "cpu", weights_path: str | Path | Non
         sibling = weights.with_suffix(".json")
         metadata_path = sibling if sibling.is_file() else TINY_METADATA
     if not weights.is_file():
-        raise FileNotFoundError(f"tiny model weights not found: {weights}")
+        raise MissingFileError(f"tiny model weights not found: {weights}")
     meta = load_metadata(metadata_path)
     digest = sha256_file(weights)
     if digest != meta["sha256"]:

@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from rsi_plugin.errors import OutOfRangeError, RSIError, UnknownNameError
+
 __all__ = [
     "CLASSES",
     "CHUNK",
@@ -124,14 +126,14 @@ def _class_indices(classes: Sequence[int | str] | None) -> list[int]:
     for c in classes:
         if isinstance(c, str):
             if c not in CLASSES:
-                raise ValueError(f"unknown class {c!r}; valid: {CLASSES}")
+                raise UnknownNameError(f"unknown class {c!r}; valid: {CLASSES}")
             out.append(CLASSES.index(c))
         else:
             if not 0 <= int(c) < len(CLASSES):
-                raise ValueError(f"class index {c} out of range [0, {len(CLASSES)})")
+                raise RSIError(f"class index {c} out of range [0, {len(CLASSES)})")
             out.append(int(c))
     if not out:
-        raise ValueError("classes must not be empty")
+        raise RSIError("classes must not be empty")
     return out
 
 
@@ -474,7 +476,7 @@ def generate(n: int, seed: int, size: int = 64, centered: bool = False,
         ``[n]`` int64; with ``return_params`` a third item, the list of per-chunk params.
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise RSIError(f"n must be >= 0, got {n}")
     labels = balanced_labels(n, seed, classes)
     images, params = [], []
     for k, start in enumerate(range(0, n, CHUNK)):
@@ -505,7 +507,7 @@ class ShapesDataset(Dataset):
     def __init__(self, n: int, seed: int, size: int = 64, centered: bool = False,
                  clutter: bool = True) -> None:
         if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+            raise RSIError(f"n must be >= 0, got {n}")
         self.n, self.seed, self.size, self.centered, self.clutter = n, seed, size, centered, clutter
         self.labels = balanced_labels(n, seed)
         self._chunks: dict[int, Tensor] = {}
@@ -524,7 +526,7 @@ class ShapesDataset(Dataset):
         if i < 0:
             i += self.n
         if not 0 <= i < self.n:
-            raise IndexError(f"index {i} out of range for {self.n} images")
+            raise OutOfRangeError(f"index {i} out of range for {self.n} images")
         k, j = divmod(i, CHUNK)
         return self._chunk(k)[j], int(self.labels[i])
 
