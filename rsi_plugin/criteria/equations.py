@@ -386,3 +386,12 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     extra = ["undetermined"] if "verdict" in table.columns else []
     return pd.DataFrame(rows, columns=keys + ["channels", "passing", "share"] + counts + extra)
+
+
+def __getattr__(name: str) -> object:
+    # ScaleInvariance moved to rsi_plugin.criteria.captum (it runs the model; this module does not)
+    if name == "ScaleInvariance":
+        from rsi_plugin.criteria.captum import ScaleInvariance
+
+        return ScaleInvariance
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -67,6 +67,15 @@ def test_attribute_keeps_no_state_and_evaluate_returns_its_margins(small):
     assert first.summary().loc[0, "passing"] == int((first.margins > 0).all(1).sum())
 
 
+def test_scale_invariance_still_importable_from_equations():
+    from rsi_plugin.criteria import equations
+
+    assert equations.ScaleInvariance is ScaleInvariance  # moved to criteria.captum; old import kept
+    assert "ScaleInvariance" not in equations.__all__
+    with pytest.raises(AttributeError):
+        equations.NotAName  # noqa: B018
+
+
 def test_attribute_is_logged_like_captums_methods():
     assert hasattr(ScaleInvariance.attribute, "__wrapped__")  # what log_usage adds and NoiseTunnel calls
     assert ScaleInvariance.attribute.__wrapped__.__name__ == "attribute"
