@@ -104,8 +104,8 @@ _FORMER: dict[str, str] = {
     "SweepResult": "ablation",
     "plot_eq3": "ablation",
     "scale_attacks": "ablation",
-    "channel_grids": "outputs",
-    "channel_grid_images": "outputs",
+    "channel_grids": "apps.fig1",  # compute (criteria.fig1_data) + draw (outputs.grids)
+    "channel_grid_images": "criteria.fig1_data",
     "save_channel_grids": "outputs",
     "plot_summary": "outputs",
     "GridLayout": "outputs",

@@ -39,8 +39,10 @@ FORMER_EXPORTS: dict[str, str] = {
     **dict.fromkeys(["validation_loader", "SkippedFiles"], "core.data"),
     **dict.fromkeys(["channel_means", "ablate_conditions", "SweepConfig", "SweepResult", "sweep",
                      "eq3_summary", "plot_eq3", "scale_attacks"], "ablation"),
-    **dict.fromkeys(["channel_grids", "channel_grid_images", "save_channel_grids", "plot_summary",
-                     "GridLayout"], "outputs.figures"),
+    "channel_grids": "apps.fig1",
+    "channel_grid_images": "criteria.fig1_data",
+    **dict.fromkeys(["save_channel_grids", "GridLayout"], "outputs.grids"),
+    "plot_summary": "outputs.plots",
     "write_report": "outputs.report",
     **dict.fromkeys(["DemoConfig", "run_demo"], "apps.demo"),
 }

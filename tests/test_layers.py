@@ -33,6 +33,9 @@ ALLOWED_UPWARD: dict[tuple[str, str], str] = {
         "there, so access names it without depending on it locally",
     ("rsi_plugin.paper", "rsi_plugin.criteria.seeds"):
         "compare_to_paper reads a scan table's per-seed verdicts with criteria.seeds.channel_table",
+    ("rsi_plugin.ablation.experiment", "rsi_plugin.outputs.plots"):
+        "sweep(out_dir=...) still writes its Fig. 2 (eq3.png, accuracy.png) beside eq3.csv; the drawing "
+        "lives in outputs.plots, which imports only core (and ablation.eq3's column check, lazily)",
 }
 
 

@@ -53,7 +53,7 @@ from rsi_plugin.core.data import (
     validation_loader,
 )
 from rsi_plugin.ablation.distributed import all_reduce_sum, barrier, rank_and_world
-from rsi_plugin.ablation.eq3 import CONDITIONS, RESULT_COLUMNS, eq3_summary, plot_accuracy, plot_eq3
+from rsi_plugin.ablation.eq3 import CONDITIONS, RESULT_COLUMNS, eq3_summary
 from rsi_plugin.core.images import model_info
 from rsi_plugin.ablation.means import (
     SWEEP_NODES,
@@ -475,12 +475,14 @@ def sweep(
     draws_table = draws_frame(draws)
     skipped = _gather_skipped(loader)
     if store.writer and store.dir is not None:
-        store.write_frame("eq3.csv", summary)
+        from rsi_plugin.outputs.plots import plot_accuracy, plot_eq3  # drawing only (see CONTRIBUTING.md)
+
+        store.write_frame(store.files.eq3, summary)
         title = f"block {target.name}, {len(channels)} channels, {len(kept)} of {config.trials} random sets"
-        plot_eq3(summary, store.dir / "eq3.png", title=title)
-        plot_accuracy(results, store.dir / "accuracy.png", title=title)
+        plot_eq3(summary, store.files.eq3_plot, title=title)
+        plot_accuracy(results, store.files.accuracy_plot, title=title)
         if skipped.count:
-            store.write_frame("skipped.csv", skipped.to_frame())
+            store.write_frame(store.files.skipped, skipped.to_frame())
     if skipped.count:
         logger.warning("%s", skipped.summary())
     return SweepResult(results, summary, draws_table, run.means, skipped, store.dir, config.trials, tolerance,

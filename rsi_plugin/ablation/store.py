@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from rsi_plugin.core.atomic import atomic_write_csv, atomic_write_text
+from rsi_plugin.core.runfolder import SweepFiles
 from rsi_plugin.ablation.eq3 import RESULT_COLUMNS
 from rsi_plugin.ablation.screening import Draw
 from rsi_plugin.errors import RSIError
@@ -55,6 +56,8 @@ class SweepStore:
 
     def __init__(self, out_dir: str | os.PathLike | None, writer: bool = True, rank: int = 0) -> None:
         self.dir = Path(out_dir) if out_dir is not None else None
+        #: the folder's file names (:class:`~rsi_plugin.core.runfolder.SweepFiles`), None in memory
+        self.files = SweepFiles(self.dir) if self.dir is not None else None
         self.writer = writer
         self.rank = rank
         self._cells = pd.DataFrame(columns=list(RESULT_COLUMNS))
@@ -75,7 +78,7 @@ class SweepStore:
 
     # -- the manifest ---------------------------------------------------------------------
     def _has_work(self) -> bool:
-        return any((self.dir / name).exists() for name in ("ablation.csv", "draws.csv", "means.csv", ".partial"))
+        return any(path.exists() for path in (*self.files.results, self.files.partial))
 
     def check_manifest(self, manifest: dict[str, Any]) -> None:
         """Refuse a folder holding another sweep, or load what a resumed one has finished.
@@ -89,7 +92,7 @@ class SweepStore:
         """
         if self.dir is None:
             return
-        path = self.dir / "sweep.json"
+        path = self.files.manifest
         manifest = json.loads(json.dumps(manifest))  # the form it takes on disk
         if path.is_file() and not self._has_work():
             logger.info("%s has no results; its sweep.json (from a run that failed before any work) is replaced",
@@ -103,19 +106,19 @@ class SweepStore:
                                  "use another output folder or remove it")
             self._load()
             return
-        if any((self.dir / name).exists() for name in ("ablation.csv", "draws.csv", "means.csv")):
+        if any(path.exists() for path in self.files.results):
             raise RSIError(f"{self.dir} holds sweep files but no sweep.json; use an empty output folder")
         self._pending = manifest
 
     def begin(self) -> None:
         """Write the ``sweep.json`` that :meth:`check_manifest` accepted for a new folder."""
         if self.dir is not None and self.writer and self._pending is not None:
-            atomic_write_text(self.dir / "sweep.json", json.dumps(self._pending, indent=2) + "\n")
+            atomic_write_text(self.files.manifest, json.dumps(self._pending, indent=2) + "\n")
         self._pending = None
 
     # -- means --------------------------------------------------------------------------
     def _read_means(self) -> torch.Tensor | None:
-        path = self.dir / "means.csv"
+        path = self.files.means
         if not path.is_file():
             return None
         frame = pd.read_csv(path)
@@ -131,11 +134,11 @@ class SweepStore:
         self._means = means.detach().float().cpu()
         if self.dir is not None and self.writer:
             frame = pd.DataFrame({"channel": range(len(self._means)), "mean": self._means.double().numpy()})
-            atomic_write_csv(self.dir / "means.csv", frame)
+            atomic_write_csv(self.files.means, frame)
 
     # -- cells --------------------------------------------------------------------------
     def _read_cells(self) -> pd.DataFrame:
-        path = self.dir / "ablation.csv"
+        path = self.files.cells
         if not path.is_file():
             return pd.DataFrame(columns=list(RESULT_COLUMNS))
         frame = pd.read_csv(path, dtype={"condition": str})
@@ -165,11 +168,11 @@ class SweepStore:
         frames = [f for f in (self._cells, new) if len(f)]
         self._cells = pd.concat(frames, ignore_index=True) if frames else new
         if self.dir is not None and self.writer:
-            atomic_write_csv(self.dir / "ablation.csv", self._cells)
+            atomic_write_csv(self.files.cells, self._cells)
 
     # -- draws --------------------------------------------------------------------------
     def _read_draws(self) -> list[Draw]:
-        path = self.dir / "draws.csv"
+        path = self.files.draws
         if not path.is_file():
             return []
         frame = pd.read_csv(path, dtype={"channels": str}, keep_default_na=False)
@@ -188,7 +191,7 @@ class SweepStore:
 
         self._draws.extend(draws)
         if self.dir is not None and self.writer and draws:
-            atomic_write_csv(self.dir / "draws.csv", draws_frame(self._draws))
+            atomic_write_csv(self.files.draws, draws_frame(self._draws))
 
     def replace_draws(self, draws: list[Draw]) -> None:
         """Replace the recorded draws (a screening decided again, e.g. ``tolerance="auto"``)."""
@@ -196,13 +199,13 @@ class SweepStore:
         if self.dir is not None and self.writer:
             from rsi_plugin.ablation.screening import draws_frame
 
-            atomic_write_csv(self.dir / "draws.csv", draws_frame(self._draws))
+            atomic_write_csv(self.files.draws, draws_frame(self._draws))
 
     # -- partial passes -------------------------------------------------------------------
     def _partial_path(self, pass_id: str) -> Path | None:
         if self.dir is None:
             return None
-        return self.dir / ".partial" / f"{pass_id}.rank{self.rank}.json"
+        return self.files.partial / f"{pass_id}.rank{self.rank}.json"
 
     def load_partial(self, pass_id: str, signature: dict[str, Any]) -> dict[str, Any] | None:
         """The saved state of a pass in progress, if it was saved with the same ``signature``."""
@@ -231,8 +234,8 @@ class SweepStore:
         if path is not None and path.is_file():
             path.unlink()
 
-    def write_frame(self, name: str, frame: pd.DataFrame) -> Path | None:
-        """Write a final table (main process only)."""
+    def write_frame(self, path: Path, frame: pd.DataFrame) -> Path | None:
+        """Write a final table (main process only), e.g. ``store.files.eq3``."""
         if self.dir is None or not self.writer:
             return None
-        return atomic_write_csv(self.dir / name, frame)
+        return atomic_write_csv(path, frame)

@@ -4,6 +4,9 @@ r"""apps: whole workflows composed from the layers below; each backs one ``rsi``
 ======================  ====================================================================
 :mod:`.demo`            :func:`run_demo` (``rsi demo``): scan every block, Fig.-1 grids, the
                         sweep on two blocks, the report; :class:`DemoConfig`
+:mod:`.fig1`            :func:`channel_grids`: the Fig.-1 grid PNG of every passing channel of
+                        a scan (computed by :mod:`rsi_plugin.criteria.fig1_data`, drawn by
+                        :mod:`rsi_plugin.outputs.grids`), resumable
 :mod:`.bench`           ``bench.bench`` (``rsi bench``): what an intervention costs on your
                         model, batch sizes and hardware (not exported here: the module is
                         ``apps.bench``; ``from rsi_plugin.apps.bench import bench``)
@@ -19,6 +22,7 @@ from rsi_plugin._lazy import lazy_exports as _lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "run_demo": "demo", "DemoConfig": "demo",
+    "channel_grids": "fig1",
     "block_table": "inspect",
     "time_cases": "timing",
 }

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from rsi_plugin.apps.timing import write_json
+from rsi_plugin.core.runfolder import RunLayout
 from rsi_plugin.errors import RSIError
 
 __all__ = ["DemoConfig", "run_demo", "pick_ablation_blocks"]
@@ -139,7 +140,7 @@ def _settings(config: DemoConfig, model, extra: dict[str, Any]) -> dict[str, Any
     import nnsight
 
     info = model.rsi_info
-    path = Path(config.out) / "settings.json"
+    path = RunLayout(config.out).settings
     earlier = []
     if path.is_file():
         try:
@@ -203,7 +204,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
         DataFrame), ``report`` (Path), ``settings`` (dict, as in ``settings.json``).
     """
     from rsi_plugin.featureviz.optimize import FeatureVizConfig
-    from rsi_plugin.outputs.figures import channel_grids
+    from rsi_plugin.apps.fig1 import channel_grids
     from rsi_plugin.core.models import load_model
     from rsi_plugin.core.blocks import residual_blocks
     from rsi_plugin.outputs.report import write_report
@@ -216,23 +217,24 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     config.started = time.strftime("%Y-%m-%dT%H:%M:%S")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    run = RunLayout(out)
     begin = time.perf_counter()
     model = load_model(config.model, weights=config.weights, seed=config.seed)
     fz_config = FeatureVizConfig(steps=config.steps, seed=config.seed)
-    cache = out / "scan" / "fz"
+    cache = run.scan.fz_cache
 
     start = time.perf_counter()
     seeds = tuple(range(config.seed, config.seed + config.seeds))
     scan_config = ScanConfig(featureviz=fz_config, cache_dir=str(cache), seed=config.seed, seeds=seeds,
                              adaptive=config.adaptive)
     table = scan(model, config.blocks, scan_config, progress=progress)
-    write_scan(table, out / "scan")
-    summary = pd.read_csv(out / "scan" / "summary.csv", dtype={"block": str})
+    write_scan(table, run.scan.dir)
+    summary = pd.read_csv(run.scan.summary, dtype={"block": str})
     _stage(config, "scan", start)
 
     start = time.perf_counter()
     natural = _natural_images(config, model)
-    channel_grids(model, _grid_rows(table, config), out / "figures", fz_config, cache, natural,
+    channel_grids(model, _grid_rows(table, config), run.figures, fz_config, cache, natural,
                   max_per_block=config.grids_per_block, progress=progress)
     _stage(config, "figures", start)
 
@@ -245,7 +247,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     eq3 = {}
     for block in chosen:
         channels = select_channels(table, block, config.channel_set)
-        result = sweep(model, data, block, channels, sweep_config, out_dir=out / "ablation" / block, progress=progress)
+        result = sweep(model, data, block, channels, sweep_config, out_dir=run.sweep(block).dir, progress=progress)
         eq3[block] = result.summary
     if not chosen:
         logger.warning("no block has passing channels (and enough non-passing ones): no ablation sweep")
@@ -254,16 +256,16 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     start = time.perf_counter()
     config.timings["total_before_report"] = round(time.perf_counter() - begin, 2)
     settings = _settings(config, model, {"ablation_blocks_chosen": chosen})
-    write_json(out / "settings.json", settings)
+    write_json(run.settings, settings)
     report = write_report(out)
-    write_summary(summarize_run(out), out / "results-summary.json")
+    write_summary(summarize_run(out), run.results_summary)
     _stage(config, "report", start)
     settings = _settings(config, model, {"ablation_blocks_chosen": chosen})
     settings["wall_time_s"]["total"] = round(time.perf_counter() - begin, 2)
-    write_json(out / "settings.json", settings)
+    write_json(run.settings, settings)
     return {"out": out, "summary": summary, "eq3": eq3, "report": report, "settings": settings}
 
 
 def read_settings(out: str | os.PathLike) -> dict[str, Any]:
     """The ``settings.json`` of a run folder."""
-    return json.loads((Path(out) / "settings.json").read_text())
+    return json.loads(RunLayout(out).settings.read_text())

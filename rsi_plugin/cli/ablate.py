@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rsi_plugin.cli.args import tolerance
 from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
+from rsi_plugin.core.runfolder import SweepFiles
 from rsi_plugin.errors import MissingFileError, RSIError
 
 logger = logging.getLogger(__name__)
@@ -190,5 +191,7 @@ def _run(args: argparse.Namespace) -> int:
         shown = [c for c in SHOWN if c in result.summary.columns]
         print(result.summary[shown].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(result.verdict)
-    print(f"wrote {Path(args.out) / 'ablation.csv'}, eq3.csv, eq3.png, accuracy.png, draws.csv")
+    files = SweepFiles(args.out)
+    print(f"wrote {files.cells}, {files.eq3.name}, {files.eq3_plot.name}, {files.accuracy_plot.name}, "
+          f"{files.draws.name}")
     return 0

@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rsi_plugin.core.runfolder import RunLayout
     from rsi_plugin.outputs.report import write_report
 
     print(write_report(args.dir, title=args.title))
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         from rsi_plugin.outputs.summary import render_markdown, summarize_run, update_readme, write_summary
 
         summary = summarize_run(args.dir)
-        path = Path(args.summary_json) if args.summary_json else Path(args.dir) / "results-summary.json"
+        path = Path(args.summary_json) if args.summary_json else RunLayout(args.dir).results_summary
         if args.summary_json or args.update_readme:
             print(write_summary(summary, path))
         if args.markdown:

@@ -121,12 +121,14 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from rsi_plugin.featureviz.optimize import FeatureVizConfig
+    from rsi_plugin.core.runfolder import ScanFiles
     from rsi_plugin.criteria.channel_scan import ScanConfig, read_table, scan, write_scan
 
     seeds = seeds_from_args(args.seeds, args.seed)
     set_threads(args.threads, args.model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    files = ScanFiles(out)
     model = load_model_from_args(args)
     featureviz = FeatureVizConfig(image_size=args.image_size, steps=args.steps, jitter=args.jitter,
                                   jitter_schedule=args.jitter_schedule, seed=args.seed,
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     config = ScanConfig(featureviz=featureviz, transform=args.transform, tolerance=args.tolerance,
                         source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
                         natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
-                        cache_dir=str(out / "fz"), force=args.force, batch_size=args.batch_size, seed=args.seed,
+                        cache_dir=str(files.fz_cache), force=args.force, batch_size=args.batch_size, seed=args.seed,
                         seeds=seeds, robust_share=args.robust_share, adaptive=args.adaptive)
     data = None
     if args.source != "fz" and args.data is not None:
@@ -146,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         written[:] = write_scan(rows, out)
 
     scan(model, blocks, config, data=data, progress=not args.no_progress, on_seed=finished_seed)
-    summary = read_table(out / "summary.csv")
+    summary = read_table(files.summary)
     print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), transform {args.transform}, "
           f"tolerance {args.tolerance}, nodes: {args.node_variant}, seeds {' '.join(map(str, config.seeds))}"
           f"{' (adaptive)' if args.adaptive else ''}")
@@ -155,10 +157,10 @@ def run(args: argparse.Namespace) -> int:
              if c in summary.columns]
     with pd.option_context("display.width", 200):
         print(summary[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    if (out / "paper_comparison.csv").exists() and model.rsi_info.name == "resnet18":
+    if files.comparison.exists() and model.rsi_info.name == "resnet18":
         print("agreement with the paper's channels (Fig. 1, 3, 4):")
-        print(read_table(out / "paper_comparison.csv").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(read_table(files.comparison).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for path in written:
         print("wrote", path)
-    print("feature visualisations in", out / "fz")
+    print("feature visualisations in", files.fz_cache)
     return 0

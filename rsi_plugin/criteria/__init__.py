@@ -12,6 +12,9 @@ Imports :mod:`rsi_plugin.core`, :mod:`rsi_plugin.access` and :mod:`rsi_plugin.fe
 :mod:`.channel_scan`    :func:`scan`, :class:`ScanConfig`: every channel of the chosen blocks,
                         from FZs or natural images, over seeds; :func:`read_table`
 :mod:`.seeds`           seeds as a dimension: pass rates, robust sets, seed agreement
+:mod:`.fig1_data`       :func:`channel_grid_images`: the content of the paper's Fig. 1 for
+                        some channels (In/Pre/Post FZs and top-k natural images; drawn by
+                        :mod:`rsi_plugin.outputs.grids`)
 :mod:`.geometry`        where a block's centre neuron looks (its receptive-field centre, found
                         by a gradient through the FZ reader) and ``S`` zoomed about it
 ======================  ====================================================================
@@ -30,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "top_k_images": "natural", "TopKImages": "natural",
     "scan": "channel_scan", "ScanConfig": "channel_scan", "read_table": "channel_scan",
     "channel_table": "seeds", "block_summary": "seeds", "robust_count": "seeds",
+    "channel_grid_images": "fig1_data",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -70,6 +70,7 @@ from rsi_plugin.criteria.geometry import ZOOM_CENTERS, receptive_field_center, z
 from rsi_plugin.core.images import model_info, normalize
 from rsi_plugin.criteria.natural import TopKImages, top_k_images
 from rsi_plugin.core.blocks import ResidualBlock, resolve_blocks
+from rsi_plugin.core.runfolder import SCAN_TABLES, ScanFiles
 from rsi_plugin.criteria.seeds import ADAPTIVE_EQ1, ADAPTIVE_EQ2, adaptive_stop, block_parts, check_share, verdicts
 from rsi_plugin.core.transforms import get_transform, transform_name
 from rsi_plugin.errors import ConfigError, InputTypeError, RSIError, UnknownNameError
@@ -80,7 +81,7 @@ logger = logging.getLogger(__name__)
 
 SOURCES: tuple[str, ...] = ("fz", "natural", "both")
 #: the tables :func:`write_scan` writes (block ids in them are strings)
-SCAN_FILES: tuple[str, ...] = ("scan.csv", "scan_channels.csv", "summary.csv", "paper_comparison.csv")
+SCAN_FILES: tuple[str, ...] = SCAN_TABLES
 NATURAL_REDUCE: tuple[str, ...] = ("top1", "mean")
 
 
@@ -442,20 +443,15 @@ def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = N
     from rsi_plugin.paper import compare_to_paper
     from rsi_plugin.criteria.seeds import block_summary, channel_table
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    files = ScanFiles(Path(out_dir))
+    files.dir.mkdir(parents=True, exist_ok=True)
     share = float(table.attrs.get("robust_share", 1.0)) if share is None else share
 
-    def atomic(frame: pd.DataFrame, name: str, parquet: bool = False) -> Path:
-        if parquet:
-            return atomic_write(out / name, lambda tmp: frame.to_parquet(tmp, index=False))
-        return atomic_write_csv(out / name, frame)
-
-    written = [atomic(table, "scan.csv")]
+    written = [atomic_write_csv(files.table, table)]
     if importlib.util.find_spec("pyarrow") is not None:
-        written.append(atomic(table, "scan.parquet", parquet=True))
-    written.append(atomic(channel_table(table, share), "scan_channels.csv"))
-    written.append(atomic(block_summary(table, share), "summary.csv"))
+        written.append(atomic_write(files.parquet, lambda tmp: table.to_parquet(tmp, index=False)))
+    written.append(atomic_write_csv(files.channels, channel_table(table, share)))
+    written.append(atomic_write_csv(files.summary, block_summary(table, share)))
     if table.attrs.get("model") == "resnet18":
-        written.append(atomic(compare_to_paper(table, share=share), "paper_comparison.csv"))
+        written.append(atomic_write_csv(files.comparison, compare_to_paper(table, share=share)))
     return written

@@ -15,7 +15,8 @@ from matplotlib.container import ErrorbarContainer
 from rsi_plugin.testing.models import random_data, small_resnet  # noqa: F401
 
 from rsi_plugin.ablation import experiment as scale_sweep
-from rsi_plugin.ablation.eq3 import eq3_figure, eq3_summary
+from rsi_plugin.ablation.eq3 import eq3_summary
+from rsi_plugin.outputs.plots import eq3_figure
 from rsi_plugin.ablation.eq3_stats import bootstrap_ci, permutation_test, ratio_tests, sign_test, verdict
 from rsi_plugin.ablation.experiment import SweepConfig, sweep
 from rsi_plugin.ablation.screening import Draw, auto_tolerance, random_sets, redecide

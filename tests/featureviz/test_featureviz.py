@@ -664,7 +664,7 @@ def test_receptive_field_centre_of_a_symmetric_model_is_the_stride_centre():
 def test_fig1_grid_marks_a_non_ok_fz_in_red(tmp_path):
     from PIL import Image
 
-    from rsi_plugin.outputs.figures import STATUS_COLOR, GridLayout, save_channel_grids
+    from rsi_plugin.outputs.grids import STATUS_COLOR, GridLayout, save_channel_grids
 
     grey = torch.full((3, 32, 32), 0.5)
     grid = {"neuron": {"in": grey, "pre": grey, "post": grey},

@@ -1,4 +1,5 @@
-"""Fig.-1 grids (rsi_plugin.outputs.figures), the HTML report (rsi_plugin.outputs.report) and `rsi report`.
+"""Fig.-1 grids (rsi_plugin.criteria.fig1_data computes, rsi_plugin.outputs.grids draws, rsi_plugin.apps.fig1
+composes), the HTML report (rsi_plugin.outputs.report) and `rsi report`.
 
 A run directory is built once from a real scan of a random-init tiny ResNet (2 blocks,
 4 channels, 4 FZ steps) and a real ablation sweep (24 images, 2 scales, 2 trials). The
@@ -23,21 +24,20 @@ from PIL import Image
 from torch import nn
 
 from rsi_plugin.featureviz import optimize as featureviz
-from rsi_plugin.outputs import figures as figures
+from rsi_plugin.criteria import fig1_data as fig1_data
+from rsi_plugin.outputs import grids as grid_drawing
 from rsi_plugin.core import models as models
 from rsi_plugin.criteria import natural as natural
 from rsi_plugin.access import nnsight as trace
 from rsi_plugin.cli import main
 from rsi_plugin.featureviz.optimize import FeatureVizConfig
-from rsi_plugin.outputs.figures import (
-    GridLayout,
-    channel_grids,
-    grid_filename,
-    plot_summary,
-    save_channel_grids,
-)
+from rsi_plugin.apps.fig1 import channel_grids
+from rsi_plugin.core.runfolder import RunLayout, grid_filename
+from rsi_plugin.outputs.grids import GridLayout, save_channel_grids
+from rsi_plugin.outputs.plots import plot_summary
 from rsi_plugin.core.images import ModelInfo, normalize
-from rsi_plugin.outputs.report import discover, write_report
+from rsi_plugin.outputs.discover import discover
+from rsi_plugin.outputs.report import write_report
 from rsi_plugin.ablation.experiment import SweepConfig, sweep
 from rsi_plugin.criteria.channel_scan import ScanConfig, scan, write_scan
 from rsi_plugin.zoo import generate
@@ -204,7 +204,7 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
                 panel = picture[top:bottom, left:right]
                 if results[(block, objective, node)].status[PASSING.index(channel)] != "ok":
                     # a non-ok FZ is outlined (3 px) and labelled in red at its top: the rest is the PNG
-                    assert (panel[:, :3] == figures.STATUS_COLOR).all(), (r, c)
+                    assert (panel[:, :3] == grid_drawing.STATUS_COLOR).all(), (r, c)
                     panel, fz = panel[24:-3, 3:-3], fz[24:-3, 3:-3]
                 assert np.array_equal(panel, fz), (r, c)
         row = table[(table.block == block) & (table.channel == channel)].iloc[0]
@@ -235,14 +235,14 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
     # resume: every PNG exists, so nothing is computed and nothing rewritten
     stamps = [p.stat().st_mtime_ns for p in paths]
     monkeypatch.setattr(featureviz, "_optimize_batch", fail)
-    monkeypatch.setattr(figures, "render", fail)
-    monkeypatch.setattr(figures, "top_k_images", fail)
+    monkeypatch.setattr(fig1_data, "render", fail)
+    monkeypatch.setattr(fig1_data, "top_k_images", fail)
     assert channel_grids(model, table, out, FAST, cache, data, layout=LAYOUT, progress=False) == paths
     assert [p.stat().st_mtime_ns for p in paths] == stamps
 
     # a missing PNG is drawn again, from the FZ cache (no optimisation)
-    monkeypatch.setattr(figures, "render", featureviz.render)
-    monkeypatch.setattr(figures, "top_k_images", natural.top_k_images)
+    monkeypatch.setattr(fig1_data, "render", featureviz.render)
+    monkeypatch.setattr(fig1_data, "top_k_images", natural.top_k_images)
     before = np.asarray(Image.open(paths[1]).convert("RGB"))
     paths[1].unlink()
     assert channel_grids(model, table, out, FAST, cache, data, layout=LAYOUT, progress=False) == paths
@@ -254,9 +254,9 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
 def test_channel_grids_selection_and_errors(model, data, tmp_path, monkeypatch):
     table = pd.DataFrame({"source": ["fz", "fz", "natural", "fz"], "block": ["2.1", "2.1", "2.1", "3.1"],
                           "channel": [5, 3, 7, 0], "passes": [True, True, True, False]})
-    assert figures.passing_channels(table) == {"2.1": [3, 5]}  # natural rows and failing rows left out
-    assert figures.passing_channels(table, max_per_block=1) == {"2.1": [3]}
-    assert figures.passing_channels(table, blocks=["3.1"]) == {}
+    assert fig1_data.passing_channels(table) == {"2.1": [3, 5]}  # natural rows and failing rows left out
+    assert fig1_data.passing_channels(table, max_per_block=1) == {"2.1": [3]}
+    assert fig1_data.passing_channels(table, blocks=["3.1"]) == {}
     with pytest.raises(ValueError, match="passes"):
         channel_grids(model, table.drop(columns="passes"), tmp_path, FAST, None, data)
     with pytest.raises(ValueError, match="9.9"):
@@ -267,9 +267,9 @@ def test_channel_grids_selection_and_errors(model, data, tmp_path, monkeypatch):
         channel_grids(model, table.assign(channel=[99, 3, 7, 0]), tmp_path, FAST, None, data, progress=False)
     resnet = models.load_model("resnet18", weights=None, seed=0)
     with pytest.raises(ValueError, match="data="):
-        figures.channel_grid_images(resnet, "2.1", [0], FAST, None, None)
+        fig1_data.channel_grid_images(resnet, "2.1", [0], FAST, None, None)
     with pytest.raises(ValueError, match="node_variant"):
-        figures.channel_grid_images(model, "2.1", [0], FAST, None, data, node_variant="paper")
+        fig1_data.channel_grid_images(model, "2.1", [0], FAST, None, data, node_variant="paper")
 
 
 def test_save_channel_grids_puts_each_panel_in_its_cell(tmp_path):
@@ -334,7 +334,7 @@ def test_plot_summary_writes_a_chart_and_checks_its_input(tmp_path):
 def no_model(monkeypatch):
     """write_report must not load a model, render an FZ or trace anything."""
     for module, name in [(models, "load_model"), (featureviz, "_optimize_batch"), (featureviz, "render"),
-                         (trace, "capture"), (trace, "ablate"), (figures, "render"), (figures, "top_k_images")]:
+                         (trace, "capture"), (trace, "ablate"), (fig1_data, "render"), (fig1_data, "top_k_images")]:
         monkeypatch.setattr(module, name, fail)
 
 
@@ -400,6 +400,34 @@ def test_write_report_from_the_directory_alone(run, grids, no_model):
     kept = int(draws["kept"].sum())
     assert f"{len(draws)} drawn, {kept} kept, {len(draws) - kept} rejected" in text
     assert not list(run.glob("*.tmp")) and not list(run.glob(".report*"))
+
+
+def test_every_file_a_run_writes_is_named_by_the_run_layout(run, grids, no_model):
+    """scan + sweep + grids + report + summary write only files that RunLayout names, and
+    discover() finds each of them where the layout says."""
+    from rsi_plugin.outputs.summary import summarize_run, write_summary
+
+    layout = RunLayout(run)
+    assert write_report(run) == layout.report
+    write_summary(summarize_run(run), layout.results_summary)
+    sweep_files = layout.sweep("2.1")
+    named = {layout.settings, layout.report, layout.results_summary, layout.summary_plot}
+    for files in (layout.scan, sweep_files):
+        named |= {getattr(files, name) for name, value in vars(type(files)).items()
+                  if isinstance(value, property) and isinstance(getattr(files, name), Path)}
+    named |= {layout.grid(b, c) for b in BLOCKS for c in PASSING}
+    written = {p for p in run.rglob("*") if p.is_file() and layout.scan.fz_cache not in p.parents}
+    assert written <= named, sorted(p.relative_to(run).as_posix() for p in written - named)
+    # what the writers must have left: the scan's tables, the sweep's files, a grid per passing channel
+    assert {layout.scan.table, layout.scan.channels, layout.scan.summary, sweep_files.manifest, sweep_files.cells,
+            sweep_files.draws, sweep_files.means, sweep_files.eq3, sweep_files.eq3_plot,
+            sweep_files.accuracy_plot} <= written
+    assert not sweep_files.partial.exists()  # a finished sweep leaves no checkpoint
+    contents = discover(run)
+    assert [s.dir for s in contents.scans] == [layout.scan.dir]
+    assert [s.dir for s in contents.sweeps] == [sweep_files.dir]
+    assert contents.grids == {b: [(c, layout.grid(b, c)) for c in PASSING] for b in BLOCKS}
+    assert contents.settings == json.loads(layout.settings.read_text())
 
 
 def test_report_without_grids_or_summary_shows_fz_pairs_and_counts_from_scan_csv(run, tmp_path, no_model):

@@ -1,0 +1,219 @@
+r"""The run's charts, drawn from tables (nothing here computes a result).
+
+==========================  =====================================================================
+:func:`plot_eq3`            the paper's Fig. 2: Eq. 3 per scale against the no-scale ratio
+:func:`eq3_figure`          the same as a matplotlib ``Figure``
+:func:`plot_accuracy`       accuracy against scale per sweep condition
+:func:`plot_summary`        the share of passing channels per block (§3)
+==========================  =====================================================================
+
+The tables come from :func:`rsi_plugin.ablation.eq3.eq3_summary`, a sweep's ``ablation.csv``
+and :func:`rsi_plugin.criteria.equations.summarize`. Every chart draws on a matplotlib
+``Figure`` with the Agg canvas (no pyplot, no global backend switch; matplotlib is imported
+on first use) and is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from rsi_plugin.core.atomic import atomic_write
+from rsi_plugin.errors import InputTypeError, RSIError
+
+__all__ = ["eq3_figure", "plot_eq3", "plot_accuracy", "plot_summary"]
+
+
+def _figure(width: float = 5.0, height: float = 3.6):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=150, format=path.suffix.lstrip(".") or "png"))
+
+
+def _percent(scale: float) -> str:
+    return f"{100 * scale:g}%"
+
+
+def eq3_figure(summary: pd.DataFrame, title: str | None = None, no_scale: float = 0.0):
+    r"""The paper's Fig. 2 as a matplotlib ``Figure`` (see :func:`plot_eq3`).
+
+    Standard-error whiskers are drawn only at scales whose mean rests on at least two
+    random sets with a finite standard error; a figure without any says so in a note
+    (``"no error bars: N random set(s)"``) instead of drawing zero-length caps.
+
+    Args:
+        summary (DataFrame): from :func:`~rsi_plugin.ablation.eq3.eq3_summary`.
+        title (str, optional): figure title.
+        no_scale (float): scale of the no-scale condition, drawn as the line.
+
+    Returns:
+        matplotlib ``Figure`` (Agg canvas).
+
+    Raises:
+        ValueError: ``summary`` is not an Eq. 3 summary.
+    """
+    if not isinstance(summary, pd.DataFrame) or "ratio_mean" not in summary.columns:
+        raise RSIError("summary must be the DataFrame eq3_summary returns")
+    figure = _figure()
+    axes = figure.add_subplot()
+    scaled = summary[summary["scale"] != round(float(no_scale), 6)]
+    positions = list(range(len(scaled)))
+    infinite = scaled["ratio_mean"].isin([math.inf, -math.inf]).to_numpy()
+    heights = scaled["ratio_mean"].mask(infinite)  # a random trial at accuracy 0: no bar, marked
+    trials = scaled["n_trials"] if "n_trials" in scaled.columns else pd.Series(0, index=scaled.index)
+    with_error = (~infinite) & scaled["ratio_se"].notna().to_numpy() & (trials.to_numpy() >= 2)
+    axes.bar(positions, heights.fillna(0.0), color="0.7", edgecolor="0.3")
+    if with_error.any():
+        axes.errorbar([p for p, e in zip(positions, with_error) if e], heights[with_error],
+                      yerr=scaled["ratio_se"][with_error], fmt="none", ecolor="black", capsize=4)
+    else:
+        most = int(trials.max()) if len(trials) else 0
+        axes.text(0.02, 0.98, f"no error bars: {most} random set(s)", transform=axes.transAxes,
+                  ha="left", va="top", fontsize=8, color="tab:red")
+    for position in [p for p, inf in zip(positions, infinite) if inf]:
+        axes.annotate("inf", (position, 0), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
+    base = summary["no_scale_ratio"].iloc[0] if len(summary) else float("nan")
+    if math.isfinite(base):
+        axes.axhline(base, color="tab:blue", linewidth=2, label=f"no scale ({base:.3f})")
+        axes.legend(loc="lower right", fontsize=8)
+    axes.set_xticks(positions, [_percent(s) for s in scaled["scale"]])
+    axes.set_xlabel("scale transformation")
+    axes.set_ylabel(r"mean acc$_{si}$ / acc$_{rand}$ (Eq. 3)")
+    finite = pd.concat([scaled["ratio_mean"], pd.Series([base])]).replace([math.inf, -math.inf], float("nan")).dropna()
+    if len(finite):
+        low, high = float(finite.min()), float(finite.max())
+        pad = max(0.02, 0.25 * (high - low))
+        axes.set_ylim(max(0.0, low - pad), high + pad)
+    if title:
+        axes.set_title(title)
+    return figure
+
+
+def plot_eq3(summary: pd.DataFrame, path: str | os.PathLike, title: str | None = None,
+             no_scale: float = 0.0) -> Path:
+    r"""The paper's Fig. 2: Eq. (3) per scaled condition (bars, standard-error whiskers
+    where at least two random sets exist) against the no-scale ratio (blue line).
+
+    Args:
+        summary (DataFrame): from :func:`~rsi_plugin.ablation.eq3.eq3_summary`.
+        path (str or path): image file to write (PNG by default; the suffix picks the format).
+        title (str, optional): figure title.
+        no_scale (float): scale of the no-scale condition, drawn as the line.
+
+    Returns:
+        Path of the written file.
+    """
+    return _save(eq3_figure(summary, title, no_scale), path)
+
+
+def plot_accuracy(results: pd.DataFrame, path: str | os.PathLike, title: str | None = None) -> Path:
+    r"""Accuracy against scale for each condition: no ablation, the invariant set, every
+    random trial (thin) and the random mean.
+
+    Args:
+        results (DataFrame): the tidy results table.
+        path (str or path): image file to write.
+        title (str, optional): figure title.
+
+    Returns:
+        Path of the written file.
+    """
+    from rsi_plugin.ablation.eq3 import check_results
+
+    check_results(results)
+    figure = _figure()
+    axes = figure.add_subplot()
+    rand = results[results["condition"] == "random"]
+    for i, (_, trial) in enumerate(rand.groupby("trial")):
+        trial = trial.sort_values("scale")
+        axes.plot(100 * trial["scale"], trial["accuracy"], color="0.75", linewidth=0.8,
+                  label="random trials" if i == 0 else None)
+    if len(rand):
+        mean = rand.groupby("scale")["accuracy"].mean()
+        axes.plot(100 * mean.index, mean.values, color="tab:blue", marker="o", label="random (mean)")
+    styles = {"none": ("black", "no ablation"), "invariant": ("tab:red", "scale-invariant set")}
+    for condition, (colour, label) in styles.items():
+        part = results[results["condition"] == condition].sort_values("scale")
+        if len(part):
+            axes.plot(100 * part["scale"], part["accuracy"], color=colour, marker="o", label=label)
+    axes.set_xlabel("scale transformation (%)")
+    axes.set_ylabel("top-1 accuracy")
+    axes.legend(fontsize=8)
+    if title:
+        axes.set_title(title)
+    return _save(figure, path)
+
+
+def plot_summary(summary: pd.DataFrame, path: str | os.PathLike, title: str | None = None) -> Path:
+    r"""Bar chart of the share of passing channels per block (the numbers of the paper's §3),
+    each bar labelled ``passing/channels``. Several sources or transforms in ``summary``
+    give grouped bars with a legend.
+
+    Args:
+        summary (DataFrame): :func:`rsi_plugin.criteria.equations.summarize` of a scan (``block``,
+            ``channels``, ``passing``; ``share`` is computed when missing).
+        path (str or path): image file to write (PNG unless the suffix says otherwise),
+            atomically.
+        title (str, optional): figure title.
+
+    Returns:
+        Path of the written file.
+
+    Raises:
+        TypeError: not a DataFrame. ValueError: missing columns or no rows.
+    """
+    if not isinstance(summary, pd.DataFrame):
+        raise InputTypeError(f"summary must be a pandas DataFrame, got {type(summary).__name__}")
+    missing = [c for c in ("block", "channels", "passing") if c not in summary.columns]
+    if missing:
+        raise RSIError(f"summary lacks column(s) {missing}; it needs block, channels, passing "
+                         "(rsi_plugin.criteria.equations.summarize of a scan)")
+    if summary.empty:
+        raise RSIError("summary has no rows")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    frame = summary.copy()
+    frame["block"] = frame["block"].astype(str)
+    if "share" not in frame.columns:
+        frame["share"] = frame["passing"] / frame["channels"].where(frame["channels"] > 0)
+    keys = [c for c in ("source", "transform") if c in frame.columns and frame[c].nunique() > 1]
+    groups = list(frame.groupby(keys, sort=False)) if keys else [((), frame)]
+    blocks = list(dict.fromkeys(frame["block"]))
+    figure = Figure(figsize=(max(4.0, 0.9 * len(blocks) * max(1, len(groups)) + 1.5), 3.4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    width = 0.8 / len(groups)
+    top = 0.0
+    for g, (key, part) in enumerate(groups):
+        part = part.set_index("block")
+        xs = [blocks.index(b) - 0.4 + width * (g + 0.5) for b in part.index]
+        shares = (100 * part["share"].astype(float)).fillna(0.0)
+        label = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,))) if keys else None
+        bars = axes.bar(xs, shares, width=width * 0.9, color=f"C{g}" if keys else "0.55", edgecolor="0.25",
+                        label=label)
+        texts = [f"{int(p)}/{int(c)}" for p, c in zip(part["passing"], part["channels"])]
+        axes.bar_label(bars, texts, fontsize=8, padding=2)
+        top = max(top, float(shares.max()))
+    axes.set_xticks(range(len(blocks)), blocks)
+    axes.set_xlabel("block")
+    axes.set_ylabel("channels passing Eq. 1 and 2 (%)")
+    axes.set_ylim(0, max(5.0, top * 1.2 + 2))
+    if keys:
+        axes.legend(fontsize=8)
+    if title:
+        axes.set_title(title)
+    path = Path(path)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png"))
+    return path
