@@ -18,6 +18,7 @@ import argparse
 
 import pandas as pd
 
+from rsi_plugin.core.runfolder import ScanFiles
 from rsi_plugin.criteria.channel_scan import read_table
 from rsi_plugin.criteria.seeds import adaptive_error, block_summary, channel_table
 
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("first", help="folder of the first scan (holds scan.csv)")
     parser.add_argument("second", help="folder of the second scan, other seeds")
     args = parser.parse_args()
-    a, b = read_table(f"{args.first}/scan.csv"), read_table(f"{args.second}/scan.csv")
+    a, b = read_table(ScanFiles(args.first).table), read_table(ScanFiles(args.second).table)
     pd.set_option("display.width", 250)
     for name, table in (("first", a), ("second", b), ("pooled", pd.concat([a, b], ignore_index=True))):
         print(f"--- {name}: seeds {sorted(set(table['seed']))}")
