@@ -118,7 +118,12 @@ def settings_table(mapping: Mapping[str, Any]) -> str:
 
 
 class Page:
-    """Collects sections; turns paths into escaped links relative to the run directory."""
+    """Collects the sections of one page; turns paths into escaped links relative to the run
+    directory (only existing files inside it are linked).
+
+    Args:
+        root (Path): the run directory (the page's location).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -136,6 +141,7 @@ class Page:
         return quote(relative.as_posix()) if full.is_file() else None
 
     def anchor(self, text: str) -> str:
+        """A unique ``id`` for a heading (``"Scan (§3)"`` -> ``"scan-3"``, then ``"scan-3-2"``)."""
         base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
         name, n = base, 2
         while name in self._ids:
@@ -144,15 +150,19 @@ class Page:
         return name
 
     def section(self, title: str, level: int = 2, toc: bool = True) -> None:
+        """Add a heading; level-2 headings go into the table of contents unless ``toc`` is false."""
         name = self.anchor(title)
         if toc and level == 2:
             self.toc.append((name, title))
         self.parts.append(f'<h{level} id="{name}">{escape(title)}</h{level}>')
 
     def add(self, text: str) -> None:
+        """Add HTML as it is (the caller escapes)."""
         self.parts.append(text)
 
     def figure(self, path: Path, caption: str, css: str = "figure", alt: str | None = None) -> bool:
+        """Add an image linked to itself with its caption; False (nothing added) when ``path`` is
+        not a file inside the run directory."""
         url = self.rel(path)
         if url is None:
             return False
@@ -161,6 +171,7 @@ class Page:
         return True
 
     def link(self, path: Path, text: str | None = None) -> str:
+        """An ``<a>`` to ``path``, or just the escaped text when it is not a file inside the run directory."""
         url = self.rel(path)
         label = escape(text or path.name)
         return f'<a href="{escape(url)}">{label}</a>' if url else label
