@@ -180,10 +180,9 @@ def channel_grid_images(
             range. TypeError: non-integer channels.
     """
     target = get_block(residual_blocks(_unwrap(model)), block)
-    for _, grids in grid_images_by_block(model, {target.name: channels}, fz_config, cache_dir, data, top_k,
-                                         node_variant, batch_size, progress):
-        return grids
-    raise AssertionError("unreachable: one block was asked for")
+    [(_, grids)] = grid_images_by_block(model, {target.name: channels}, fz_config, cache_dir, data, top_k,
+                                        node_variant, batch_size, progress)
+    return grids
 
 
 def grid_images_by_block(

@@ -251,6 +251,35 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 
 
+def test_channel_grid_images_are_the_render_fzs_and_the_hooked_top_k(model, data, run, tmp_path):
+    cache = tmp_path / "fz"
+    shutil.copytree(run / "scan" / "fz", cache)
+    grids = fig1_data.channel_grid_images(model, "2.1", PASSING, FAST, cache, data, top_k=3, progress=False)
+    assert list(grids) == PASSING
+    for objective in ("neuron", "channel"):  # the FZ rows: what render() gives (now from the cache)
+        for node in ("in", "pre", "post"):
+            result = featureviz.render(model, "2.1", node, PASSING, replace(FAST, objective=objective), cache,
+                                       progress=False)
+            for i, channel in enumerate(PASSING):
+                torch.testing.assert_close(grids[channel][objective][node], result.images[i].float().cpu())
+                assert grids[channel]["status"][objective][node] == result.status[i]
+    # the natural In row: the 3 highest centre-neuron activations at the block's input, by a plain hook
+    seen = {}
+    handle = model.layer2[1].register_forward_pre_hook(lambda m, args: seen.update(x=args[0].detach().clone()))
+    try:
+        with torch.no_grad():
+            model(data)
+    finally:
+        handle.remove()
+    x = seen["x"]
+    centre = x[:, :, x.shape[2] // 2, x.shape[3] // 2]
+    for channel in PASSING:
+        top = torch.topk(centre[:, channel], 3)
+        torch.testing.assert_close(grids[channel]["activations"]["natural"]["in"], top.values)
+        assert grids[channel]["natural"]["in"].shape == (3, 3, 64, 64)
+        assert grids[channel]["sites"]["in"] == ("2.1", "in") and grids[channel]["block"] == "2.1"
+
+
 def test_channel_grids_selection_and_errors(model, data, tmp_path, monkeypatch):
     table = pd.DataFrame({"source": ["fz", "fz", "natural", "fz"], "block": ["2.1", "2.1", "2.1", "3.1"],
                           "channel": [5, 3, 7, 0], "passes": [True, True, True, False]})
