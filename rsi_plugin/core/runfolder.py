@@ -81,17 +81,24 @@ def grid_filename(block: str, channel: int) -> str:
 
 
 @dataclass(frozen=True)
-class ScanFiles:
-    r"""The files of one scan folder (``rsi scan --out DIR``, or ``RUN/scan``).
-
-    Args:
-        dir (Path): the folder.
-    """
+class _Folder:
+    """A folder of a run; ``dir`` is made a Path."""
 
     dir: Path
 
     def __post_init__(self) -> None:
+        if not isinstance(self.dir, (str, os.PathLike)):
+            raise TypeError(f"dir must be a str or path, got {type(self.dir).__name__}")
         object.__setattr__(self, "dir", Path(self.dir))
+
+
+@dataclass(frozen=True)
+class ScanFiles(_Folder):
+    r"""The files of one scan folder (``rsi scan --out DIR``, or ``RUN/scan``).
+
+    Args:
+        dir (str or path): the folder.
+    """
 
     @property
     def table(self) -> Path:
@@ -125,17 +132,12 @@ class ScanFiles:
 
 
 @dataclass(frozen=True)
-class SweepFiles:
+class SweepFiles(_Folder):
     r"""The files of one sweep folder (``rsi ablate --out DIR``, or ``RUN/ablation/<block>``).
 
     Args:
-        dir (Path): the folder.
+        dir (str or path): the folder.
     """
-
-    dir: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dir", Path(self.dir))
 
     @property
     def manifest(self) -> Path:

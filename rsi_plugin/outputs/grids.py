@@ -1,15 +1,9 @@
 r"""Drawing the paper's Fig. 1 grids: one PNG per channel, In/Pre/Post by FZ rows and top-k images.
 
-The content (a grid dict per channel) comes from
-:func:`rsi_plugin.criteria.fig1_data.channel_grid_images`; this module only draws it:
-
-============== ========================== ========================== ==========================
-row \ column   In                         Pre                        Post
-============== ========================== ========================== ==========================
-neuron FZ      FZ of In's centre neuron   FZ of Pre's centre neuron  FZ of Post's centre neuron
-channel FZ     FZ of the whole channel    FZ of the whole channel    FZ of the whole channel
-natural        top-9 images (3x3 mosaic)  top-9 images               top-9 images
-============== ========================== ========================== ==========================
+The content (a grid dict per channel, laid out as the table of
+:mod:`rsi_plugin.criteria.fig1_data` shows: rows neuron FZ, channel FZ, top-k natural images;
+columns In, Pre, Post) comes from :func:`rsi_plugin.criteria.fig1_data.channel_grid_images`;
+this module only draws it.
 
 :func:`save_channel_grids` writes each PNG atomically as ``grid_<block>_<channel>.png``
 (:func:`rsi_plugin.core.runfolder.grid_filename`). Pillow is imported on first use.

@@ -48,6 +48,9 @@ def test_layout_nests_scan_sweep_and_figure_folders_under_the_root(tmp_path):
         run.root = tmp_path / "other"
     with pytest.raises(TypeError, match="str or path"):
         RunLayout(3)
+    with pytest.raises(TypeError, match="str or path"):
+        SweepFiles(None)
+    assert ScanFiles(str(tmp_path)).dir == tmp_path
 
 
 @pytest.mark.parametrize("block", ["1.0", "3.10", "layer4.1", "stages.2.blocks.0"])
