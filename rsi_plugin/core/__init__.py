@@ -13,6 +13,8 @@ r"""core: models, residual blocks and their nodes, images and transforms. Import
 :mod:`.evalmode`        :func:`eval_mode` / :func:`runs_in_eval_mode`
 :mod:`.data`            :func:`validation_loader`: ImageNet-layout folders, bad files skipped
 :mod:`.atomic`          whole-or-nothing file writes
+:mod:`.runfolder`       :class:`RunLayout`, :class:`ScanFiles`, :class:`SweepFiles`: every file
+                        name a run writes or reads, defined once
 ======================  ====================================================================
 """
 
@@ -31,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "check_channels": "channels",
     "eval_mode": "evalmode", "runs_in_eval_mode": "evalmode",
     "validation_loader": "data", "ValidationLoader": "data", "SkippedFiles": "data",
+    "RunLayout": "runfolder", "ScanFiles": "runfolder", "SweepFiles": "runfolder",
 }
 
 __all__ = sorted(_EXPORTS)

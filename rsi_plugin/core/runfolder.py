@@ -3,7 +3,7 @@ r"""The run folder: every file name a run writes or reads, defined once.
 ``rsi scan --out``, ``rsi ablate --out`` and ``rsi demo --out`` write into a folder; ``rsi
 report`` reads one. The writers (:func:`rsi_plugin.criteria.channel_scan.write_scan`,
 :class:`rsi_plugin.ablation.store.SweepStore`, :func:`rsi_plugin.ablation.experiment.sweep`,
-:func:`rsi_plugin.apps.demo.run_demo`) and the readers (:mod:`rsi_plugin.outputs.discover`,
+:func:`rsi_plugin.apps.demo.run_demo`) and the readers (:mod:`rsi_plugin.outputs.contents`,
 the CLI) take the names from here. A demo run folder::
 
     RUN/settings.json               what the run was (rsi demo)
@@ -17,9 +17,9 @@ the CLI) take the names from here. A demo run folder::
                                     skipped.csv, .partial/
 
 ``rsi scan --out OUT`` makes ``OUT`` a scan folder and ``rsi ablate --out OUT`` a sweep
-folder; :func:`rsi_plugin.outputs.discover.discover` finds both kinds anywhere below a
-directory. This module is pure path arithmetic (no I/O, no imports beyond the standard
-library), so every layer may use it.
+folder; :func:`rsi_plugin.outputs.contents.discover` finds both kinds anywhere below a
+directory. This module is pure path arithmetic (no I/O; it imports only the standard library
+and :mod:`rsi_plugin.errors`), so every layer may use it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from rsi_plugin.errors import InputTypeError
 
 __all__ = [
     "RunLayout",
@@ -88,7 +90,7 @@ class _Folder:
 
     def __post_init__(self) -> None:
         if not isinstance(self.dir, (str, os.PathLike)):
-            raise TypeError(f"dir must be a str or path, got {type(self.dir).__name__}")
+            raise InputTypeError(f"dir must be a str or path, got {type(self.dir).__name__}")
         object.__setattr__(self, "dir", Path(self.dir))
 
 
@@ -209,7 +211,7 @@ class RunLayout:
 
     def __post_init__(self) -> None:
         if not isinstance(self.root, (str, os.PathLike)):
-            raise TypeError(f"root must be a str or path, got {type(self.root).__name__}")
+            raise InputTypeError(f"root must be a str or path, got {type(self.root).__name__}")
         object.__setattr__(self, "root", Path(self.root))
 
     @property

@@ -8,7 +8,8 @@ results summary and the HTML report. Reads run folders (the names in
                         :func:`rsi_plugin.apps.fig1.channel_grids` does both for a scan)
 :mod:`.plots`           :func:`plot_eq3` (Fig. 2), :func:`plot_accuracy`, :func:`plot_summary`
                         (per-block chart)
-:mod:`.discover`        :func:`discover`: the scan and sweep folders below a directory, read back
+:mod:`.contents`        :func:`discover`: the scan and sweep folders below a directory, read back
+                        (:class:`RunContents`)
 :mod:`.html`            escaping, cell formats, tables and the page of sections
 :mod:`.report`          :func:`write_report`: a self-contained HTML page of a run folder
 :mod:`.summary`         :func:`summarize_run`: a run's headline numbers as one JSON file, and
@@ -23,7 +24,7 @@ from rsi_plugin._lazy import lazy_exports as _lazy_exports
 _EXPORTS: dict[str, str] = {
     "save_channel_grids": "grids", "GridLayout": "grids",
     "plot_eq3": "plots", "plot_accuracy": "plots", "plot_summary": "plots",
-    "discover": "discover",
+    "discover": "contents", "RunContents": "contents",
     "write_report": "report",
     "summarize_run": "summary", "write_summary": "summary", "read_summary": "summary",
 }

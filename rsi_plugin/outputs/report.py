@@ -1,6 +1,6 @@
 r"""A self-contained HTML report of a run directory, built from its files alone (no model).
 
-:func:`write_report` reads what :func:`rsi_plugin.outputs.discover.discover` finds below the
+:func:`write_report` reads what :func:`rsi_plugin.outputs.contents.discover` finds below the
 directory (``settings.json``, every scan folder, the Fig.-1 grids, every sweep folder) and
 writes ``report.html`` beside them: inline CSS, no script, images referenced by paths
 relative to the directory (every referenced file exists). Nothing is recomputed from a model;
@@ -27,7 +27,7 @@ import pandas as pd
 from rsi_plugin.core.atomic import atomic_write_text
 from rsi_plugin.core.runfolder import ABLATION_CELLS, REPORT, SCAN_TABLE, RunLayout, ScanFiles, SweepFiles
 from rsi_plugin.criteria.seeds import _truthy
-from rsi_plugin.outputs.discover import RunContents, ScanOutput, SweepOutput, block_key, discover
+from rsi_plugin.outputs.contents import RunContents, ScanOutput, SweepOutput, block_key, discover
 from rsi_plugin.outputs.html import (
     CSS,
     Page,

@@ -131,7 +131,7 @@ def summarize_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     Raises:
         FileNotFoundError: not a directory. ValueError: no scan and no sweep below it.
     """
-    from rsi_plugin.outputs.discover import discover
+    from rsi_plugin.outputs.contents import discover
 
     contents = discover(run_dir)
     if not contents.scans and not contents.sweeps:
@@ -140,7 +140,7 @@ def summarize_run(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def summarize_contents(contents) -> dict[str, Any]:
-    """:func:`summarize_run` of what :func:`rsi_plugin.outputs.discover.discover` found."""
+    """:func:`summarize_run` of what :func:`rsi_plugin.outputs.contents.discover` found."""
     settings = {k: contents.settings[k] for k in _SETTING_KEYS if k in contents.settings}
     settings.setdefault("model", contents.model)
     settings.setdefault("weights", contents.weights)

@@ -36,7 +36,7 @@ from rsi_plugin.core.runfolder import RunLayout, grid_filename
 from rsi_plugin.outputs.grids import GridLayout, save_channel_grids
 from rsi_plugin.outputs.plots import plot_summary
 from rsi_plugin.core.images import ModelInfo, normalize
-from rsi_plugin.outputs.discover import discover
+from rsi_plugin.outputs.contents import discover
 from rsi_plugin.outputs.report import write_report
 from rsi_plugin.ablation.experiment import SweepConfig, sweep
 from rsi_plugin.criteria.channel_scan import ScanConfig, scan, write_scan

@@ -124,7 +124,7 @@ def test_outputs_draw_only():
     assert not offenders, offenders
     code = ("import json, sys\n"
             "import rsi_plugin.outputs.grids, rsi_plugin.outputs.plots, rsi_plugin.outputs.html\n"
-            "import rsi_plugin.outputs.discover, rsi_plugin.outputs.report\n"
+            "import rsi_plugin.outputs.contents, rsi_plugin.outputs.report\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('rsi_plugin.featureviz', "
             "'rsi_plugin.access', 'rsi_plugin.ablation')) or m in ('nnsight', 'matplotlib', 'PIL'))))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
