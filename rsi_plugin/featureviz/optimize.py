@@ -68,8 +68,6 @@ from rsi_plugin.featureviz.cache import (
     write_record,
 )
 from rsi_plugin.featureviz.param import (
-    PAPER_ANGLES,
-    PAPER_SCALES,
     ImageParam,
     TransformSpec,
     draw_transforms,
@@ -78,6 +76,8 @@ from rsi_plugin.featureviz.param import (
     transform_thetas,
 )
 from rsi_plugin.core.images import model_info
+from rsi_plugin.paper import FZ_ANGLES, FZ_LR, FZ_STEPS, FZ_ZOOMS, VARIANTS, Variant, check_variant, jitter_table
+from rsi_plugin.paper import resolve as resolve_variant
 from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, get_module, residual_blocks
 from rsi_plugin.errors import ConfigError, InputTypeError, RSIError, UnknownNameError
 
@@ -116,7 +116,7 @@ FLAT_STD: float = 0.01
 #: the paper's jitters (:func:`paper_jitter`) are for images of this side
 JITTER_REFERENCE_SIZE: int = 224
 OBJECTIVES: tuple[str, ...] = ("neuron", "channel")
-JITTER_SCHEDULES: tuple[str, ...] = ("text", "code")
+JITTER_SCHEDULES: tuple[str, ...] = VARIANTS
 PAD_MODES: tuple[str, ...] = ("reflect", "constant", "replicate", "circular")
 
 
@@ -133,7 +133,8 @@ def paper_jitter(block_name: str, node: str, schedule: Literal["text", "code"] =
     r"""The jitter the paper used for a block's node.
 
     ``schedule="text"`` (default) follows appendix 7.1: no jitter for the entire blocks 1.1
-    and 2.0, 4 for 2.1 Pre and the entire block 3.0, 16 for everything else.
+    and 2.0, 4 for 2.1 Pre and the entire block 3.0, 16 for everything else
+    (the tables are :data:`rsi_plugin.paper.JITTER_TEXT` and :data:`rsi_plugin.paper.JITTER_CODE`).
 
     ``schedule="code"`` follows the paper's ``batch_process.sh``, which renders *modules*:
     In of a block without a downsample is the previous block's output and gets that
@@ -155,28 +156,7 @@ def paper_jitter(block_name: str, node: str, schedule: Literal["text", "code"] =
         ValueError: unknown node or schedule.
     """
     check_nodes([node])
-    if schedule not in JITTER_SCHEDULES:
-        raise UnknownNameError(f"unknown jitter schedule {schedule!r}; valid: {', '.join(JITTER_SCHEDULES)}")
-    node = "post" if node == "sum" else node
-    name = str(block_name)
-    if schedule == "code":
-        split = _split_name(name)
-        if split is not None and node == "in" and split[1] > 0:
-            return paper_jitter(f"{split[0]}.{split[1] - 1}", "post", "code")
-        code = {("1.0", "post"): 0, ("1.1", "pre"): 0, ("1.1", "post"): 0,
-                ("2.1", "pre"): 4, ("2.1", "post"): 4}
-        if (name, node) in code:
-            return code[(name, node)]
-        if name == "2.0":
-            return 0
-        if name == "3.0":
-            return 4
-        return paper_jitter(name, node, "text")
-    if name in ("1.1", "2.0"):
-        return 0
-    if name == "3.0" or (name == "2.1" and node == "pre"):
-        return 4
-    return 16
+    return jitter_table(block_name, node, schedule)
 
 
 def scaled_jitter(jitter: int, image_size: int) -> int:
@@ -222,9 +202,13 @@ class FeatureVizConfig:
         jitter (int, optional): ``None``: :func:`paper_jitter` of the block and node;
             ``d >= 4``: pad, jitter ``d``, scale, rotate, jitter ``d // 2``, crop;
             ``d < 4``: scale and rotate only.
-        jitter_schedule (str): ``"text"`` (appendix 7.1) or ``"code"`` (the paper's script)
-            when ``jitter`` is ``None``.
-        scales (tuple of float): random scales (the paper's ``[1, .975, 1.025, .95, 1.05]``).
+        variant (str): ``"text"`` (default) or ``"code"``: the paper's text or its code
+            (:func:`rsi_plugin.paper.resolve`); sets ``jitter_schedule`` and
+            ``paper_compat`` where they are ``None``.
+        jitter_schedule (str, optional): ``"text"`` (appendix 7.1) or ``"code"`` (the
+            paper's script) when ``jitter`` is ``None``; ``None``: the variant's.
+        scales (tuple of float): random zooms (the paper's ``[1, .975, 1.025, .95, 1.05]``,
+            :data:`rsi_plugin.paper.FZ_ZOOMS`).
         angles (tuple of float): random rotations in degrees (the paper's -5..5).
         pad_mode (str): mode of the pad (Lucent's ``pad`` default ``"reflect"``).
         seed (int): seed; channel ``c`` draws from :func:`channel_seed` ``(seed, c)``.
@@ -233,9 +217,10 @@ class FeatureVizConfig:
         decorrelate (bool): Lucent's colour decorrelation.
         decay_power (float): spectrum decay (Lucent: 1).
         sd (float): standard deviation of the initial parameters (Lucent: 0.01).
-        paper_compat (bool): Lucent's behaviour: read Pre as Lucent does (a reference to
-            bn's output, which the block's in-place sum and ReLU turn into Post), and no
-            pre-activation substitution (``pre_activation`` is off).
+        paper_compat (bool, optional): Lucent's behaviour: read Pre as Lucent does (a
+            reference to bn's output, which the block's in-place sum and ReLU turn into
+            Post), and no pre-activation substitution (``pre_activation`` is off);
+            ``None``: the variant's (``"code"``: True).
         early_stop (bool): stop each channel once its objective plateaus
             (:func:`plateaued`), with ``steps`` as the cap; ``False``: exactly ``steps``
             steps (the paper's fixed count).
@@ -255,13 +240,14 @@ class FeatureVizConfig:
     """
 
     image_size: int | None = None
-    steps: int = 2560
-    lr: float = 0.05
+    steps: int = FZ_STEPS
+    lr: float = FZ_LR
     objective: Literal["neuron", "channel"] = "neuron"
     jitter: int | None = None
-    jitter_schedule: Literal["text", "code"] = "text"
-    scales: tuple[float, ...] = PAPER_SCALES
-    angles: tuple[float, ...] = PAPER_ANGLES
+    variant: Variant = "text"
+    jitter_schedule: Variant | None = None
+    scales: tuple[float, ...] = FZ_ZOOMS
+    angles: tuple[float, ...] = FZ_ANGLES
     pad_mode: str = "reflect"
     seed: int = 0
     channels_per_batch: int = 32
@@ -269,7 +255,7 @@ class FeatureVizConfig:
     decorrelate: bool = True
     decay_power: float = 1.0
     sd: float = 0.01
-    paper_compat: bool = False
+    paper_compat: bool | None = None
     early_stop: bool = True
     plateau_window: int = 64
     plateau_rtol: float = 0.01
@@ -290,8 +276,11 @@ class FeatureVizConfig:
         integer("channels_per_batch", 1)
         integer("plateau_window", 1)
         for name in ("paper_compat", "early_stop", "scale_jitter", "pre_activation", "fft", "decorrelate"):
+            if name == "paper_compat" and self.paper_compat is None:
+                continue
             if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise InputTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise InputTypeError(f"{name} must be True or False{' or None' if name == 'paper_compat' else ''}, "
+                                f"got {getattr(self, name)!r}")
         if isinstance(self.plateau_rtol, bool) or not float(self.plateau_rtol) >= 0:
             raise ConfigError(f"plateau_rtol must be a number >= 0, got {self.plateau_rtol!r}")
         for name in ("lr", "sd"):
@@ -299,8 +288,9 @@ class FeatureVizConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.objective not in OBJECTIVES:
             raise UnknownNameError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
-        if self.jitter_schedule not in JITTER_SCHEDULES:
-            raise UnknownNameError(f"unknown jitter_schedule {self.jitter_schedule!r}; valid: {', '.join(JITTER_SCHEDULES)}")
+        check_variant(self.variant)
+        if self.jitter_schedule is not None:
+            check_variant(self.jitter_schedule, "jitter_schedule")
         if self.pad_mode not in PAD_MODES:
             raise UnknownNameError(f"unknown pad_mode {self.pad_mode!r}; valid: {', '.join(PAD_MODES)}")
         scales = tuple(float(s) for s in self.scales)
@@ -312,23 +302,33 @@ class FeatureVizConfig:
         object.__setattr__(self, "scales", scales)
         object.__setattr__(self, "angles", angles)
 
+    def with_variant(self) -> "FeatureVizConfig":
+        """This config with ``jitter_schedule`` and ``paper_compat`` taken from ``variant``
+        where they are ``None`` (:func:`rsi_plugin.paper.resolve`); given values are kept."""
+        choices = resolve_variant(self.variant)
+        schedule = self.jitter_schedule if self.jitter_schedule is not None else choices.jitter_schedule
+        compat = bool(self.paper_compat) if self.paper_compat is not None else choices.fz_paper_compat
+        return dataclasses.replace(self, jitter_schedule=schedule, paper_compat=compat)
+
     def resolved(self, model: nn.Module, block: ResidualBlock | str, node: str) -> "FeatureVizConfig":
-        """This config with ``image_size`` and ``jitter`` filled in for a model, block and node.
+        """This config with the variant's switches (:meth:`with_variant`), ``image_size`` and
+        ``jitter`` filled in for a model, block and node.
 
         Raises:
             ValueError: a pad (``jitter >= 4``) that is not smaller than the image.
         """
+        cfg = self.with_variant()
         name = block.name if isinstance(block, ResidualBlock) else str(block)
-        size = self.image_size if self.image_size is not None else int(model_info(_unwrap(model)).input_size)
-        jitter = self.jitter
+        size = cfg.image_size if cfg.image_size is not None else int(model_info(_unwrap(model)).input_size)
+        jitter = cfg.jitter
         if jitter is None:
-            jitter = paper_jitter(name, node, self.jitter_schedule)
-            if self.scale_jitter:
+            jitter = paper_jitter(name, node, cfg.jitter_schedule)
+            if cfg.scale_jitter:
                 jitter = scaled_jitter(jitter, size)
         if jitter >= 4 and jitter >= size:
             raise RSIError(f"jitter {jitter} needs an image larger than {jitter} px, got image_size {size}")
-        return dataclasses.replace(self, image_size=int(size), jitter=int(jitter),
-                                   pre_activation=bool(self.pre_activation and not self.paper_compat))
+        return dataclasses.replace(cfg, image_size=int(size), jitter=int(jitter),
+                                   pre_activation=bool(cfg.pre_activation and not cfg.paper_compat))
 
     def transform_spec(self) -> TransformSpec:
         """The transforms of a resolved config."""
@@ -337,12 +337,15 @@ class FeatureVizConfig:
         return TransformSpec(jitter=int(self.jitter), scales=self.scales, angles=self.angles, pad_mode=self.pad_mode)
 
     def cache_key(self) -> dict[str, Any]:
-        """What determines a channel's result: every field but ``channels_per_batch`` (and the
-        jitter schedule once the jitter is resolved), the cache format version, the torch
-        version and torch's intra-op thread count (CPU results differ in the last bits
-        between thread counts and versions, and the optimisation amplifies that)."""
-        key = dataclasses.asdict(self)
+        """What determines a channel's result: every field but ``channels_per_batch`` and
+        ``variant`` (which only sets ``jitter_schedule`` and ``paper_compat``, recorded
+        themselves; the jitter schedule is left out too once the jitter is resolved), the
+        cache format version, the torch version and torch's intra-op thread count (CPU
+        results differ in the last bits between thread counts and versions, and the
+        optimisation amplifies that)."""
+        key = dataclasses.asdict(self.with_variant())
         key.pop("channels_per_batch")
+        key.pop("variant")
         if self.jitter is not None:  # resolved: the schedule no longer matters
             key.pop("jitter_schedule")
         key["format"] = FORMAT_VERSION

@@ -49,6 +49,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from rsi_plugin.paper import FZ_ANGLES, FZ_ZOOMS
+
 __all__ = [
     "COLOR_CORRELATION_SVD_SQRT",
     "color_correlation_normalized",
@@ -75,10 +77,11 @@ COLOR_CORRELATION_SVD_SQRT: tuple[tuple[float, float, float], ...] = (
 #: Lucid's "magic" divisor of the spectrum's image (``param/spatial.py`` ``fft_image``).
 FFT_MAGIC = 4.0
 
-#: the paper's code: ``random_scale([1, 0.975, 1.025, 0.95, 1.05])``
-PAPER_SCALES: tuple[float, ...] = (1.0, 0.975, 1.025, 0.95, 1.05)
-#: the paper's code: ``random_rotate([-5, ..., 5])`` (degrees)
-PAPER_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(-5, 6))
+#: the paper's code: ``random_scale([1, 0.975, 1.025, 0.95, 1.05])`` (:data:`rsi_plugin.paper.FZ_ZOOMS`;
+#: zoom factors of the FZ transforms, not the sweep's scale fractions)
+PAPER_SCALES: tuple[float, ...] = FZ_ZOOMS
+#: the paper's code: ``random_rotate([-5, ..., 5])`` (degrees; :data:`rsi_plugin.paper.FZ_ANGLES`)
+PAPER_ANGLES: tuple[float, ...] = FZ_ANGLES
 
 
 def color_correlation_normalized(device: torch.device | str | None = None,
@@ -171,8 +174,8 @@ class TransformSpec:
     """
 
     jitter: int = 16
-    scales: tuple[float, ...] = PAPER_SCALES
-    angles: tuple[float, ...] = PAPER_ANGLES
+    scales: tuple[float, ...] = FZ_ZOOMS
+    angles: tuple[float, ...] = FZ_ANGLES
     pad_mode: str = "reflect"
 
     @property
