@@ -45,10 +45,12 @@ from rsi_plugin.core.channels import check_channels
 from rsi_plugin.core.images import model_info, normalize
 from rsi_plugin.access.nnsight import ablate
 from rsi_plugin.core.transforms import scale_crop
+from rsi_plugin.paper import SWEEP_SCALES
 
 __all__ = ["scale_attacks", "sweep_preprocessor", "ablated_forward", "top1", "scale_comparator"]
 
-DEFAULT_ATTACK_SCALES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+#: the sweep's scales but 0 (:data:`rsi_plugin.paper.SWEEP_SCALES`; 0 is Captum's ``"Original"``)
+DEFAULT_ATTACK_SCALES: tuple[float, ...] = tuple(p for p in SWEEP_SCALES if p > 0)
 
 
 def top1(model_out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ size) under three kinds of condition:
 
 * ``none``: no ablation;
 * ``invariant``: the given channels mean-ablated at Post (``node="post"``, the paper's text) or
-  at the pre-ReLU sum (``node="sum"``, the paper's code), each set to its centre-neuron mean
+  at the pre-ReLU sum (``node="sum"``, the paper's code; ``variant="code"`` sets both the node
+  and the crop, see :func:`rsi_plugin.paper.resolve`), each set to its centre-neuron mean
   over the data at ``p = 0`` (:func:`~rsi_plugin.ablation.means.channel_means`) at every position;
 * ``random``: ``trials`` control sets of as many channels drawn from the non-passing ones and
   screened in the no-scale condition (:mod:`rsi_plugin.ablation.screening`); ``tolerance="auto"``
@@ -67,13 +68,16 @@ from rsi_plugin.ablation.screening import AUTO, Draw, auto_tolerance, draws_fram
 from rsi_plugin.ablation.store import CellKey, SweepStore, cell_key
 from rsi_plugin.access.nnsight import ablate, channel_values
 from rsi_plugin.errors import InputTypeError, RSIError
+from rsi_plugin.paper import SWEEP_SCALES, Variant, check_variant
+from rsi_plugin.paper import resolve as resolve_variant
 
 __all__ = ["SweepConfig", "SweepResult", "sweep", "PAPER_SCALES", "Condition"]
 
 logger = logging.getLogger(__name__)
 
-PAPER_SCALES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-"""The paper's scale fractions: no scale, then 10 % to 50 % in steps of 10 %."""
+PAPER_SCALES: tuple[float, ...] = SWEEP_SCALES
+"""The paper's scale fractions: no scale, then 10 % to 50 % in steps of 10 %
+(:data:`rsi_plugin.paper.SWEEP_SCALES`)."""
 
 #: the null sets are drawn with seed ``seed + NULL_SEED_OFFSET`` (a sequence apart from the screened draws)
 NULL_SEED_OFFSET = 1_000_003
@@ -98,9 +102,16 @@ class SweepConfig:
         null_sets (int): random sets of the invariant set's size drawn from all channels
             (no screening) and swept at every scale: the independent null of
             :mod:`rsi_plugin.ablation.eq3_stats` (0: none).
-        node (str): ``"post"`` (the paper's text) or ``"sum"`` (the paper's code).
-        variant (str): crop of the sweep, ``"text"`` (``R - floor(R p)``) or ``"code"``
-            (``int(input_size (1 - p))``), see :func:`rsi_plugin.core.transforms.sweep_crop_size`.
+        variant (str): ``"text"`` (default) or ``"code"``: the paper's text or its code
+            (:func:`rsi_plugin.paper.resolve`); sets ``node`` and ``crop`` where they are
+            ``None``.
+        node (str, optional): ``"post"`` (the paper's text) or ``"sum"`` (the paper's
+            code); ``None``: the variant's.
+        crop (str, optional): crop of the sweep, ``"text"`` (``R - floor(R p)``) or
+            ``"code"`` (``int(input_size (1 - p))``), see
+            :func:`rsi_plugin.core.transforms.sweep_crop_size`; ``None``: the variant's.
+            (Until the variant was one switch, ``variant`` set the crop alone; ``sweep.json``
+            still records the crop under ``variant``, so older folders resume.)
         batch_conditions (bool or int): True: every condition of a scale in one stacked
             trace per batch (the prefix runs once); an int ``k``: stacks of at most ``k``
             conditions (bounds memory; the prefix runs once per stack); False: the naive
@@ -120,8 +131,9 @@ class SweepConfig:
     tolerance: float | str = 0.0
     max_draws: int = 100
     null_sets: int = 200
-    node: str = "post"
-    variant: str = "text"
+    variant: Variant = "text"
+    node: str | None = None
+    crop: Variant | None = None
     batch_conditions: bool | int = True
     screen_batch: int | None = None
     batch_size: int = 64
@@ -130,7 +142,8 @@ class SweepConfig:
     checkpoint_every: int = 20
 
     def validated(self) -> "SweepConfig":
-        """A copy with ``scales`` sorted, deduplicated and holding 0.
+        """A copy with ``scales`` sorted, deduplicated and holding 0, and ``node`` and
+        ``crop`` taken from ``variant`` where they are ``None``.
 
         Raises:
             ValueError: a setting out of range, naming what is valid.
@@ -139,10 +152,11 @@ class SweepConfig:
         bad = [p for p in scales if not 0.0 <= p < 1.0]
         if bad:
             raise RSIError(f"scales must lie in [0, 1), got {bad}")
-        if self.node not in SWEEP_NODES:
-            raise RSIError(f"node must be one of {', '.join(SWEEP_NODES)}, got {self.node!r}")
-        if self.variant not in ("text", "code"):
-            raise RSIError(f"variant must be 'text' or 'code', got {self.variant!r}")
+        choices = resolve_variant(self.variant)
+        node = self.node if self.node is not None else choices.sweep_node
+        crop = check_variant(self.crop, "crop") if self.crop is not None else choices.crop
+        if node not in SWEEP_NODES:
+            raise RSIError(f"node must be one of {', '.join(SWEEP_NODES)}, got {node!r}")
         if isinstance(self.tolerance, str):
             if self.tolerance != AUTO:
                 raise RSIError(f"tolerance must be a number >= 0 or {AUTO!r}, got {self.tolerance!r}")
@@ -160,12 +174,15 @@ class SweepConfig:
             raise RSIError(f"batch_conditions must be True, False or a positive integer, got {self.batch_conditions!r}")
         if self.screen_batch is not None and self.screen_batch < 1:
             raise RSIError(f"screen_batch must be a positive integer or None, got {self.screen_batch!r}")
-        return replace(self, scales=scales)
+        return replace(self, scales=scales, node=node, crop=crop)
 
     def manifest(self) -> dict[str, Any]:
-        """The settings that change the results (not how fast they come)."""
-        keep = ("scales", "trials", "seed", "tolerance", "max_draws", "null_sets", "node", "variant")
-        return {k: v for k, v in asdict(self).items() if k in keep}
+        """The settings that change the results (not how fast they come), as validated; the
+        crop is recorded as ``variant`` (its name before the variant was one switch), so a
+        folder of an older run resumes."""
+        cfg = self.validated()
+        keep = ("scales", "trials", "seed", "tolerance", "max_draws", "null_sets", "node")
+        return {**{k: v for k, v in asdict(cfg).items() if k in keep}, "variant": cfg.crop}
 
 
 @dataclass(frozen=True)
@@ -281,7 +298,7 @@ def _run_pass(run: _Run, pass_id: str, plan: dict[float, list[Condition]]) -> di
                 images = images.to(run.device, non_blocking=True)  # once for every scale
                 offset = 0
                 for p, conditions in plan.items():
-                    x = prepare_batch(images, run.model, p, run.config.variant, loader.input_size)
+                    x = prepare_batch(images, run.model, p, run.config.crop, loader.input_size)
                     pred = _logits(run, x, conditions).argmax(-1).cpu()
                     hits = (pred == labels[None]).sum(1)
                     correct[offset:offset + len(conditions)] += hits
@@ -402,7 +419,7 @@ def sweep(
 
     if run.means is None:
         logger.info("channel means of block %s (%s) over %d images", target.name, config.node, loader.num_images)
-        run.means = channel_means(module, loader, target, node=config.node, variant=config.variant, **trace_kwargs)
+        run.means = channel_means(module, loader, target, node=config.node, variant=config.crop, **trace_kwargs)
         store.begin()  # the sweep's identity is written once work has begun (a failed start blocks nothing)
         store.save_means(run.means)
     if run.means.numel() != target.channels:

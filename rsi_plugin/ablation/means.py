@@ -28,6 +28,7 @@ from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
 from rsi_plugin.access.nnsight import capture, channel_values, check_images, envoy_at, wrap
 from rsi_plugin.core.transforms import scale_crop
 from rsi_plugin.errors import RSIError
+from rsi_plugin.core.tensors import model_device
 
 __all__ = ["SWEEP_NODES", "prepare_batch", "channel_means", "ablate_conditions", "condition_masks", "model_device"]
 
@@ -35,13 +36,6 @@ logger = logging.getLogger(__name__)
 
 SWEEP_NODES: tuple[str, ...] = ("post", "sum")
 """Nodes a condition stack can ablate: Post (the paper's text) and the pre-ReLU sum (its code)."""
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter (CPU for a model without parameters)."""
-    module = getattr(model, "_module", model)
-    param = next(iter(module.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def prepare_batch(images: torch.Tensor, model: nn.Module, p: float = 0.0, variant: str = "text",

@@ -23,6 +23,7 @@ import torch
 from rsi_plugin.apps.timing import write_json
 from rsi_plugin.core.runfolder import RunLayout
 from rsi_plugin.errors import RSIError
+from rsi_plugin.paper import SWEEP_SCALES, Variant, check_variant
 
 __all__ = ["DemoConfig", "run_demo", "pick_ablation_blocks"]
 
@@ -59,7 +60,11 @@ class DemoConfig:
             channels to ablate (the paper: 2), or their names.
         samples (int): generated evaluation images for the sweep (``tiny``).
         natural_samples (int): generated images searched for the top-9 natural images.
-        scales (tuple of float): scale fractions of the sweep.
+        scales (tuple of float): scale fractions of the sweep (the paper's,
+            :data:`rsi_plugin.paper.SWEEP_SCALES`).
+        variant (str): ``"text"`` (default) or ``"code"``: the paper's text or its code
+            for every stage (nodes, FZ jitter and Pre reading, ablated node, crop; see
+            :func:`rsi_plugin.paper.resolve`).
         grids_per_block (int): at most this many Fig.-1 grids per block.
         seed (int): seed of the feature visualisations, random draws and generated data.
         quick (bool): a smoke run: few steps, images and trials.
@@ -80,10 +85,11 @@ class DemoConfig:
     ablation_blocks: int | Sequence[str] = 2
     samples: int = 1000
     natural_samples: int = 1000
-    scales: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    scales: tuple[float, ...] = SWEEP_SCALES
     grids_per_block: int = 12
     seed: int = 0
     quick: bool = False
+    variant: Variant = "text"
     timings: dict[str, float] = field(default_factory=dict, repr=False)
     started: str = field(default="", repr=False)
 
@@ -102,6 +108,7 @@ class DemoConfig:
                 raise RSIError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 0:
             raise RSIError(f"trials must be an integer >= 0, got {self.trials!r}")
+        check_variant(self.variant)
         if self.model != "tiny" and self.data is None:
             raise RSIError(f"model {self.model!r} needs data=: an ImageNet-layout validation folder "
                              "(only the bundled 'tiny' model has generated data)")
@@ -158,25 +165,20 @@ def _settings(config: DemoConfig, model, extra: dict[str, Any]) -> dict[str, Any
 
 
 def _sweep_data(config: DemoConfig, model):
+    """The sweep's data: the folder, else the model's generated sweep set (as ``rsi ablate``)."""
     if config.data is not None:
         return config.data
-    from rsi_plugin.zoo.shapes import ShapesDataset, eval_seed
+    from rsi_plugin.zoo.data import default_data
 
-    return ShapesDataset(config.samples, eval_seed(config.seed), size=model.rsi_info.resize_size, centered=True)
+    return default_data(model, "sweep", config.samples, config.seed)
 
 
 def _natural_images(config: DemoConfig, model):
-    if config.data is None:
-        from rsi_plugin.criteria.channel_scan import natural_data
+    """The images searched for the grids' top-9 row: the ones ``rsi scan`` searches
+    (:func:`rsi_plugin.criteria.natural.natural_images`)."""
+    from rsi_plugin.criteria.natural import natural_images
 
-        return natural_data(model, config.natural_samples, config.seed)
-    from rsi_plugin.core.data import validation_loader
-    from rsi_plugin.core.images import normalize
-    from rsi_plugin.core.transforms import scale_crop
-
-    loader = validation_loader(config.data, model, limit=config.natural_samples, map_classes=False)  # labels unused
-    size = model.rsi_info.input_size
-    return [normalize(scale_crop(x, 0.0, output_size=size), model) for x, _ in loader if len(x)]
+    return natural_images(model, config.data, config.natural_samples, config.seed, limit=config.natural_samples)
 
 
 def _grid_rows(table: pd.DataFrame, config: DemoConfig) -> pd.DataFrame:
@@ -220,13 +222,13 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     run = RunLayout(out)
     begin = time.perf_counter()
     model = load_model(config.model, weights=config.weights, seed=config.seed)
-    fz_config = FeatureVizConfig(steps=config.steps, seed=config.seed)
+    fz_config = FeatureVizConfig(steps=config.steps, seed=config.seed, variant=config.variant)
     cache = run.scan.fz_cache
 
     start = time.perf_counter()
     seeds = tuple(range(config.seed, config.seed + config.seeds))
-    scan_config = ScanConfig(featureviz=fz_config, cache_dir=str(cache), seed=config.seed, seeds=seeds,
-                             adaptive=config.adaptive)
+    scan_config = ScanConfig(featureviz=fz_config, variant=config.variant, cache_dir=str(cache), seed=config.seed,
+                             seeds=seeds, adaptive=config.adaptive)
     table = scan(model, config.blocks, scan_config, progress=progress)
     write_scan(table, run.scan.dir)
     summary = pd.read_csv(run.scan.summary, dtype={"block": str})
@@ -242,7 +244,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     channels_of = {b.name: b.channels for b in residual_blocks(model)}
     chosen = pick_ablation_blocks(summary, config.ablation_blocks, channels_of)
     sweep_config = SweepConfig(scales=tuple(config.scales), trials=config.trials, seed=config.seed,
-                               tolerance=config.tolerance, null_sets=config.null_sets)
+                               tolerance=config.tolerance, null_sets=config.null_sets, variant=config.variant)
     data = _sweep_data(config, model)
     eq3 = {}
     for block in chosen:

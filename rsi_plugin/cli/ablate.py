@@ -15,10 +15,11 @@ import logging
 import sys
 from pathlib import Path
 
-from rsi_plugin.cli.args import tolerance
+from rsi_plugin.cli.args import add_variant_argument, tolerance
 from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 from rsi_plugin.core.runfolder import SweepFiles
 from rsi_plugin.errors import MissingFileError, RSIError
+from rsi_plugin.paper import SWEEP_SCALES, VARIANTS
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +57,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--null-sets", type=int, default=200,
                         help="random same-size sets from all channels swept as the independent null of the "
                              "Eq. 3 test (default 200; 0: none)")
-    parser.add_argument("--scales", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
-                        help="scale fractions (default 0 0.1 0.2 0.3 0.4 0.5; 0 is always included)")
-    parser.add_argument("--node", choices=("post", "sum"), default="post",
-                        help="post: ablate Post (the paper's text, default); sum: the pre-ReLU sum (its code)")
-    parser.add_argument("--variant", choices=("text", "code"), default="text",
-                        help="crop: text R - floor(R p) of the resized image (default); code int(S (1 - p))")
+    parser.add_argument("--scales", nargs="+", type=float, default=list(SWEEP_SCALES),
+                        help=f"scale fractions (default {' '.join(f'{p:g}' for p in SWEEP_SCALES)}; "
+                             "0 is always included)")
+    add_variant_argument(parser, "--node and --crop")
+    parser.add_argument("--node", choices=("post", "sum"), default=None,
+                        help="post: ablate Post (the paper's text); sum: the pre-ReLU sum (its code) "
+                             "(default: --variant)")
+    parser.add_argument("--crop", choices=VARIANTS, default=None,
+                        help="text: crop R - floor(R p) of the resized image; code: int(S (1 - p)) "
+                             "(default: --variant)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
     parser.add_argument("--stack", type=int, default=None,
@@ -97,15 +102,10 @@ def parse_channels(values: list[str], block: str, source: str | None = None,
         raise RSIError(f"--channels takes a scan CSV or channel numbers, got {' '.join(values)!r}") from None
 
 
-def _truthy(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value)
-
-
 def _channels_from_csv(path: Path, block: str, source: str | None, channel_set: str = "robust") -> list[int]:
     import pandas as pd
 
+    from rsi_plugin.core.frames import truthy
     from rsi_plugin.criteria.seeds import select_channels
 
     if not path.is_file():
@@ -127,7 +127,7 @@ def _channels_from_csv(path: Path, block: str, source: str | None, channel_set: 
             raise RSIError(f"{path} holds several sources ({', '.join(sources)}); pick one with --source")
     found = select_channels(table, block, channel_set)
     if not found:
-        blocks = sorted(set(table.loc[table["passes"].map(_truthy), "block"].astype(str)))
+        blocks = sorted(set(table.loc[truthy(table["passes"]), "block"].astype(str)))
         raise RSIError(f"no passing channel ({channel_set}) of block {block} in {path}; blocks with passing "
                          f"channels: {', '.join(blocks) or 'none'}")
     return found
@@ -138,10 +138,9 @@ def _default_data(args: argparse.Namespace, model):
         return args.data
     if args.model != "tiny":
         raise RSIError(f"--data is required for model {args.model} (an ImageNet-layout validation folder)")
-    from rsi_plugin.core.images import model_info
-    from rsi_plugin.zoo.shapes import ShapesDataset, eval_seed
+    from rsi_plugin.zoo.data import default_data
 
-    return ShapesDataset(args.samples, eval_seed(args.data_seed), size=model_info(model).resize_size, centered=True)
+    return default_data(model, "sweep", args.samples, args.data_seed)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,7 +166,8 @@ def _run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     batch_conditions = False if args.naive else (args.stack if args.stack else True)
     config = SweepConfig(scales=tuple(args.scales), trials=args.trials, seed=args.seed, tolerance=args.tolerance,
-                         max_draws=args.max_draws, null_sets=args.null_sets, node=args.node, variant=args.variant,
+                         max_draws=args.max_draws, null_sets=args.null_sets, variant=args.variant,
+                         node=args.node, crop=args.crop,
                          batch_conditions=batch_conditions, screen_batch=args.screen_batch,
                          batch_size=args.batch_size, workers=args.workers, limit=args.limit,
                          checkpoint_every=args.checkpoint_every)
@@ -177,7 +177,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     kept = result.kept
     used = "" if args.tolerance != "auto" else f" -> {result.tolerance:.4g}"
-    print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), block {args.block}, node {args.node}: "
+    print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), block {args.block}, {args.variant} variant, "
+          f"node {config.validated().node}, crop {config.validated().crop}: "
           f"{len(channels)} scale-invariant channels vs {kept} of {args.trials} random sets "
           f"({len(result.draws)} drawn, tolerance {args.tolerance}{used})")
     if result.starved:

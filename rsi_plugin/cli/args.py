@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rsi_plugin.paper import VARIANTS
+
 
 def tolerance(value: str) -> float | str:
     """``--tolerance``: a number >= 0, or ``"auto"``.
@@ -20,3 +22,15 @@ def tolerance(value: str) -> float | str:
     if not number >= 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {value!r}")
     return number
+
+
+def add_variant_argument(parser: argparse.ArgumentParser, governs: str) -> None:
+    """``--variant text|code``: the paper's text or its code (:func:`rsi_plugin.paper.resolve`).
+
+    Args:
+        parser: the subcommand's parser.
+        governs (str): the switches it sets in this subcommand, for the help text.
+    """
+    parser.add_argument("--variant", choices=VARIANTS, default="text",
+                        help=f"the paper's text (default) or its code; sets {governs} "
+                             "unless given on their own")

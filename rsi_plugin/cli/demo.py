@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rsi_plugin.cli.args import tolerance
+from rsi_plugin.cli.args import add_variant_argument, tolerance
 from rsi_plugin.errors import RSIError
 
 
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--null-sets", type=int, default=None,
                         help="random same-size sets from all channels swept as the Eq. 3 null (default 200; quick 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    add_variant_argument(parser, "the scan's nodes, the FZ jitter and Pre reading, the ablated node and the crop")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 1 for tiny, whose small convolutions gain nothing from "
                              "more and slow down badly when cores are shared; torch's default otherwise)")
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"steps": args.steps, "seeds": args.seeds, "trials": args.trials,
                                    "samples": args.samples, "null_sets": args.null_sets}.items() if v is not None}
     common = dict(model=args.model, weights=args.weights, data=args.data, tolerance=args.tolerance, seed=args.seed,
-                  adaptive=not args.no_adaptive, channel_set=args.channel_set,
+                  adaptive=not args.no_adaptive, channel_set=args.channel_set, variant=args.variant,
                   blocks="all" if args.blocks == ["all"] else args.blocks,
                   ablation_blocks=args.ablate if args.ablate else 2)
     config = (DemoConfig.quick_run(args.out, **common, **overrides) if args.quick

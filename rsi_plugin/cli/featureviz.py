@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from rsi_plugin.cli.args import add_variant_argument
 from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
+from rsi_plugin.paper import FZ_LR, FZ_STEPS, VARIANTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--node", default="pre", choices=("in", "pre", "sum", "post"), help="node (default pre)")
     parser.add_argument("--channels", type=int, nargs="*", default=None,
                         help="channels to render (default: all of the node's)")
-    parser.add_argument("--steps", type=int, default=2560,
-                        help="optimisation steps: the cap of the plateau stop (default 2560, the paper's count)")
+    parser.add_argument("--steps", type=int, default=FZ_STEPS,
+                        help=f"optimisation steps: the cap of the plateau stop (default {FZ_STEPS}, the paper's count)")
     parser.add_argument("--no-early-stop", action="store_true",
                         help="run exactly --steps steps (the paper's fixed count) instead of stopping at the plateau")
     parser.add_argument("--no-scale-jitter", action="store_true",
@@ -28,17 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-pre-activation", action="store_true",
                         help="optimise a ReLU node's target even while it is 0 (Lucent's behaviour)")
     parser.add_argument("--size", type=int, default=None, help="image size (default: the model's input size)")
-    parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+    parser.add_argument("--lr", type=float, default=FZ_LR, help=f"Adam learning rate (default {FZ_LR})")
     parser.add_argument("--objective", default="neuron", choices=("neuron", "channel"),
                         help="centre neuron (default) or whole-channel mean")
     parser.add_argument("--jitter", type=int, default=None,
                         help="jitter in pixels (default: the paper's per block and node)")
-    parser.add_argument("--jitter-schedule", default="text", choices=("text", "code"),
-                        help="the paper's jitter from its text (default) or its code")
+    add_variant_argument(parser, "--jitter-schedule and --paper-compat")
+    parser.add_argument("--jitter-schedule", default=None, choices=VARIANTS,
+                        help="the paper's jitter from its text or its code (default: --variant)")
     parser.add_argument("--batch", type=int, default=32, help="channels per batch (default 32)")
     parser.add_argument("--fz-seed", type=int, default=0, help="seed of the visualisations (default 0)")
-    parser.add_argument("--paper-compat", action="store_true",
-                        help="read Pre as Lucent does (aliased to Post), to compare with the paper's FZs")
+    parser.add_argument("--paper-compat", action=argparse.BooleanOptionalAction, default=None,
+                        help="read Pre as Lucent does (aliased to Post), to compare with the paper's FZs "
+                             "(default: with --variant code)")
     parser.add_argument("--out", required=True, help="cache directory for PNGs and records")
     parser.add_argument("--force", action="store_true", help="recompute cached channels")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = FeatureVizConfig(
         image_size=args.size, steps=args.steps, lr=args.lr, objective=args.objective, jitter=args.jitter,
-        jitter_schedule=args.jitter_schedule, seed=args.fz_seed, channels_per_batch=args.batch,
+        variant=args.variant, jitter_schedule=args.jitter_schedule, seed=args.fz_seed, channels_per_batch=args.batch,
         paper_compat=args.paper_compat, early_stop=not args.no_early_stop, scale_jitter=not args.no_scale_jitter,
         pre_activation=not args.no_pre_activation,
     )

@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rsi_plugin.cli.args import add_variant_argument
 from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 from rsi_plugin.errors import RSIError
+from rsi_plugin.paper import FZ_STEPS, TOLERANCE, VARIANTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,19 +34,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "top-k natural images, or both (default fz)")
     parser.add_argument("--transform", default="scale",
                         help="transform of Eq. (1): scale (the paper's S), rotate, hflip, rotate:DEG, scale:F")
-    parser.add_argument("--tolerance", type=float, default=1.5, help="t of Eq. (2): 1/t < ratio < t (default 1.5)")
-    parser.add_argument("--node-variant", choices=("text", "code"), default="text",
-                        help="text: nodes as the paper defines them (default); code: Post and In at the "
-                             "pre-ReLU sum, as the paper's code reads them")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help=f"t of Eq. (2): 1/t < ratio < t (default {TOLERANCE})")
+    add_variant_argument(parser, "--node-variant, --jitter-schedule and --paper-compat")
+    parser.add_argument("--node-variant", choices=VARIANTS, default=None,
+                        help="text: nodes as the paper defines them; code: Post and In at the "
+                             "pre-ReLU sum, as the paper's code reads them (default: --variant)")
     fz = parser.add_argument_group("feature visualisation")
-    fz.add_argument("--steps", type=int, default=2560, help="optimisation steps (default 2560, the paper's)")
+    fz.add_argument("--steps", type=int, default=FZ_STEPS, help=f"optimisation steps (default {FZ_STEPS}, the paper's)")
     fz.add_argument("--image-size", type=int, default=None, help="FZ side (default: the model's input size)")
     fz.add_argument("--jitter", type=int, default=None, help="fixed jitter (default: the paper's per block)")
-    fz.add_argument("--jitter-schedule", choices=("text", "code"), default="text",
-                    help="the paper's jitter per block from its appendix (text, default) or its script (code)")
+    fz.add_argument("--jitter-schedule", choices=VARIANTS, default=None,
+                    help="the paper's jitter per block from its appendix (text) or its script (code) "
+                         "(default: --variant)")
     fz.add_argument("--channels-per-batch", type=int, default=32, help="channels optimised together (default 32)")
-    fz.add_argument("--paper-compat", action="store_true",
-                    help="render Pre as Lucent did in the paper (its bn2 reading is Post)")
+    fz.add_argument("--paper-compat", action=argparse.BooleanOptionalAction, default=None,
+                    help="render Pre as Lucent did in the paper (its bn2 reading is Post) "
+                         "(default: with --variant code)")
     fz.add_argument("--force", action="store_true", help="recompute cached feature visualisations")
     nat = parser.add_argument_group("natural images")
     nat.add_argument("--data", default=None,
@@ -70,21 +76,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "Results can differ in the last bits between thread counts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
-
-
-def _folder_batches(path: str, model, batch_size: int, limit: int | None):
-    """Normalised, centre-cropped batches of an ImageNet-layout folder."""
-    import torchvision.transforms.v2.functional as TF
-
-    from rsi_plugin.core.data import validation_loader
-    from rsi_plugin.core.images import model_info, normalize
-
-    loader = validation_loader(path, model, batch_size=batch_size, limit=limit, map_classes=False)  # labels unused
-    size = model_info(model).input_size
-    device = next(model.parameters()).device
-    for images, _ in loader:
-        if len(images):
-            yield normalize(TF.center_crop(images, [size, size]), model).to(device)
 
 
 def seeds_from_args(values: list[int] | None, first: int) -> tuple[int, ...] | None:
@@ -123,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from rsi_plugin.featureviz.optimize import FeatureVizConfig
     from rsi_plugin.core.runfolder import ScanFiles
     from rsi_plugin.criteria.channel_scan import ScanConfig, read_table, scan, write_scan
+    from rsi_plugin.criteria.natural import natural_images
 
     seeds = seeds_from_args(args.seeds, args.seed)
     set_threads(args.threads, args.model)
@@ -133,14 +125,14 @@ def run(args: argparse.Namespace) -> int:
     featureviz = FeatureVizConfig(image_size=args.image_size, steps=args.steps, jitter=args.jitter,
                                   jitter_schedule=args.jitter_schedule, seed=args.seed,
                                   channels_per_batch=args.channels_per_batch, paper_compat=args.paper_compat)
-    config = ScanConfig(featureviz=featureviz, transform=args.transform, tolerance=args.tolerance,
+    config = ScanConfig(featureviz=featureviz, variant=args.variant, transform=args.transform, tolerance=args.tolerance,
                         source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
                         natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
                         cache_dir=str(files.fz_cache), force=args.force, batch_size=args.batch_size, seed=args.seed,
                         seeds=seeds, robust_share=args.robust_share, adaptive=args.adaptive)
     data = None
-    if args.source != "fz" and args.data is not None:
-        data = _folder_batches(args.data, model, args.batch_size, args.limit)
+    if args.source != "fz" and args.data is not None:  # the images rsi demo searches too
+        data = natural_images(model, args.data, batch_size=args.batch_size, limit=args.limit)
     blocks = "all" if args.blocks == ["all"] else args.blocks
     written: list[Path] = []
 
@@ -150,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     scan(model, blocks, config, data=data, progress=not args.no_progress, on_seed=finished_seed)
     summary = read_table(files.summary)
     print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), transform {args.transform}, "
-          f"tolerance {args.tolerance}, nodes: {args.node_variant}, seeds {' '.join(map(str, config.seeds))}"
+          f"tolerance {args.tolerance}, {args.variant} variant, nodes: {config.resolved().node_variant}, seeds {' '.join(map(str, config.seeds))}"
           f"{' (adaptive)' if args.adaptive else ''}")
     shown = [c for c in ("source", "block", "channels", "seeds", "robust", "any_seed", "undetermined",
                          "passing_mean", "jaccard_mean", "jaccard_min", "jaccard_max", "null_expected", "null_p")

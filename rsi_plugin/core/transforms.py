@@ -11,12 +11,13 @@ images and the dataset mean colour for normalised ones.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 import torchvision.transforms.v2.functional as TF
 
 from rsi_plugin.errors import InputTypeError, RSIError, ShapeError, UnknownNameError
+from rsi_plugin.paper import Variant, check_variant
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -78,7 +79,7 @@ def S(images: torch.Tensor) -> torch.Tensor:
 
 
 def sweep_crop_size(p: float, resize_size: int = 256, output_size: int = 224,
-                    variant: Literal["text", "code"] = "text") -> int:
+                    variant: Variant = "text") -> int:
     r"""Side of the centre crop of the §4 sweep at scale percentage ``p``.
 
     Args:
@@ -87,22 +88,20 @@ def sweep_crop_size(p: float, resize_size: int = 256, output_size: int = 224,
         output_size (int): the model's input side (224 in the paper).
         variant (str): ``"text"`` — the paper's text, ``resize_size - floor(resize_size * p)``
             (10 % of 256 crops 231 pixels); ``"code"`` — the paper's code,
-            ``int(output_size * (1 - p))``.
+            ``int(output_size * (1 - p))`` (the ``crop`` of :func:`rsi_plugin.paper.resolve`).
 
     Returns:
         int, the crop side in pixels.
     """
     if not 0.0 <= p < 1.0:
         raise RSIError(f"scale fraction p must be in [0, 1), got {p}")
-    if variant == "text":
+    if check_variant(variant) == "text":
         return resize_size - math.floor(resize_size * p)
-    if variant == "code":
-        return int(output_size * (1 - p))
-    raise UnknownNameError(f"unknown variant {variant!r}; valid: 'text', 'code'")
+    return int(output_size * (1 - p))
 
 
 def scale_crop(images: torch.Tensor, p: float, output_size: int = 224,
-               variant: Literal["text", "code"] = "text") -> torch.Tensor:
+               variant: Variant = "text") -> torch.Tensor:
     r"""The §4 sweep transform on images already resized to the sweep's ``resize_size``
     (256 for ImageNet): centre-crop :func:`sweep_crop_size` pixels, bilinear resize to
     ``output_size``.

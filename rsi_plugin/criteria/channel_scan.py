@@ -8,9 +8,10 @@ top-k activating images of a dataset stand in for the FZs (:mod:`rsi_plugin.crit
 ``source="both"`` reports both, one row per (source, block, channel).
 
 The defaults follow the paper's text: nodes as §2.1 defines them, ``S`` of §3, the
-tolerance 3/2, Pre read before the in-place sum. The paper's code's choices are options:
-``node_variant="code"`` (Post and In at the pre-ReLU sum) and ``paper_compat=True`` (Pre
-FZs rendered at Lucent's aliased reading of bn2, which is Post).
+tolerance 3/2, Pre read before the in-place sum. ``variant="code"`` takes the paper's code's
+choices instead (:func:`rsi_plugin.paper.resolve`): Post and In at the pre-ReLU sum
+(``node_variant``), Pre FZs rendered at Lucent's aliased reading of bn2, which is Post
+(``paper_compat``), and the script's jitter schedule; each switch can also be set alone.
 
 **Seeds.** ``ScanConfig(seeds=(0, 1, 2))`` renders every channel's FZs once per seed (the
 seed is part of the FZ cache key, so each seed is cached and resumed on its own) and
@@ -58,7 +59,6 @@ from tqdm.auto import tqdm
 from rsi_plugin.core.channels import check_channels
 from rsi_plugin.criteria.captum import ScaleInvariance
 from rsi_plugin.criteria.equations import (
-    NODE_VARIANTS,
     TOLERANCE,
     add_fz_verdict,
     check_tolerance,
@@ -68,12 +68,15 @@ from rsi_plugin.core.evalmode import runs_in_eval_mode
 from rsi_plugin.featureviz.optimize import FeatureVizConfig, render
 from rsi_plugin.criteria.geometry import ZOOM_CENTERS, receptive_field_center, zoom_transform
 from rsi_plugin.core.images import model_info, normalize
-from rsi_plugin.criteria.natural import TopKImages, top_k_images
+from rsi_plugin.core.tensors import model_device
+from rsi_plugin.criteria.natural import TopKImages, natural_images, top_k_images
 from rsi_plugin.core.blocks import ResidualBlock, resolve_blocks
 from rsi_plugin.core.runfolder import SCAN_TABLES, ScanFiles
 from rsi_plugin.criteria.seeds import ADAPTIVE_EQ1, ADAPTIVE_EQ2, adaptive_stop, block_parts, check_share, verdicts
 from rsi_plugin.core.transforms import get_transform, transform_name
 from rsi_plugin.errors import ConfigError, InputTypeError, RSIError, UnknownNameError
+from rsi_plugin.paper import Variant, check_variant
+from rsi_plugin.paper import resolve as resolve_variant
 
 __all__ = ["ScanConfig", "SOURCES", "scan", "natural_data", "write_scan", "read_table", "SCAN_FILES"]
 
@@ -92,6 +95,10 @@ class ScanConfig:
     Attributes:
         featureviz (FeatureVizConfig): how FZs are rendered (steps, image size, jitter,
             seed, ``paper_compat``...); the paper's settings by default.
+        variant (str, optional): ``"text"`` or ``"code"``, the paper's text or its code
+            (:func:`rsi_plugin.paper.resolve`): sets ``node_variant`` and the FZs'
+            ``featureviz.variant`` (jitter schedule, ``paper_compat``) where they are not
+            given. ``None`` (default): ``featureviz.variant`` (``"text"`` unless set).
         transform (str or callable): the transform of Eq. (1): ``"scale"`` (the paper's
             ``S``), ``"rotate"``, ``"hflip"``, ``"rotate:45"``, ``"scale:1.5"`` or a function.
         tolerance (float): ``t`` of Eq. (2), > 1 (the paper's 3/2).
@@ -103,10 +110,11 @@ class ScanConfig:
             code does with natural images).
         natural_samples (int): size of the generated dataset used when ``data`` is not
             given to :func:`scan` (bundled ``"tiny"`` model only).
-        node_variant (str): ``"text"`` or ``"code"`` (see :func:`rsi_plugin.criteria.equations.node_sites`).
-        paper_compat (bool): render Pre FZs as Lucent did in the paper (its reading of bn2
-            is Post, see :mod:`rsi_plugin.featureviz.optimize`). Sets ``featureviz.paper_compat``;
-            ``True`` if either is.
+        node_variant (str, optional): ``"text"`` or ``"code"`` (see
+            :func:`rsi_plugin.criteria.equations.node_sites`); ``None``: the variant's.
+        paper_compat (bool, optional): render Pre FZs as Lucent did in the paper (its
+            reading of bn2 is Post, see :mod:`rsi_plugin.featureviz.optimize`). Sets
+            ``featureviz.paper_compat`` (``True`` if either is); ``None``: the variant's.
         channels (sequence of int, optional): analyse only these channels of every block
             (a quick look); all by default.
         cache_dir (path, optional): FZ cache; ``None``: FZs are not cached.
@@ -135,8 +143,9 @@ class ScanConfig:
     top_k: int = 9
     natural_reduce: Literal["top1", "mean"] = "top1"
     natural_samples: int = 1000
-    node_variant: Literal["text", "code"] = "text"
-    paper_compat: bool = False
+    variant: Variant | None = None
+    node_variant: Variant | None = None
+    paper_compat: bool | None = None
     channels: Sequence[int] | None = None
     cache_dir: str | Path | None = None
     force: bool = False
@@ -160,8 +169,14 @@ class ScanConfig:
             raise UnknownNameError(f"unknown natural_reduce {self.natural_reduce!r}; valid: {', '.join(NATURAL_REDUCE)}")
         if self.zoom_center not in ZOOM_CENTERS:
             raise UnknownNameError(f"unknown zoom_center {self.zoom_center!r}; valid: {', '.join(ZOOM_CENTERS)}")
-        if self.node_variant not in NODE_VARIANTS:
-            raise UnknownNameError(f"unknown node_variant {self.node_variant!r}; valid: {', '.join(NODE_VARIANTS)}")
+        if self.variant is not None:
+            check_variant(self.variant)
+            if self.featureviz.variant != self.variant:
+                object.__setattr__(self, "featureviz", dataclasses.replace(self.featureviz, variant=self.variant))
+        if self.node_variant is not None:
+            check_variant(self.node_variant, "node_variant")
+        if self.paper_compat is not None and not isinstance(self.paper_compat, (bool, np.bool_)):
+            raise InputTypeError(f"paper_compat must be True, False or None, got {self.paper_compat!r}")
         for name, low in (("top_k", 1), ("natural_samples", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -187,15 +202,29 @@ class ScanConfig:
             raise ConfigError(f"adaptive_eq1 must be in (0, 1], got {self.adaptive_eq1!r}")
         if not self.adaptive_eq2 > 0:
             raise ConfigError(f"adaptive_eq2 must be > 0, got {self.adaptive_eq2!r}")
-        compat = bool(self.paper_compat or self.featureviz.paper_compat)
-        object.__setattr__(self, "paper_compat", compat)
-        if compat != self.featureviz.paper_compat:
-            object.__setattr__(self, "featureviz", dataclasses.replace(self.featureviz, paper_compat=compat))
+        given = [v for v in (self.paper_compat, self.featureviz.paper_compat) if v is not None]
+        if given:  # an explicit paper_compat on either level holds for both (True if either is)
+            compat = bool(any(given))
+            object.__setattr__(self, "paper_compat", compat)
+            if compat != self.featureviz.paper_compat:
+                object.__setattr__(self, "featureviz", dataclasses.replace(self.featureviz, paper_compat=compat))
+
+    def resolved(self) -> "ScanConfig":
+        """This config with every text/code switch settled: ``variant`` (from
+        ``featureviz.variant`` when ``None``), ``node_variant``, and the FZs'
+        ``jitter_schedule`` and ``paper_compat`` (:meth:`FeatureVizConfig.with_variant`)."""
+        variant = self.variant if self.variant is not None else self.featureviz.variant
+        choices = resolve_variant(variant)
+        featureviz = self.featureviz.with_variant()
+        return dataclasses.replace(
+            self, variant=variant, featureviz=featureviz, paper_compat=featureviz.paper_compat,
+            node_variant=self.node_variant if self.node_variant is not None else choices.node_variant)
 
 
 def natural_data(model: nn.Module, n: int = 1000, seed: int = 0) -> torch.Tensor:
     r"""The default natural images of the bundled ``"tiny"`` model: ``n`` procedural
-    shapes images (:func:`rsi_plugin.zoo.generate`), normalised for the model.
+    shapes images, normalised for the model (:func:`rsi_plugin.criteria.natural.natural_images`
+    with ``data=None``).
 
     Args:
         model (nn.Module): the ``"tiny"`` model (its ``rsi_info`` gives size and statistics).
@@ -208,20 +237,7 @@ def natural_data(model: nn.Module, n: int = 1000, seed: int = 0) -> torch.Tensor
     Raises:
         ValueError: for a model that is not the bundled ``"tiny"``.
     """
-    info = model_info(model)
-    if info.name != "tiny":
-        raise RSIError(f"no bundled dataset for model {info.name!r}: pass data= (normalised images, or a "
-                         "DataLoader of (images, labels), e.g. an ImageNet validation folder)")
-    from rsi_plugin.zoo import generate
-
-    images, _ = generate(n, seed, size=info.input_size)
-    return normalize(images, model)
-
-
-def _device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    return torch.device("cpu")
+    return natural_images(model, None, n, seed)
 
 
 def _channels(block: ResidualBlock, wanted: Sequence[int] | None) -> list[int]:
@@ -240,7 +256,7 @@ def _block_transform(model: nn.Module, block: ResidualBlock, config: ScanConfig)
 def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], config: ScanConfig,
               progress: bool, seed: int | None = None) -> pd.DataFrame:
     sites = node_sites(model, block, config.node_variant)
-    device = _device(model)
+    device = model_device(model)
     fz_config = config.featureviz if seed is None else dataclasses.replace(config.featureviz, seed=seed)
     renders = {}
     for role in ("in", "pre"):
@@ -269,7 +285,7 @@ def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], confi
 def _natural_table(model: nn.Module, block: ResidualBlock, channels: list[int], top: TopKImages,
                    config: ScanConfig, chunk: int = 32) -> pd.DataFrame:
     sites = node_sites(model, block, config.node_variant)
-    device = _device(model)
+    device = model_device(model)
     k = 1 if config.natural_reduce == "top1" else top.k
     si = ScaleInvariance(model, block, node_variant=config.node_variant)
     transform, zoom = _block_transform(model, block, config)
@@ -330,10 +346,11 @@ def scan(
             put back in train mode afterwards.
         blocks (str or list of str): block names (``"2.1"``) or ``"all"``.
         config (ScanConfig, optional): the paper's settings by default (one seed).
-        data (Tensor or iterable, optional): for ``source="natural"``/``"both"``:
-            model-ready images ``[N, 3, H, W]`` or an iterable of ``(images, labels)``
-            batches (normalised); for the ``"tiny"`` model :func:`natural_data` is used
-            when not given.
+        data (Tensor, iterable or path, optional): for ``source="natural"``/``"both"``:
+            model-ready images ``[N, 3, H, W]``, an iterable of ``(images, labels)``
+            batches (normalised), or an ImageNet-layout folder
+            (:func:`rsi_plugin.criteria.natural.natural_images`: centre crop, normalised);
+            for the ``"tiny"`` model its generated set when not given.
         progress (bool): tqdm bars.
         on_seed (callable, optional): ``on_seed(seed, rows_so_far)`` after each seed (the
             CLI writes its files there, so a killed run keeps its finished seeds).
@@ -353,7 +370,7 @@ def scan(
         ``verdict`` (``"pass"`` or ``"fail"`` as ``passes``); then for every row ``seed``,
         ``layer``, ``index`` (the integer parts of the block id ``"L.I"``) and, with ``adaptive=True``, ``adaptive_stop`` (the channel got no
         seed after the first).
-        ``attrs`` holds ``model``, ``weights``, ``node_variant``, ``transform``,
+        ``attrs`` holds ``model``, ``weights``, ``variant``, ``node_variant``, ``transform``,
         ``seeds``, ``robust_share``, ``adaptive``. Per-channel and per-block summaries:
         :func:`rsi_plugin.criteria.seeds.channel_table` and :func:`rsi_plugin.criteria.seeds.block_summary`.
 
@@ -361,15 +378,14 @@ def scan(
         ValueError: unknown block; ``source="natural"`` without data for a model other
             than ``"tiny"``. IndexError: a channel of ``config.channels`` out of range.
     """
-    config = config or ScanConfig()
+    config = (config or ScanConfig()).resolved()
     module = getattr(model, "_module", model)
     chosen = resolve_blocks(module, blocks)
     plan = {b.name: _channels(b, config.channels) for b in chosen}
     tables: list[pd.DataFrame] = []
     top = None
     if config.source in ("natural", "both"):
-        if data is None:
-            data = natural_data(module, config.natural_samples, config.seed)
+        data = natural_images(module, data, config.natural_samples, config.seed, config.batch_size or 64)
         keys = [site for b in chosen for role, site in node_sites(module, b, config.node_variant).items()
                 if role in ("in", "pre")]
         top = top_k_images(module, data, keys, k=config.top_k, batch_size=config.batch_size, progress=progress)
@@ -405,7 +421,8 @@ def _finish(tables: list[pd.DataFrame], module: nn.Module, config: ScanConfig) -
     if "adaptive_stop" in table.columns:
         table["adaptive_stop"] = table["adaptive_stop"].fillna(False).astype(bool)
     info = model_info(module)
-    table.attrs.update({"model": info.name, "weights": info.weights, "node_variant": config.node_variant,
+    table.attrs.update({"model": info.name, "weights": info.weights, "variant": config.variant,
+                        "node_variant": config.node_variant,
                         "transform": transform_name(config.transform), "seeds": list(config.seeds),
                         "robust_share": config.robust_share, "adaptive": config.adaptive})
     return table

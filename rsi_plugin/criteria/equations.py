@@ -29,14 +29,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Sequence
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
-from rsi_plugin.errors import InputTypeError, RSIError, ShapeError, UnknownNameError
+from rsi_plugin.errors import InputTypeError, RSIError, ShapeError
+from rsi_plugin.paper import TOLERANCE as PAPER_TOLERANCE
+from rsi_plugin.paper import VARIANTS, Variant, check_variant
 
 __all__ = [
     "TOLERANCE",
@@ -60,10 +62,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: the paper's tolerance of Eq. (2): 2/3 < ratio < 3/2
-TOLERANCE: float = 1.5
-NODE_VARIANTS: tuple[str, ...] = ("text", "code")
-NodeVariant = Literal["text", "code"]
+#: the paper's tolerance of Eq. (2): 2/3 < ratio < 3/2 (:data:`rsi_plugin.paper.TOLERANCE`)
+TOLERANCE: float = PAPER_TOLERANCE
+NODE_VARIANTS: tuple[str, ...] = VARIANTS
+NodeVariant = Variant
 
 #: columns of :meth:`rsi_plugin.criteria.captum.CriteriaResult.table`, in order
 TABLE_COLUMNS: tuple[str, ...] = (
@@ -270,9 +272,7 @@ def invariance_criteria(pre_in: Tensor, pre_scaled: Tensor, post_in: Tensor, pos
 
 
 def _check_variant(node_variant: str) -> str:
-    if node_variant not in NODE_VARIANTS:
-        raise UnknownNameError(f"unknown node_variant {node_variant!r}; valid: {', '.join(map(repr, NODE_VARIANTS))}")
-    return node_variant
+    return check_variant(node_variant, "node_variant")
 
 
 def node_sites(model: nn.Module, block: str | ResidualBlock,

@@ -35,7 +35,7 @@ from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
 from rsi_plugin.core.images import denormalize, model_info
 from rsi_plugin.criteria.equations import NODE_VARIANTS, node_sites
 from rsi_plugin.criteria.natural import TopKImages, top_k_images
-from rsi_plugin.criteria.seeds import _truthy
+from rsi_plugin.core.frames import truthy
 from rsi_plugin.featureviz.optimize import FeatureVizConfig, check_channels, render
 from rsi_plugin.errors import InputTypeError, RSIError, UnknownNameError
 
@@ -255,7 +255,7 @@ def passing_channels(table: pd.DataFrame, blocks: Sequence[str] | None = None,
     if max_per_block is not None and (isinstance(max_per_block, bool) or not isinstance(max_per_block, int)
                                       or max_per_block < 1):
         raise RSIError(f"max_per_block must be a positive integer or None, got {max_per_block!r}")
-    rows = table[_truthy(table["passes"])]
+    rows = table[truthy(table["passes"])]
     if "source" in rows.columns:
         rows = rows[rows["source"].astype(str) == "fz"]
     names = rows["block"].astype(str)

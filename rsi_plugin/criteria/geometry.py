@@ -47,13 +47,14 @@ def receptive_field_center(model: nn.Module, block: str | ResidualBlock, node: s
         ``(y, x)`` in pixel coordinates (pixel centres at integers; the image centre of a
         64-px image is ``(31.5, 31.5)``).
     """
-    from rsi_plugin.featureviz.optimize import NodeProbe, _device, _frozen, _unwrap
+    from rsi_plugin.core.tensors import model_device
+    from rsi_plugin.featureviz.optimize import NodeProbe, _frozen, _unwrap
     from rsi_plugin.core.images import model_info
 
     module = _unwrap(model)
     size = int(image_size or model_info(module).input_size)
     g = torch.Generator().manual_seed(int(seed))
-    x = torch.randn(int(samples), 3, size, size, generator=g).to(_device(module)).requires_grad_(True)
+    x = torch.randn(int(samples), 3, size, size, generator=g).to(model_device(module)).requires_grad_(True)
     with _frozen(module), NodeProbe(module, block, node) as probe, torch.enable_grad():
         act = probe(x)
         act[:, :, act.shape[2] // 2, act.shape[3] // 2].sum().backward()

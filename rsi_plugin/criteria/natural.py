@@ -10,13 +10,20 @@ can then stand in for the FZs in :class:`rsi_plugin.criteria.captum.ScaleInvaria
 
 Only the images that are in some channel's current top-k are kept (on the CPU), so memory
 is bounded by ``channels x k x nodes`` images, whatever the dataset's size.
+
+:func:`natural_images` is the one place where the searched images are made: the bundled
+``"tiny"`` model's generated set, or an ImageNet-layout folder preprocessed as the model's
+standard evaluation (``Resize(R)`` of the short side, centre crop to the input size, as
+torchvision's ImageNet weights' ``transforms()``), normalised. ``rsi scan``, ``rsi demo``
+and :func:`rsi_plugin.criteria.channel_scan.scan` all use it, so they search the same images.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +33,7 @@ from rsi_plugin.core.channels import check_channels
 from rsi_plugin.access.nnsight import capture, iter_batches, wrap
 from rsi_plugin.errors import RSIError, UnknownNameError
 
-__all__ = ["TopKImages", "top_k_images"]
+__all__ = ["TopKImages", "top_k_images", "natural_images"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,3 +171,55 @@ def top_k_images(
     logger.info("top-%d images of %d node(s) over %d images: %d distinct images kept", k, len(keys), seen, len(order))
     return TopKImages(k=k, values=values, indices=indices, bank=torch.stack([kept[p] for p in order]),
                       bank_index=torch.tensor(order, dtype=torch.long), num_images=seen)
+
+
+def _folder_batches(path: str | os.PathLike, model: nn.Module, batch_size: int,
+                    limit: int | None) -> Iterator[Tensor]:
+    from torchvision.transforms.v2.functional import center_crop
+
+    from rsi_plugin.core.data import validation_loader
+    from rsi_plugin.core.images import model_info, normalize
+
+    module = getattr(model, "_module", model)
+    loader = validation_loader(path, module, batch_size=batch_size, limit=limit, map_classes=False)  # no labels
+    size = model_info(module).input_size
+    param = next(iter(module.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    for images, _ in loader:
+        if len(images):
+            yield normalize(center_crop(images, [size, size]), module).to(device)
+
+
+def natural_images(model: nn.Module, data: str | os.PathLike | Tensor | Iterable[Any] | None = None,
+                   n: int = 1000, seed: int = 0, batch_size: int = 64,
+                   limit: int | None = None) -> Tensor | Iterable[Any]:
+    r"""The model-ready images searched for each channel's top-k natural images.
+
+    Args:
+        model (nn.Module): the model (sizes, statistics, device).
+        data (path, Tensor or iterable, optional): ``None``: the bundled ``"tiny"`` model's
+            generated set (the ``"natural"`` set of :func:`rsi_plugin.zoo.data.default_data`,
+            ``n`` images of ``seed``); a path: an ImageNet-layout folder, read at the model's
+            resize size (:func:`rsi_plugin.validation_loader`) and centre-cropped to its
+            input size (the standard evaluation crop), normalised, batch by batch on the
+            model's device; anything else (model-ready images or batches) is returned as is.
+        n (int): generated images (``data=None``).
+        seed (int): seed of the generated images.
+        batch_size (int): images per batch of a folder.
+        limit (int, optional): use only this many images of a folder (evenly spaced).
+
+    Returns:
+        Tensor ``[n, 3, S, S]`` (generated) or a one-pass iterator of batches (a folder).
+
+    Raises:
+        ValueError: ``data=None`` for a model other than ``"tiny"``.
+    """
+    if data is None:
+        from rsi_plugin.core.images import normalize
+        from rsi_plugin.zoo.data import default_data
+
+        images, _ = default_data(model, "natural", n, seed).tensors()
+        return normalize(images, getattr(model, "_module", model))
+    if isinstance(data, (str, os.PathLike)):
+        return _folder_batches(data, model, batch_size, limit)
+    return data

@@ -72,6 +72,7 @@ import numpy as np
 import pandas as pd
 
 from rsi_plugin.errors import RSIError, UnknownNameError
+from rsi_plugin.core.frames import truthy
 
 __all__ = [
     "VERDICTS",
@@ -126,12 +127,6 @@ def robust_count(n_seeds: int | np.ndarray, share: float = 1.0) -> np.ndarray:
     return np.maximum(need, 1).astype(int)
 
 
-def _truthy(values: pd.Series) -> pd.Series:
-    if values.dtype == bool:
-        return values
-    return values.map(lambda v: v.strip().lower() in ("true", "1", "yes") if isinstance(v, str) else bool(v))
-
-
 def verdicts(table: pd.DataFrame) -> pd.Series:
     r"""Each row's verdict, ``"pass"``, ``"fail"`` or ``"undetermined"``.
 
@@ -155,13 +150,13 @@ def verdicts(table: pd.DataFrame) -> pd.Series:
         if bad:
             raise UnknownNameError(f"unknown verdict(s) {bad}; valid: {', '.join(VERDICTS)}")
         if "passes" in table.columns:  # pass/fail follow ``passes`` (a table edited by hand stays consistent)
-            passes = _truthy(table["passes"]).to_numpy(dtype=bool)
+            passes = truthy(table["passes"]).to_numpy(dtype=bool)
             out = pd.Series(np.where(out == "undetermined", "undetermined", np.where(passes, "pass", "fail")),
                             index=table.index)
         return out
     if "passes" not in table.columns:
         raise RSIError("table has neither verdict nor passes: pass the output of rsi.scan")
-    out = pd.Series(np.where(_truthy(table["passes"]).to_numpy(dtype=bool), "pass", "fail"), index=table.index)
+    out = pd.Series(np.where(truthy(table["passes"]).to_numpy(dtype=bool), "pass", "fail"), index=table.index)
     invalid = pd.Series(False, index=table.index)
     for column in ("in_status", "pre_status"):
         if column in table.columns:
@@ -249,7 +244,7 @@ def channel_table(table: pd.DataFrame, share: float = 1.0) -> pd.DataFrame:
             "seeds_passing": " ".join(str(s) for s in passing),
         })
         if "adaptive_stop" in part.columns:
-            row["adaptive_stop"] = bool(_truthy(part["adaptive_stop"]).any())
+            row["adaptive_stop"] = bool(truthy(part["adaptive_stop"]).any())
         rows.append(row)
     columns = keys + ["n_seeds", "n_pass", "n_fail", "n_undetermined", "seeds", "seeds_passing"]
     out = pd.DataFrame(rows, columns=columns + (["adaptive_stop"] if "adaptive_stop" in frame.columns else []))
@@ -522,7 +517,7 @@ def select_channels(table: pd.DataFrame, block: str, channel_set: str = "robust"
     if channel_set in CHANNEL_SETS:
         if "n_pass" in rows.columns and "robust" in rows.columns:  # already per channel
             column = "robust" if channel_set == "robust" else "any_seed"
-            return sorted({int(c) for c in rows.loc[_truthy(rows[column]), "channel"]})
+            return sorted({int(c) for c in rows.loc[truthy(rows[column]), "channel"]})
         per_channel = channel_table(rows, share) if len(rows) else pd.DataFrame(columns=["channel", "robust",
                                                                                          "any_seed"])
         column = "robust" if channel_set == "robust" else "any_seed"

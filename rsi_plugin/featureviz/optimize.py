@@ -76,6 +76,7 @@ from rsi_plugin.featureviz.param import (
     transform_thetas,
 )
 from rsi_plugin.core.images import model_info
+from rsi_plugin.core.tensors import model_device as _device
 from rsi_plugin.paper import FZ_ANGLES, FZ_LR, FZ_STEPS, FZ_ZOOMS, VARIANTS, Variant, check_variant, jitter_table
 from rsi_plugin.paper import resolve as resolve_variant
 from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, get_module, residual_blocks
@@ -561,14 +562,6 @@ class Visualization:
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return iter((self.images, self.activations))
-
-
-def _device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
 
 
 @contextmanager

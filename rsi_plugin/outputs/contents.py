@@ -39,7 +39,7 @@ from rsi_plugin.core.runfolder import (
     ScanFiles,
     SweepFiles,
 )
-from rsi_plugin.criteria.seeds import _truthy
+from rsi_plugin.core.frames import truthy
 from rsi_plugin.errors import MissingFileError, RSIError
 
 __all__ = ["discover", "RunContents", "ScanOutput", "SweepOutput", "block_key"]
@@ -178,7 +178,7 @@ def _read_scan(path: Path, settings: Mapping[str, Any]) -> ScanOutput | None:
     if table is None or any(c not in table.columns for c in ("block", "channel", "passes")):
         logger.warning("skipping %s: not a scan table (needs block, channel, passes)", path)
         return None
-    table["passes"] = _truthy(table["passes"])
+    table["passes"] = truthy(table["passes"])
     folder = path.parent
     files = ScanFiles(folder)
     attrs = _parquet_attrs(files.parquet)

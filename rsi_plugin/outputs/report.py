@@ -26,7 +26,7 @@ import pandas as pd
 
 from rsi_plugin.core.atomic import atomic_write_text
 from rsi_plugin.core.runfolder import ABLATION_CELLS, REPORT, SCAN_TABLE, RunLayout, ScanFiles, SweepFiles
-from rsi_plugin.criteria.seeds import _truthy
+from rsi_plugin.core.frames import truthy
 from rsi_plugin.outputs.contents import RunContents, ScanOutput, SweepOutput, block_key, discover
 from rsi_plugin.outputs.html import (
     CSS,
@@ -278,7 +278,7 @@ def _sweep_section(sweep: SweepOutput, contents: RunContents, page: Page) -> Non
             page.add(f'<p class="note">The {nulls} null sets\' cells are in '
                      f"{page.link(names.cells)} (condition null_set).</p>")
     if sweep.draws is not None:
-        kept_mask = _truthy(sweep.draws["kept"]) if "kept" in sweep.draws.columns else pd.Series(dtype=bool)
+        kept_mask = truthy(sweep.draws["kept"]) if "kept" in sweep.draws.columns else pd.Series(dtype=bool)
         kept = int(kept_mask.sum())
         tolerance = manifest.get("tolerance")
         page.add(f'<p class="caption">Screening of random control sets in the no-scale condition: {len(sweep.draws)} '

@@ -13,14 +13,16 @@ from torch import Tensor, nn
 
 from rsi_plugin.core.images import normalize
 from rsi_plugin.core.transforms import scale_crop
-from rsi_plugin.zoo.shapes import eval_seed, generate, val_seed
 from rsi_plugin.errors import RSIError
+from rsi_plugin.paper import SWEEP_SCALES
+from rsi_plugin.zoo.data import recipe
+from rsi_plugin.zoo.shapes import eval_seed, generate, val_seed  # noqa: F401 (eval_seed: imported from here in the README)
 
 __all__ = ["SWEEP_PS", "predict", "accuracy", "validation_set", "validation_accuracy",
            "scale_sweep"]
 
-SWEEP_PS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-"""Scale fractions p of the §4 sweep."""
+SWEEP_PS: tuple[float, ...] = SWEEP_SCALES
+"""Scale fractions p of the §4 sweep (:data:`rsi_plugin.paper.SWEEP_SCALES`)."""
 
 
 @torch.no_grad()
@@ -102,7 +104,8 @@ def scale_sweep(model: nn.Module, seed: int, n: int = 1000, input_size: int = 64
     r"""Accuracy under the §4 scale sweep, on centred objects.
 
     A centred evaluation set ``generate(n, eval_seed(seed), size=resize_size,
-    centered=True)`` is drawn at the resize size (73 for 64 px input, as 256 is to 224);
+    centered=True)`` is drawn at the resize size (73 for 64 px input, as 256 is to 224;
+    the ``"sweep"`` set of :func:`rsi_plugin.zoo.data.default_data`);
     for each p, :func:`rsi_plugin.core.transforms.scale_crop` centre-crops
     ``resize_size - floor(resize_size * p)`` pixels and resizes to ``input_size``. The
     ``"standard"`` entry is the same objects drawn directly at ``input_size``, uncropped.
@@ -119,10 +122,10 @@ def scale_sweep(model: nn.Module, seed: int, n: int = 1000, input_size: int = 64
     Returns:
         dict: ``{"standard": acc, "0.0": acc, "0.1": acc, ...}`` (keys ``f"{p:.1f}"``).
     """
-    s = eval_seed(seed)
-    images, labels = generate(n, s, size=input_size, centered=True)
+    sweep_set = recipe("sweep", seed, input_size, resize_size)
+    images, labels = generate(n, sweep_set.seed, size=input_size, centered=sweep_set.centered)
     out = {"standard": accuracy(model, images, labels, mean, std)}
-    big, big_labels = generate(n, s, size=resize_size, centered=True)
+    big, big_labels = generate(n, sweep_set.seed, size=sweep_set.size, centered=sweep_set.centered)
     for p in ps:
         out[f"{p:.1f}"] = accuracy(model, scale_crop(big, p, output_size=input_size),
                                    big_labels, mean, std)

@@ -530,6 +530,13 @@ class ShapesDataset(Dataset):
         k, j = divmod(i, CHUNK)
         return self._chunk(k)[j], int(self.labels[i])
 
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        """Every item stacked: ``(images [n, 3, size, size], labels [n])``, equal to
+        ``generate(n, seed, size, centered)``."""
+        chunks = [self._chunk(k) for k in range((self.n + CHUNK - 1) // CHUNK)]
+        images = torch.cat(chunks) if chunks else torch.zeros(0, 3, self.size, self.size)
+        return images, self.labels.clone()
+
 
 def class_folder_names() -> list[str]:
     """Folder names of :func:`export_imagefolder`: ``"00_disc"``, ``"01_ring"``, ...
