@@ -32,12 +32,13 @@ import torch
 from torch import Tensor, nn
 
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
-from rsi_plugin.core.images import denormalize, model_info
-from rsi_plugin.criteria.equations import NODE_VARIANTS, node_sites
-from rsi_plugin.criteria.natural import TopKImages, top_k_images
+from rsi_plugin.core.images import denormalize
+from rsi_plugin.criteria.equations import node_sites
+from rsi_plugin.criteria.natural import TopKImages, natural_images, top_k_images
 from rsi_plugin.core.frames import truthy
 from rsi_plugin.featureviz.optimize import FeatureVizConfig, check_channels, render
-from rsi_plugin.errors import InputTypeError, RSIError, UnknownNameError
+from rsi_plugin.errors import InputTypeError, RSIError
+from rsi_plugin.paper import check_variant
 
 __all__ = ["ROWS", "COLUMNS", "channel_grid_images", "grid_images_by_block", "passing_channels", "table_node_variant",
            "check_blocks", "check_top_k"]
@@ -74,19 +75,13 @@ def check_blocks(model: nn.Module, blocks: Sequence[str] | None) -> None:
 
 
 def _default_data(model: nn.Module, data: Data | None) -> Data:
-    if data is not None:
-        return data
-    if model_info(model).name != "tiny":
-        raise RSIError(f"no bundled dataset for model {model_info(model).name!r}: pass data= (model-ready "
-                         "images [N, 3, H, W], or batches of them, e.g. of an ImageNet validation folder)")
-    from rsi_plugin.criteria.channel_scan import natural_data
-
-    return natural_data(model)
+    """The images searched for the top-k row: ``data``, or the ones ``rsi scan`` searches
+    (:func:`rsi_plugin.criteria.natural.natural_images`; a folder path is read as it does)."""
+    return natural_images(model, data)
 
 
 def _sites(model: nn.Module, blocks: Sequence[ResidualBlock], node_variant: str) -> dict[str, dict[str, tuple[str, str]]]:
-    if node_variant not in NODE_VARIANTS:
-        raise UnknownNameError(f"unknown node_variant {node_variant!r}; valid: {', '.join(NODE_VARIANTS)}")
+    check_variant(node_variant, "node_variant")
     return {b.name: node_sites(model, b, node_variant) for b in blocks}
 
 
@@ -155,7 +150,7 @@ def channel_grid_images(
         data (Tensor or iterable, optional): model-ready (normalised) images ``[N, 3, H, W]``
             or an iterable of such batches or ``(images, labels)`` batches, at least
             ``top_k`` images; for the bundled ``"tiny"`` model the generated shapes
-            (:func:`rsi_plugin.criteria.channel_scan.natural_data`) when not given.
+            (:func:`rsi_plugin.criteria.natural.natural_images`) when not given.
         top_k (int): natural images per channel and node (the paper shows 9).
         node_variant (str): where In, Pre and Post are read, ``"text"`` (the paper's
             definitions) or ``"code"`` (its code's; see :func:`rsi_plugin.criteria.equations.node_sites`).
