@@ -193,22 +193,14 @@ def _split_name(block_name: str) -> tuple[int, int] | None:
 
 
 def jitter_table(block_name: str, node: str, schedule: Variant = "text") -> int:
-    r"""The paper's jitter of a block's node, read off :data:`JITTER_TEXT` / :data:`JITTER_CODE`.
+    r"""The paper's jitter (0, 4 or 16 px at 224 px) of node ``node`` (``"in"``, ``"pre"``,
+    ``"sum"``, ``"post"``) of block ``block_name`` (``"2.1"``) under ``schedule`` (``"text"``
+    or ``"code"``), read off :data:`JITTER_TEXT` / :data:`JITTER_CODE`: what
+    :func:`rsi_plugin.featureviz.optimize.paper_jitter` returns, without checking the node.
 
     Sum gets Post's jitter. With ``schedule="code"``, In of a block ``X.k`` (``k > 0``) is
     the previous block's Post. Other blocks (of any model) get :data:`JITTER_DEFAULT`.
-    The node is not validated here (see :func:`rsi_plugin.featureviz.optimize.paper_jitter`).
-
-    Args:
-        block_name (str): ``"<stage>.<index>"``, e.g. ``"2.1"``.
-        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
-        schedule (str): ``"text"`` or ``"code"``.
-
-    Returns:
-        int: 0, 4 or 16.
-
-    Raises:
-        ValueError: unknown schedule.
+    Raises ValueError for an unknown schedule.
     """
     check_variant(schedule, "jitter schedule")
     node = "post" if node == "sum" else node
