@@ -15,6 +15,8 @@ r"""core: models, residual blocks and their nodes, images and transforms. Import
 :mod:`.atomic`          whole-or-nothing file writes
 :mod:`.runfolder`       :class:`RunLayout`, :class:`ScanFiles`, :class:`SweepFiles`: every file
                         name a run writes or reads, defined once
+:mod:`.tensors`         :func:`model_device`: where a model (or its nnsight wrapper) lives
+:mod:`.frames`          :func:`truthy`: flag columns of tables read back as booleans
 ======================  ====================================================================
 """
 

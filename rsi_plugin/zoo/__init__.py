@@ -8,6 +8,8 @@ trained on it (``weights/tiny_resnet.pt``), for fast, offline experiments. Impor
 :mod:`.model`           :func:`build_tiny_resnet`
 :mod:`.pretrained`      :func:`load_tiny`, :data:`TINY_WEIGHTS`, :data:`TINY_METADATA`
 :mod:`.evaluate`        accuracy, validation set and scale sweep of the bundled model
+:mod:`.data`            :func:`default_data`: the bundled model's default data per purpose
+                        (natural top-k search set, scale-sweep set), built in one place
 :mod:`.train`           ``python -m rsi_plugin.zoo.train``
 ======================  ====================================================================
 """
@@ -20,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "CLASSES": "shapes", "generate": "shapes", "ShapesDataset": "shapes", "export_imagefolder": "shapes",
     "build_tiny_resnet": "model",
     "load_tiny": "pretrained", "TINY_WEIGHTS": "pretrained", "TINY_METADATA": "pretrained",
+    "default_data": "data",
 }
 
 __all__ = sorted(_EXPORTS)
