@@ -46,6 +46,7 @@ from rsi_plugin.core.images import model_info, normalize
 from rsi_plugin.access.nnsight import ablate
 from rsi_plugin.core.transforms import scale_crop
 from rsi_plugin.paper import SWEEP_SCALES
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["scale_attacks", "sweep_preprocessor", "ablated_forward", "top1", "scale_comparator"]
 
@@ -109,7 +110,7 @@ def sweep_preprocessor(model: nn.Module, variant: str = "text") -> Callable[[tor
     Returns:
         callable ``images [N, 3, H, W] -> [N, 3, S, S]``.
     """
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     size = model_info(module).input_size
     param = next(iter(module.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")

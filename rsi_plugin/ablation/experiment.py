@@ -70,6 +70,7 @@ from rsi_plugin.access.nnsight import ablate, channel_values
 from rsi_plugin.errors import InputTypeError, RSIError
 from rsi_plugin.paper import SWEEP_SCALES, Variant, check_variant
 from rsi_plugin.paper import resolve as resolve_variant
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["SweepConfig", "SweepResult", "sweep", "PAPER_SCALES", "Condition"]
 
@@ -397,7 +398,7 @@ def sweep(
         IndexError: a channel out of range.
     """
     config = (config or SweepConfig()).validated()
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     target = get_block(residual_blocks(module), block)
     channels = _check_channels(channels, target.channels, target.name)
     pool = [c for c in range(target.channels) if c not in set(channels)]

@@ -29,6 +29,7 @@ from rsi_plugin.access.nnsight import capture, channel_values, check_images, env
 from rsi_plugin.core.transforms import scale_crop
 from rsi_plugin.errors import RSIError
 from rsi_plugin.core.tensors import model_device
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["SWEEP_NODES", "prepare_batch", "channel_means", "ablate_conditions", "condition_masks", "model_device"]
 
@@ -55,7 +56,7 @@ def prepare_batch(images: torch.Tensor, model: nn.Module, p: float = 0.0, varian
     Returns:
         Tensor ``[N, 3, input_size, input_size]``.
     """
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     size = input_size or model_info(module).input_size
     images = images.to(model_device(module), non_blocking=True)
     return normalize(scale_crop(images, p, output_size=size, variant=variant), module)
@@ -187,8 +188,8 @@ def ablate_conditions(
     envoy = wrap(model)
     if node not in SWEEP_NODES:
         raise RSIError(f"node must be one of {', '.join(SWEEP_NODES)} to ablate conditions, got {node!r}")
-    target = block if isinstance(block, ResidualBlock) else get_block(residual_blocks(envoy._module), block)
-    check_images(envoy._module, images)
+    target = block if isinstance(block, ResidualBlock) else get_block(residual_blocks(unwrap(envoy)), block)
+    check_images(unwrap(envoy), images)
     if not conditions:
         raise RSIError("no condition given")
     if max_stack is not None and (isinstance(max_stack, bool) or int(max_stack) < 1):

@@ -31,7 +31,18 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from rsi_plugin.access.nnsight_api import (
+    current_mediator,
+    envoy_path,
+    is_envoy,
+    is_root_envoy,
+    read_site,
+    unwrap,
+    write_input,
+)
+from rsi_plugin.access.plan import block_reads
 from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, residual_blocks
+from rsi_plugin.core.channels import channel_values
 from rsi_plugin.errors import InputTypeError, RSIError
 
 __all__ = ["NestedTraceError", "BlockNodes", "block_nodes", "in_trace", "check_not_in_trace", "TRACE_OPTIONS",
@@ -48,12 +59,7 @@ class NestedTraceError(RuntimeError):
 
 def _mediator() -> Any:
     """The nnsight mediator running the current intervention code, or ``None``."""
-    from nnsight.intervention.interleaver import Mediator
-
-    try:
-        return Mediator.current("a residual node")
-    except ValueError:  # no intervention code is running: not inside a trace
-        return None
+    return current_mediator()
 
 
 def in_trace() -> bool:
@@ -95,14 +101,12 @@ def check_trace_options(kwargs: dict[str, Any], what: str) -> None:
 
 
 def _envoy(model: Any):
-    from nnsight.intervention.envoy import Envoy
+    from rsi_plugin.access.remote import wrap  # remote's wrapper class imports core and nnsight_api only
 
-    from rsi_plugin.access.nnsight import wrap
-
-    if isinstance(model, Envoy):
-        if getattr(model, "path", "model") != "model":
+    if is_envoy(model):
+        if not is_root_envoy(model):
             raise RSIError(f"rsi.block_nodes needs the model's root envoy (the wrapper you trace), got the envoy "
-                             f"of the submodule {model.path!r}")
+                           f"of the submodule {envoy_path(model)!r}")
         return model
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module or its nnsight wrapper, got {type(model).__name__}")
@@ -151,13 +155,10 @@ class BlockNodes:
         return seen[node]
 
     def _take(self, node: str) -> None:
-        from rsi_plugin.access.nnsight import envoy_at
-
-        site = self.block.site(node)
-        module = envoy_at(self.envoy, site.path)
-        raw = module.output if site.attr == "output" else module.input
+        read = block_reads(self.block)[node]  # the plan's rules: where, and Pre cloned
+        raw = read_site(self.envoy, read.path, read.attr)
         self._seen[("raw", node)] = raw  # the model's own tensor, for patches
-        self._seen[node] = raw.clone() if node == "pre" else raw  # the block adds into Pre in place
+        self._seen[node] = read.take(raw)  # the block adds into Pre in place
 
     def get(self, node: str) -> Any:
         """The value of ``node`` (``"in"``, ``"pre"``, ``"sum"`` or ``"post"``) in this trace.
@@ -206,7 +207,6 @@ class BlockNodes:
             ValueError: an unknown node or bad values. IndexError: a channel out of range.
             RuntimeError: outside a trace, or In patched after the block's nodes were read.
         """
-        from rsi_plugin.access.nnsight import channel_values, envoy_at
 
         node = check_nodes([node])[0]
         seen = self._cache()
@@ -222,10 +222,9 @@ class BlockNodes:
             if "in" in seen:
                 raise RuntimeError(f"patch In of block {self.block.name} before reading its nodes (In is the "
                                    "block's input, which the trace has already passed)")
-            module = envoy_at(self.envoy, site.path)
-            patched = module.input.clone()
+            patched = read_site(self.envoy, site.path, "input").clone()
             patched[:, index.to(patched.device)] = fill(patched)
-            module.input = patched
+            write_input(self.envoy, site.path, patched)
             seen["in"] = seen[("raw", "in")] = patched
         elif node in ("in", "pre"):  # a module's output, changed in place before the block uses it
             self._read(node)
@@ -265,4 +264,4 @@ def block_nodes(model: nn.Module | Any, block: str | ResidualBlock) -> BlockNode
         TypeError: neither a module nor an nnsight wrapper.
     """
     envoy = _envoy(model)
-    return BlockNodes(envoy, get_block(residual_blocks(envoy._module), block))
+    return BlockNodes(envoy, get_block(residual_blocks(unwrap(envoy)), block))

@@ -53,8 +53,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from rsi_plugin.access.hooks import register_read
+from rsi_plugin.access.plan import block_reads
 from rsi_plugin.core.blocks import NODES, ResidualBlock, check_nodes, resolve_blocks
 from rsi_plugin.errors import InputTypeError, RSIError
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["HOOK_NODES", "HOOK_ALIASES", "hook_name", "parse_hook_name", "canonical_hook_name", "hooked",
            "view_class"]
@@ -177,14 +180,14 @@ def view_class() -> type:
         """A ``HookedRootModule`` over a residual model, with hook points per block node.
 
         Args:
-            model (nn.Module): the model (an nnsight wrapper's ``._module`` is used). It is
+            model (nn.Module): the model (an nnsight wrapper is unwrapped). It is
                 not a submodule of the view (``view.to`` / ``setup`` leave it alone).
             blocks (str or list of str): the blocks that get hook points (``"all"``).
         """
 
         def __init__(self, model: nn.Module, blocks: str | Sequence[str] | None = "all") -> None:
             super().__init__()
-            module = getattr(model, "_module", model)
+            module = unwrap(model)
             if not isinstance(module, nn.Module):
                 raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
             self.__dict__["model"] = module  # kept out of the module tree on purpose
@@ -242,38 +245,27 @@ def view_class() -> type:
                     handle.remove()
 
         def _install(self, block: ResidualBlock) -> list:
-            """Register the PyTorch hooks that route one block through its hook points."""
+            """Register the PyTorch hooks that route one block through its hook points, at the
+            sites of :func:`~rsi_plugin.access.plan.block_reads` (the block's spec)."""
             points = {node: self.hook_point(block, node) for node in HOOK_NODES}
             seen: dict[str, torch.Tensor] = {}
-            model = self.model
 
-            def on_in_output(module, args, output):
-                seen["in"] = points["in"](output)
+            def on_in(value: torch.Tensor) -> torch.Tensor:
+                seen["in"] = points["in"](value)
                 return seen["in"]
 
-            def on_in_input(module, args, kwargs):
-                seen["in"] = points["in"](args[0])
-                return (seen["in"],) + tuple(args[1:]), kwargs
-
-            def on_pre(module, args, output):
-                seen["pre"] = points["pre"](output)
+            def on_pre(value: torch.Tensor) -> torch.Tensor:
+                seen["pre"] = points["pre"](value)
                 return seen["pre"].clone()  # the block adds the identity into it in place
 
-            def on_post(module, args, output):
+            def on_post(value: torch.Tensor) -> torch.Tensor:
                 total = points["sum"](seen.pop("in") + seen.pop("pre"))
                 post = block.activate(total)
                 return points["post"](post.clone() if post is total else post)
 
-            in_site, pre_site, post_site = (block.site(n) for n in ("in", "pre", "post"))
-            handles = []
-            if in_site.attr == "output":
-                handles.append(model.get_submodule(in_site.path).register_forward_hook(on_in_output))
-            else:
-                handles.append(model.get_submodule(in_site.path).register_forward_pre_hook(
-                    on_in_input, with_kwargs=True))
-            handles.append(model.get_submodule(pre_site.path).register_forward_hook(on_pre))
-            handles.append(model.get_submodule(post_site.path).register_forward_hook(on_post))
-            return handles
+            reads = block_reads(block, clone_pre=False)  # Pre: the clone goes to the model, above
+            return [register_read(self.model, reads[node], fn)
+                    for node, fn in (("in", on_in), ("pre", on_pre), ("post", on_post))]
 
     return HookedResidualModel
 

@@ -14,15 +14,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Iterator, Sequence
 
-import nnsight
 import torch
-from nnsight import NNsight
-from nnsight.intervention.envoy import Envoy
-from nnsight.modeling.mixins.remotable import Remotable
 from torch import nn
 
-from rsi_plugin.core.channels import check_channels
 from rsi_plugin.access.intrace import check_not_in_trace
+from rsi_plugin.access.nnsight_api import Envoy, envoy_at, is_remotable, read_site, save, unwrap, write_input
+from rsi_plugin.access.plan import ReadPlan, plan_reads, sites_of
+from rsi_plugin.access.remote import check_remote, wrap
 from rsi_plugin.core.blocks import (
     ResidualBlock,
     check_nodes,
@@ -31,6 +29,7 @@ from rsi_plugin.core.blocks import (
     resolve_blocks,
 )
 from rsi_plugin.errors import InputTypeError, RSIError, ShapeError, UnknownNameError
+from rsi_plugin.core.channels import channel_values, check_channels
 
 __all__ = ["wrap", "capture", "ablate", "node_gradient", "iter_batches", "check_images", "channel_values",
            "envoy_at"]
@@ -41,90 +40,18 @@ NodeKey = tuple[str, str]
 Images = torch.Tensor | Sequence[torch.Tensor] | Iterable[Any]
 
 
-def wrap(model: nn.Module | NNsight) -> NNsight:
-    """The ``nnsight.NNsight`` wrapper of ``model``, built on first use and reused.
-
-    nnsight instruments every submodule once, when the wrapper is built (it installs
-    its own ``forward`` controllers, inert outside a trace, and no hooks); building a
-    wrapper per call would redo that work. The wrapper is kept on the model itself, so
-    it lives exactly as long as the model does, in a slot that ``pickle``,
-    ``torch.save`` and ``copy.deepcopy`` leave out (a copy gets its own wrapper on first
-    use; see :class:`_WrapperSlot`). An nnsight wrapper (any ``Envoy``, e.g.
-    ``NNsight`` or a :class:`~rsi_plugin.access.remote.VisionModel`) passed in is returned as is.
-
-    The wrapper built here is a :class:`rsi_plugin.access.remote.VisionModel`: an ``NNsight``
-    whose ``trace`` also takes nnsight's ``remote=``.
-
-    Args:
-        model (nn.Module or NNsight): the model.
-
-    Returns:
-        NNsight: the wrapper; its ``._module`` is ``model``.
-    """
-    if isinstance(model, Envoy):
-        return model
-    if not isinstance(model, nn.Module):
-        raise InputTypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
-    from rsi_plugin.access.remote import (
-        VisionModel,  # remote imports models and this module's users; import on use
-    )
-
-    slot = model.__dict__.get(_SLOT)
-    if isinstance(slot, _WrapperSlot) and isinstance(slot.envoy, VisionModel) and slot.envoy._module is model:
-        return slot.envoy
-    envoy = VisionModel(model)
-    model.__dict__[_SLOT] = _WrapperSlot(envoy)
-    return envoy
-
-
-_SLOT = "_rsi_nnsight"
-
-
-class _WrapperSlot:
-    """Holds a model's nnsight wrapper in the model's ``__dict__``, invisible to copies.
-
-    ``pickle``, ``torch.save`` and ``copy.deepcopy`` of the model store ``None`` in its
-    place (an nnsight wrapper holds weak references and its interleaver, which cannot be
-    pickled, and a copy must get its own wrapper), so the model pickles as it did before
-    it was wrapped; :func:`wrap` builds a new wrapper for the copy on first use. The
-    wrapper is not kept in a global ``weakref.WeakKeyDictionary`` because it references
-    its model strongly: such a cache would keep every model ever wrapped alive.
-    """
-
-    __slots__ = ("envoy",)
-
-    def __init__(self, envoy: NNsight) -> None:
-        self.envoy = envoy
-
-    def __reduce__(self) -> tuple:
-        return type(None), ()
-
-    def __deepcopy__(self, memo: dict) -> None:
-        return None
-
-
-def _check_trace_kwargs(envoy: Envoy, trace_kwargs: dict[str, Any]) -> None:
+def _check_trace_kwargs(envoy: Any, trace_kwargs: dict[str, Any]) -> None:
     """``remote=`` needs a remote-ready wrapper (a plain NNsight hands it to ``forward``);
     a bad ``remote=`` value or a missing API key is reported before anything runs."""
     remote = trace_kwargs.get("remote")
     if remote is None or remote is False:
         return
-    if not isinstance(envoy, Remotable):
+    if not is_remotable(envoy):
         raise InputTypeError(
             f"remote={remote!r} needs a remote-ready wrapper, but the model is a {type(envoy).__name__} "
             "(nnsight would pass remote= into the model's forward); pass the plain model, which "
             "rsi_plugin wraps in a rsi_plugin.access.remote.VisionModel")
-    from rsi_plugin.access.remote import check_remote
-
     check_remote(remote)
-
-
-def envoy_at(envoy: NNsight, path: str):
-    """The nnsight envoy of the submodule at a dotted ``path`` (``""``: the model)."""
-    node = envoy
-    for part in filter(None, path.split(".")):
-        node = node[int(part)] if part.isdigit() else getattr(node, part)
-    return node
 
 
 def _expected_channels(model: nn.Module) -> int | None:
@@ -150,7 +77,7 @@ def check_images(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
             f"images must be floating point (normalised model input), got {images.dtype}; "
             "convert uint8 images with images.float() / 255 and rsi.normalize"
         )
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     weight = next((p for p in module.parameters() if p.is_floating_point()), None) if isinstance(module, nn.Module) else None
     if weight is not None and images.dtype != weight.dtype and weight.device.type != "meta":
         raise InputTypeError(f"images are {images.dtype} but the model's weights are {weight.dtype}; "
@@ -199,14 +126,18 @@ def _centre(value: torch.Tensor) -> torch.Tensor:
     return value[:, :, value.shape[2] // 2, value.shape[3] // 2]
 
 
-def _read(envoy: NNsight, block: ResidualBlock, node: str):
-    site = block.site(node)
-    module = envoy_at(envoy, site.path)
-    return module.output if site.attr == "output" else module.input
+def _take(envoy: Any, plan: ReadPlan, center: bool) -> dict[tuple[str, str], Any]:
+    """Inside a trace: every read of ``plan``, in its order (Pre cloned; centre neurons when
+    ``center``), keyed ``(block name, node)``."""
+    got = {}
+    for read in plan.reads:
+        value = read_site(envoy, read.path, read.attr)
+        got[read.key] = _centre(value).clone() if center else read.take(value)
+    return got
 
 
 def capture(
-    model: nn.Module | NNsight,
+    model: nn.Module | Envoy,
     images: Images,
     blocks: str | Sequence[str] | None = "all",
     nodes: str | Sequence[str] = ("in", "pre", "post"),
@@ -250,33 +181,13 @@ def capture(
     check_not_in_trace("capture")
     envoy = wrap(model)
     _check_trace_kwargs(envoy, trace_kwargs)
-    nodes = check_nodes(nodes)
-    chosen = resolve_blocks(envoy._module, blocks)
-    wanted = sorted(((b, n) for b in chosen for n in dict.fromkeys(nodes)), key=lambda bn: bn[0].order(bn[1]))
-    # What the trace must read: "sum" needs both In and Pre of its block.
-    reads = []
-    for block, node in wanted:
-        needs = ("in", "pre") if node == "sum" else (node,)
-        for need in needs:
-            if (block, need) not in reads:
-                reads.append((block, need))
-    reads.sort(key=lambda bn: bn[0].order(bn[1]))
-
-    parts: dict[NodeKey, list[torch.Tensor]] = {(b.name, n): [] for b, n in wanted}
+    plan = plan_reads(sites_of(resolve_blocks(unwrap(envoy), blocks), nodes))
+    parts: dict[NodeKey, list[torch.Tensor]] = {key: [] for key in plan.keys}
     for batch in iter_batches(images, batch_size):
-        check_images(envoy._module, batch)
+        check_images(envoy, batch)
         with torch.no_grad():
             with envoy.trace(batch, **trace_kwargs) as tracer:
-                got = {}
-                for block, node in reads:
-                    value = _read(envoy, block, node)
-                    value = _centre(value).clone() if center else value.clone() if node == "pre" else value
-                    got[(block.name, node)] = value
-                out = {}
-                for block, node in wanted:
-                    key = (block.name, node)
-                    out[key] = got[(block.name, "in")] + got[(block.name, "pre")] if node == "sum" else got[key]
-                nnsight.save(out)
+                out = save(plan.values(_take(envoy, plan, center)))
                 if stop_early:
                     tracer.stop()
         for key, value in out.items():
@@ -286,33 +197,8 @@ def capture(
     return {key: torch.cat(values) for key, values in parts.items()}
 
 
-def channel_values(channels: Sequence[int], values: Any, num_channels: int,
-                   device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate channels and per-channel values.
-
-    Args:
-        channels (sequence of int): channel indices in ``[0, num_channels)``.
-        values (float, sequence or Tensor): one value for all, or one per channel (``[K]``).
-        num_channels (int): channels of the node.
-
-    Returns:
-        (index LongTensor ``[K]``, values Tensor ``[K]``).
-
-    Raises:
-        TypeError: channels that are not integers (see :mod:`rsi_plugin.core.channels`).
-        IndexError: a channel out of range. ValueError: duplicates, values of the wrong length.
-    """
-    channels = check_channels(channels, num_channels, allow_empty=True)
-    vals = torch.as_tensor(values, dtype=dtype, device=device).flatten()
-    if vals.numel() == 1:
-        vals = vals.expand(len(channels)).clone()
-    if vals.numel() != len(channels):
-        raise RSIError(f"values must be one number or one per channel ({len(channels)}), got {vals.numel()}")
-    return torch.tensor(channels, dtype=torch.long, device=device), vals
-
-
 def ablate(
-    model: nn.Module | NNsight,
+    model: nn.Module | Envoy,
     images: Images,
     block: str | ResidualBlock,
     channels: Sequence[int],
@@ -352,11 +238,11 @@ def ablate(
     envoy = wrap(model)
     _check_trace_kwargs(envoy, trace_kwargs)
     check_nodes([node])
-    target = get_block(residual_blocks(envoy._module), block)
+    target = get_block(residual_blocks(unwrap(envoy)), block)
     index, vals = channel_values(channels, values, target.channels)
     logits = []
     for batch in iter_batches(images, batch_size):
-        check_images(envoy._module, batch)
+        check_images(envoy, batch)
         # on the images' device, not the wrapper's: a keyed model may sit on meta until used
         index_b, vals_b = index.to(batch.device), vals.to(batch.device, batch.dtype)
         with torch.no_grad():
@@ -370,20 +256,20 @@ def ablate(
     return torch.cat(logits)
 
 
-def _patch(envoy: NNsight, block: ResidualBlock, node: str, index: torch.Tensor, vals: torch.Tensor) -> None:
+def _patch(envoy: Envoy, block: ResidualBlock, node: str, index: torch.Tensor, vals: torch.Tensor) -> None:
     """Inside a trace: overwrite ``index`` channels of ``node`` with ``vals`` everywhere."""
     fill = vals[None, :, None, None]
-    if node == "sum":
-        envoy_at(envoy, block.site("post").path).output[:, index] = block.activate(fill)
+    if node == "sum":  # Post = activation(Sum) channel by channel: write Post
+        post = block.site("post")
+        read_site(envoy, post.path, post.attr)[:, index] = block.activate(fill)
         return
     site = block.site(node)
-    module = envoy_at(envoy, site.path)
     if site.attr == "output":
-        module.output[:, index] = fill
+        read_site(envoy, site.path, "output")[:, index] = fill
     else:  # the block's input feeds the branch and the identity: patch a copy
-        patched = module.input.clone()
+        patched = read_site(envoy, site.path, "input").clone()
         patched[:, index] = fill
-        module.input = patched
+        write_input(envoy, site.path, patched)
 
 
 GRADIENT_OBJECTIVES: tuple[str, ...] = ("neuron", "channel")
@@ -398,7 +284,7 @@ def _objective_of(act: torch.Tensor, index: torch.Tensor, objective: str) -> tor
 
 
 def node_gradient(
-    model: nn.Module | NNsight,
+    model: nn.Module | Envoy,
     images: torch.Tensor,
     block: str | ResidualBlock,
     node: str,
@@ -439,26 +325,22 @@ def node_gradient(
     node = check_nodes([node])[0]
     if objective not in GRADIENT_OBJECTIVES:
         raise UnknownNameError(f"unknown objective {objective!r}; valid: {', '.join(GRADIENT_OBJECTIVES)}")
-    target = get_block(residual_blocks(envoy._module), block)
-    check_images(envoy._module, images)
+    target = get_block(residual_blocks(unwrap(envoy)), block)
+    check_images(envoy, images)
     index = torch.tensor(check_channels(channels, target.channels, where=f"block {target.name}",
                                         allow_empty=True, allow_duplicates=True), dtype=torch.long)
     if index.numel() != images.shape[0]:
         raise ShapeError(f"channels must hold one channel per image ({images.shape[0]}), got {index.numel()}")
     index = index.to(images.device)
-    reads = sorted(("in", "pre") if node == "sum" else (node,), key=target.order)
+    plan = plan_reads([(target, node)])
     x = images.detach()
     with torch.enable_grad():
         with envoy.trace(x, **trace_kwargs) as tracer:
             start = envoy.input.detach().requires_grad_(True)
             envoy.input = start
-            got = {}
-            for need in reads:
-                value = _read(envoy, target, need)
-                got[need] = value.clone() if need == "pre" else value
-            act = got["in"] + got["pre"] if node == "sum" else got[node]
+            act = plan.values(_take(envoy, plan, center=False))[(target.name, node)]
             score = _objective_of(act, index, objective)
             (grad,) = torch.autograd.grad(score.sum(), start)
-            result = nnsight.save((score.detach(), grad.detach()))
+            result = save((score.detach(), grad.detach()))
             tracer.stop()
     return result

@@ -65,19 +65,20 @@ from typing import Any
 
 import torch
 import torchvision
-from nnsight import NNsight
-from nnsight.modeling.mixins.remotable import Remotable
 from torch import nn
 
+from rsi_plugin.access.nnsight_api import Envoy, RemotableEnvoy, is_envoy, is_remotable, nnsight_config
 from rsi_plugin.core.images import ModelInfo
 from rsi_plugin.core.models import RESNET_FAMILY, load_model
 from rsi_plugin.errors import InputTypeError, MissingFileError, RSIError, ShapeError, UnknownNameError
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = [
     "KEY_SOURCES",
     "ModelKey",
     "RemoteConfigError",
     "VisionModel",
+    "wrap",
     "model_key",
     "remote_ready",
     "check_remote",
@@ -219,7 +220,7 @@ def model_key(model: nn.Module) -> ModelKey:
         ValueError: if the model's weights cannot be named for a server (a local file, a
             random init of unknown seed, no ``rsi_info``), saying what to do instead.
     """
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     info = getattr(module, "rsi_info", None)
     if not isinstance(info, ModelInfo):
         raise RSIError(
@@ -246,8 +247,7 @@ def model_key(model: nn.Module) -> ModelKey:
 
 
 def _api_key() -> str | None:
-    from nnsight import CONFIG
-
+    CONFIG = nnsight_config()
     return CONFIG.API.APIKEY or os.environ.get("NDIF_API_KEY") or None
 
 
@@ -275,8 +275,7 @@ def check_remote(remote: Any) -> str | None:
             an NDIF API key, or a string that is neither ``"local"`` nor an http(s) URL.
         TypeError: any other type.
     """
-    from nnsight import CONFIG
-
+    CONFIG = nnsight_config()
     if remote is None or remote is False or remote == "local":
         return None
     if remote is True:
@@ -299,7 +298,7 @@ def check_remote(remote: Any) -> str | None:
     return host
 
 
-class VisionModel(Remotable, NNsight):
+class VisionModel(RemotableEnvoy):
     """An ``nnsight.NNsight`` wrapper of a vision model that can run traces remotely.
 
     Built from a ready module (wraps it as it is, weights already here) or from a key
@@ -342,15 +341,15 @@ class VisionModel(Remotable, NNsight):
         else:
             raise InputTypeError(f"VisionModel takes an nn.Module or a model key string, got {type(model).__name__}")
 
-    # ------------------------------------------------------------------ loading (Meta / Loadable)
-    def _load_meta(self, key: str, *args: Any, **kwargs: Any) -> nn.Module:
+    # ------------------------------------------------------------------ loading (see RemotableEnvoy)
+    def load_meta_module(self, key: str) -> nn.Module:
         return ModelKey.parse(key).build_meta()
 
-    def _load(self, key: str, *args: Any, device: str | torch.device = "cpu", **kwargs: Any) -> nn.Module:
+    def load_module(self, key: str, device: str | torch.device = "cpu") -> nn.Module:
         return ModelKey.parse(key).build(device=device)
 
     # ------------------------------------------------------------------ batching invokes
-    def _batch_size(self, *inputs: Any, **kwargs: Any) -> int:
+    def batch_rows(self, *inputs: Any, **kwargs: Any) -> int:
         """Rows an invoke adds to the batch: ``N`` for images ``[N, C, H, W]``, 1 for one
         image ``[C, H, W]``, 0 for an invoke without input."""
         if not inputs:
@@ -360,7 +359,7 @@ class VisionModel(Remotable, NNsight):
             return images.shape[0]
         return 1
 
-    def _batch(self, invokes: list[tuple], fn: Any) -> tuple:
+    def batch_inputs(self, invokes: list[tuple]) -> tuple:
         """One forward for several ``tracer.invoke(images)``: their images concatenated on dim 0.
 
         nnsight then gives each invoke its own rows of every value it reads or writes, so
@@ -372,8 +371,6 @@ class VisionModel(Remotable, NNsight):
                 more than one positional input, or different keyword inputs.
             TypeError: an invoke whose input is not an image tensor.
         """
-        if len(invokes) <= 1:
-            return super()._batch(invokes, fn)
         rows = []
         for number, (inputs, kwargs) in enumerate(invokes):
             if len(inputs) != 1 or kwargs != invokes[0][1]:
@@ -392,24 +389,79 @@ class VisionModel(Remotable, NNsight):
         device = rows[0].device
         return (torch.cat([r.to(device) for r in rows]),), dict(invokes[0][1])
 
-    # ------------------------------------------------------------------ identity (Remotable)
-    def _remoteable_model_key(self) -> str:
-        if self.args and isinstance(self.args[0], str):
-            return str(ModelKey.parse(self.args[0]))
-        return str(model_key(self._module))
+    # ------------------------------------------------------------------ identity (see RemotableEnvoy)
+    def remote_key(self) -> str:
+        if self.key_text is not None:
+            return str(ModelKey.parse(self.key_text))
+        return str(model_key(unwrap(self)))
 
-    @classmethod
-    def _remoteable_from_model_key(cls, model_key: str, **kwargs: Any) -> "VisionModel":
-        return cls(model_key, **kwargs)
-
-    def _remote_backend(self, remote: bool | str, blocking: bool, job_id: str | None, verbose: bool):
+    def check_remote_run(self, remote: Any) -> None:
+        """Refuse a bad ``remote=`` or a model without a key before anything is built or sent."""
         host = check_remote(remote)
         if host is not None:
             key = self.to_model_key()  # a ValueError here, before anything is sent, if it has none
             if _PUBLIC_NDIF in host:
                 logger.warning("sending %s to the public NDIF service (%s), which serves only the Hugging Face "
                                "language models it has deployed; expect the server to refuse it", key, host)
-        return super()._remote_backend(remote, blocking, job_id, verbose)
+
+
+_SLOT = "_rsi_nnsight"
+
+
+class _WrapperSlot:
+    """Holds a model's nnsight wrapper in the model's ``__dict__``, invisible to copies.
+
+    ``pickle``, ``torch.save`` and ``copy.deepcopy`` of the model store ``None`` in its
+    place (an nnsight wrapper holds weak references and its interleaver, which cannot be
+    pickled, and a copy must get its own wrapper), so the model pickles as it did before
+    it was wrapped; :func:`wrap` builds a new wrapper for the copy on first use. The
+    wrapper is not kept in a global ``weakref.WeakKeyDictionary`` because it references
+    its model strongly: such a cache would keep every model ever wrapped alive.
+    """
+
+    __slots__ = ("envoy",)
+
+    def __init__(self, envoy: VisionModel) -> None:
+        self.envoy = envoy
+
+    def __reduce__(self) -> tuple:
+        return type(None), ()
+
+    def __deepcopy__(self, memo: dict) -> None:
+        return None
+
+
+def wrap(model: nn.Module | Envoy) -> Envoy:
+    """The nnsight wrapper of ``model`` (a :class:`VisionModel`), built on first use and reused.
+
+    nnsight instruments every submodule once, when the wrapper is built (it installs
+    its own ``forward`` controllers, inert outside a trace, and no hooks); building a
+    wrapper per call would redo that work. The wrapper is kept on the model itself, so
+    it lives exactly as long as the model does, in a slot that ``pickle``,
+    ``torch.save`` and ``copy.deepcopy`` leave out (a copy gets its own wrapper on first
+    use; see :class:`_WrapperSlot`). An nnsight wrapper (any ``Envoy``, e.g.
+    ``NNsight`` or a :class:`VisionModel`) passed in is returned as is.
+
+    Args:
+        model (nn.Module or NNsight): the model.
+
+    Returns:
+        NNsight: the wrapper (a :class:`VisionModel`, whose ``trace`` takes ``remote=``);
+        :func:`~rsi_plugin.core.wrapped.unwrap` of it is ``model``.
+
+    Raises:
+        TypeError: neither a module nor an nnsight wrapper.
+    """
+    if is_envoy(model):
+        return model
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
+    slot = model.__dict__.get(_SLOT)
+    if isinstance(slot, _WrapperSlot) and isinstance(slot.envoy, VisionModel) and unwrap(slot.envoy) is model:
+        return slot.envoy
+    envoy = VisionModel(model)
+    model.__dict__[_SLOT] = _WrapperSlot(envoy)
+    return envoy
 
 
 def remote_ready(model: nn.Module | str) -> VisionModel:
@@ -427,10 +479,8 @@ def remote_ready(model: nn.Module | str) -> VisionModel:
     """
     if isinstance(model, str):
         return VisionModel(model)
-    from rsi_plugin.access.nnsight import wrap  # trace imports this module
-
     envoy = wrap(model)
-    if not isinstance(envoy, Remotable):
+    if not is_remotable(envoy):
         raise InputTypeError(f"{type(envoy).__name__} is an nnsight wrapper that cannot run remotely; pass the "
                         "plain model (rsi_plugin wraps it in a VisionModel) instead")
     return envoy

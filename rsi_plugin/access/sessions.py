@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import nnsight
 from torch import nn
 
 from rsi_plugin.errors import RSIError
+from rsi_plugin.access.nnsight_api import save, unwrap
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["in_one_request", "is_remote", "optimize_batch_remotely"]
 
@@ -39,7 +40,7 @@ def in_one_request(model: nn.Module, function: Callable[..., Any], *args: Any, r
         model (nn.Module or VisionModel): a model with a remote key (see
             :func:`rsi_plugin.access.remote.model_key`).
         function (callable): a module-level function of an importable module; it gets the
-            server's wrapper of the model (``envoy._module`` is the server's ``nn.Module``)
+            server's wrapper of the model (its wrapped module is the server's ``nn.Module``)
             and may open traces on it.
         *args, **kwargs: its arguments (pickled and sent).
         remote: ``"local"``, ``True`` or a URL (see :mod:`rsi_plugin.access.remote`).
@@ -58,7 +59,7 @@ def in_one_request(model: nn.Module, function: Callable[..., Any], *args: Any, r
     check_remote(remote)
     envoy = remote_ready(model)
     with envoy.session(remote=remote):
-        result = nnsight.save(function(envoy, *args, **kwargs))
+        result = save(function(envoy, *args, **kwargs))
     return result
 
 
@@ -67,4 +68,4 @@ def optimize_batch_remotely(envoy: Any, block: Any, node: str, channels: list[in
     batch of channels, all steps, on the server's model (plain PyTorch there)."""
     from rsi_plugin.featureviz.optimize import _optimize_batch
 
-    return _optimize_batch(envoy._module, block, node, channels, config)
+    return _optimize_batch(unwrap(envoy), block, node, channels, config)

@@ -50,7 +50,7 @@ def _one_line(error: BaseException) -> str:
 #: subcommand -> its one-line help, in the order ``rsi --help`` lists them. The module
 #: ``rsi_plugin.cli.<name>`` is imported only when that subcommand runs.
 COMMANDS: dict[str, str] = {
-    "inspect": "table of every residual block: In/Pre/Post paths, sizes, Post == relu(In + Pre)",
+    "inspect": "table of every residual block: In/Pre/Post paths, sizes, Post == activation(In + Pre)",
     "demo": "scan all blocks, draw Fig.-1 grids, run the scale-ablation sweep on the two blocks with the most "
             "passing channels, write report.html",
     "scan": "find scale-invariant channels (Eq. 1 and 2) from feature visualisations or natural images; "

@@ -8,14 +8,14 @@ from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("inspect", help="table of every residual block: In/Pre/Post paths, sizes, Post == relu(In + Pre)")
+    parser = sub.add_parser("inspect", help="table of every residual block: In/Pre/Post paths, sizes, Post == activation(In + Pre)")
     add_model_arguments(parser, default="resnet18")
     parser.add_argument("--csv", default=None, help="also write the table to this CSV file")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsi_plugin.apps.inspect import block_table
+    from rsi_plugin.apps.inspect import IDENTITY_COLUMN, block_table
 
     model = load_model_from_args(args)
     table = block_table(model)
@@ -23,6 +23,6 @@ def run(args: argparse.Namespace) -> int:
     print(table.to_string(index=False))
     if args.csv:
         table.to_csv(args.csv, index=False)
-    ok = bool(table["post_eq_relu_in_plus_pre"].all())
-    print("Post == relu(In + Pre) at every block:", "yes" if ok else "NO")
+    ok = bool(table[IDENTITY_COLUMN].all())
+    print("Post == activation(In + Pre) at every block (relu or identity, per block spec):", "yes" if ok else "NO")
     return 0 if ok else 1

@@ -31,6 +31,7 @@ from torch import nn
 
 from rsi_plugin.core.specs import BlockSpec, activation_fn, model_specs
 from rsi_plugin.errors import RSIError, UnknownNameError
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = [
     "NODES",
@@ -204,7 +205,7 @@ def residual_blocks(model: nn.Module, specs: Sequence[BlockSpec] | None = None) 
         ValueError: if the model has no residual block, or a block lacks a module its spec
             names.
     """
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     specs = model_specs(module) if specs is None else tuple(specs)
     found = _find(module, specs)
     if not found:
@@ -269,5 +270,5 @@ def resolve_blocks(model: nn.Module, blocks: str | Sequence[str] | None = "all")
 
 def get_module(model: nn.Module, path: str) -> nn.Module:
     """The submodule at a dotted ``path`` (``""`` is the model itself)."""
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     return module.get_submodule(path) if path else module

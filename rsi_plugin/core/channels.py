@@ -9,14 +9,14 @@ selection is a ``ValueError``. Each message says what was wrong and what is vali
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from rsi_plugin.errors import ChannelError, InputTypeError, RSIError
 
-__all__ = ["check_channels"]
+__all__ = ["check_channels", "channel_values"]
 
 
 def _is_integer(value: Any) -> bool:
@@ -93,3 +93,28 @@ def check_channels(channels: Any, num_channels: int | None = None, *, what: str 
         valid = f"0..{num_channels - 1}" if num_channels is not None else "integer indices"
         raise RSIError(f"{what} is empty: give at least one channel ({valid}) or None for all")
     return out
+
+
+def channel_values(channels: Sequence[int], values: Any, num_channels: int,
+                   device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate channels and per-channel values.
+
+    Args:
+        channels (sequence of int): channel indices in ``[0, num_channels)``.
+        values (float, sequence or Tensor): one value for all, or one per channel (``[K]``).
+        num_channels (int): channels of the node.
+
+    Returns:
+        (index LongTensor ``[K]``, values Tensor ``[K]``).
+
+    Raises:
+        TypeError: channels that are not integers (see :func:`check_channels`).
+        IndexError: a channel out of range. ValueError: duplicates, values of the wrong length.
+    """
+    channels = check_channels(channels, num_channels, allow_empty=True)
+    vals = torch.as_tensor(values, dtype=dtype, device=device).flatten()
+    if vals.numel() == 1:
+        vals = vals.expand(len(channels)).clone()
+    if vals.numel() != len(channels):
+        raise RSIError(f"values must be one number or one per channel ({len(channels)}), got {vals.numel()}")
+    return torch.tensor(channels, dtype=torch.long, device=device), vals

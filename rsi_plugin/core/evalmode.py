@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from torch import nn
 
+from rsi_plugin.core.wrapped import unwrap
+
 __all__ = ["eval_mode", "runs_in_eval_mode"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,7 +32,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     Yields:
         the model.
     """
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     modes = [(m, m.training) for m in module.modules()] if isinstance(module, nn.Module) else []
     try:
         for m, _ in modes:
@@ -48,7 +50,7 @@ def runs_in_eval_mode(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(first: Any, *args: Any, **kwargs: Any) -> Any:
-        model = first if isinstance(getattr(first, "_module", first), nn.Module) else getattr(first, "model", None)
+        model = first if isinstance(unwrap(first), nn.Module) else getattr(first, "model", None)
         if model is None:
             return fn(first, *args, **kwargs)
         with eval_mode(model):

@@ -54,6 +54,7 @@ from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from rsi_plugin.errors import ConfigError, InputTypeError, RSIError, UnknownNameError
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = [
     "ACTIVATIONS",
@@ -243,14 +244,14 @@ def attach_specs(model: nn.Module, specs: Sequence[BlockSpec]) -> nn.Module:
     blocks with these specs instead of :data:`DEFAULT_SPECS`. Returns the model.
 
     Args:
-        model (nn.Module): the model (an nnsight wrapper's ``._module`` is used).
+        model (nn.Module): the model (an nnsight wrapper is unwrapped).
         specs (sequence of BlockSpec): the specs, tried in order on each module.
 
     Raises:
         TypeError: if an item is not a :class:`BlockSpec`.
         ValueError: if ``specs`` is empty.
     """
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     specs = tuple(specs) if not isinstance(specs, BlockSpec) else (specs,)
     if not specs:
         raise RSIError("no spec given; pass at least one BlockSpec")
@@ -263,5 +264,5 @@ def attach_specs(model: nn.Module, specs: Sequence[BlockSpec]) -> nn.Module:
 
 def model_specs(model: nn.Module) -> tuple[BlockSpec, ...]:
     """The specs ``model`` is searched with: its own (:func:`attach_specs`) or the defaults."""
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     return module.__dict__.get(_SPECS_ATTR, DEFAULT_SPECS)

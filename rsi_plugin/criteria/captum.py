@@ -45,6 +45,7 @@ from rsi_plugin.criteria.equations import (
     summarize,
 )
 from rsi_plugin.errors import InputTypeError, RSIError, ShapeError
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["ScaleInvariance", "CriteriaResult"]
 
@@ -173,7 +174,7 @@ class ScaleInvariance(Attribution):
     """
 
     def __init__(self, model: nn.Module, block: str | ResidualBlock, node_variant: NodeVariant = "text") -> None:
-        module = getattr(model, "_module", model)
+        module = unwrap(model)
         super().__init__(module)
         self.model = module
         self.block = get_block(residual_blocks(module), block)

@@ -77,6 +77,7 @@ from rsi_plugin.core.transforms import get_transform, transform_name
 from rsi_plugin.errors import ConfigError, InputTypeError, RSIError, UnknownNameError
 from rsi_plugin.paper import Variant, check_variant
 from rsi_plugin.paper import resolve as resolve_variant
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["ScanConfig", "SOURCES", "scan", "natural_data", "write_scan", "read_table", "SCAN_FILES"]
 
@@ -379,7 +380,7 @@ def scan(
             than ``"tiny"``. IndexError: a channel of ``config.channels`` out of range.
     """
     config = (config or ScanConfig()).resolved()
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     chosen = resolve_blocks(module, blocks)
     plan = {b.name: _channels(b, config.channels) for b in chosen}
     tables: list[pd.DataFrame] = []

@@ -37,8 +37,9 @@ from rsi_plugin.criteria.equations import node_sites
 from rsi_plugin.criteria.natural import TopKImages, natural_images, top_k_images
 from rsi_plugin.core.frames import truthy
 from rsi_plugin.featureviz.optimize import FeatureVizConfig, check_channels, render
-from rsi_plugin.errors import InputTypeError, RSIError
+from rsi_plugin.errors import InputTypeError, RSIError, UnknownNameError
 from rsi_plugin.paper import check_variant
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["ROWS", "COLUMNS", "channel_grid_images", "grid_images_by_block", "passing_channels", "table_node_variant",
            "check_blocks", "check_top_k"]
@@ -53,7 +54,7 @@ Data = Tensor | Iterable[Any]
 
 def _unwrap(model: nn.Module) -> nn.Module:
     """The torch module of a model or an nnsight wrapper of one."""
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     if not isinstance(module, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
     return module

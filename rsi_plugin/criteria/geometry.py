@@ -47,18 +47,21 @@ def receptive_field_center(model: nn.Module, block: str | ResidualBlock, node: s
         ``(y, x)`` in pixel coordinates (pixel centres at integers; the image centre of a
         64-px image is ``(31.5, 31.5)``).
     """
+    from rsi_plugin.access.hooks import NodeProbe  # the node reader (access sits above core)
+    from rsi_plugin.core.evalmode import eval_mode
     from rsi_plugin.core.tensors import model_device
-    from rsi_plugin.featureviz.optimize import NodeProbe, _frozen, _unwrap
     from rsi_plugin.core.images import model_info
+    from rsi_plugin.core.wrapped import unwrap
 
-    module = _unwrap(model)
+    module = unwrap(model, check=True)
     size = int(image_size or model_info(module).input_size)
     g = torch.Generator().manual_seed(int(seed))
     x = torch.randn(int(samples), 3, size, size, generator=g).to(model_device(module)).requires_grad_(True)
-    with _frozen(module), NodeProbe(module, block, node) as probe, torch.enable_grad():
+    with eval_mode(module), NodeProbe(module, block, node) as probe, torch.enable_grad():
         act = probe(x)
-        act[:, :, act.shape[2] // 2, act.shape[3] // 2].sum().backward()
-    weight = x.grad.detach().abs().sum(dim=(0, 1)).double().cpu()  # [H, W]
+        # autograd.grad: only the input's gradient, no parameter's .grad is touched
+        (grad,) = torch.autograd.grad(act[:, :, act.shape[2] // 2, act.shape[3] // 2].sum(), x)
+    weight = grad.detach().abs().sum(dim=(0, 1)).double().cpu()  # [H, W]
     total = float(weight.sum())
     if not total > 0:
         raise RuntimeError(f"the centre neuron of block {block} {node} has no gradient on random images")

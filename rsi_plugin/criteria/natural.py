@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from rsi_plugin.core.channels import check_channels
 from rsi_plugin.access.nnsight import capture, iter_batches, wrap
 from rsi_plugin.errors import RSIError, UnknownNameError
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["TopKImages", "top_k_images", "natural_images"]
 
@@ -139,7 +140,7 @@ def top_k_images(
     keys = list(dict.fromkeys((str(b), str(n)) for b, n in nodes))
     if not keys:
         raise RSIError("no node given: pass (block, node) pairs such as ('2.1', 'in')")
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     envoy = wrap(module)
     blocks = list(dict.fromkeys(b for b, _ in keys))
     names = list(dict.fromkeys(n for _, n in keys))

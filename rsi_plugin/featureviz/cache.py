@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from rsi_plugin.core.atomic import TMP_SUFFIX, atomic_write, remove_stale_tmp
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["model_fingerprint", "config_hash", "record_path", "write_record", "read_record", "check_record",
            "record_checksum", "RecordLocks", "MAX_ABS_ACTIVATION"]
@@ -75,7 +76,7 @@ def model_fingerprint(model: nn.Module) -> str:
     Returns:
         str: 32 hex digits.
     """
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
     digest.update(repr(module).encode())  # the architecture: a swapped parameter-free module (max-pool) counts

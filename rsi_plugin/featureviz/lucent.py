@@ -35,6 +35,7 @@ from torch import nn
 
 from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, residual_blocks
 from rsi_plugin.errors import InputTypeError
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["NodeReader", "NodeObjective", "neuron", "channel"]
 
@@ -52,7 +53,7 @@ class NodeReader:
     """
 
     def __init__(self, model: nn.Module, block: str | ResidualBlock, node: str) -> None:
-        module = getattr(model, "_module", model)
+        module = unwrap(model)
         if not isinstance(module, nn.Module):
             raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.node = check_nodes([node])[0]

@@ -22,7 +22,7 @@ What is different, and why:
   transformed with its own draw, so a channel's image does not depend on which channels
   share its batch. BatchNorm runs in eval mode (per sample).
 * **Stopped at the node.** The forward is run with plain PyTorch forward hooks
-  (:class:`NodeProbe`) that read the node and raise a private exception, so nothing after
+  (:class:`~rsi_plugin.access.hooks.NodeProbe`, the rules of :mod:`rsi_plugin.access.plan`) that read the node and raise a private exception, so nothing after
   the node is computed (Lucent always runs the whole network and hooks every module).
   nnsight is not used here: the optimisation loop needs autograd through the value for
   thousands of steps, and an nnsight trace costs about 1.5 ms of set-up per call on top of
@@ -79,7 +79,9 @@ from rsi_plugin.core.images import model_info
 from rsi_plugin.core.tensors import model_device as _device
 from rsi_plugin.paper import FZ_ANGLES, FZ_LR, FZ_STEPS, FZ_ZOOMS, VARIANTS, Variant, check_variant, jitter_table
 from rsi_plugin.paper import resolve as resolve_variant
-from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, get_module, residual_blocks
+from rsi_plugin.access.hooks import NodeProbe, relu_source
+from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, residual_blocks
+from rsi_plugin.core.wrapped import unwrap
 from rsi_plugin.errors import ConfigError, InputTypeError, RSIError, UnknownNameError
 
 __all__ = [
@@ -320,7 +322,7 @@ class FeatureVizConfig:
         """
         cfg = self.with_variant()
         name = block.name if isinstance(block, ResidualBlock) else str(block)
-        size = cfg.image_size if cfg.image_size is not None else int(model_info(_unwrap(model)).input_size)
+        size = cfg.image_size if cfg.image_size is not None else int(model_info(unwrap(model, check=True)).input_size)
         jitter = cfg.jitter
         if jitter is None:
             jitter = paper_jitter(name, node, cfg.jitter_schedule)
@@ -353,186 +355,6 @@ class FeatureVizConfig:
         key["torch"] = torch.__version__
         key["threads"] = int(torch.get_num_threads())
         return key
-
-
-# --------------------------------------------------------------------------- reading a node
-
-def relu_source(blocks: Sequence[ResidualBlock], block: ResidualBlock, node: str) -> ResidualBlock | None:
-    r"""The block whose pre-ReLU sum ``In + Pre`` is the pre-activation of ``node``, if any.
-
-    Post is ``ReLU(In + Pre)`` of its own block. In of a block without a downsample that
-    follows another block of its stage (``"3.1"`` after ``"3.0"``) is that block's output,
-    ``ReLU`` of its sum. In of a stage's first block without a downsample (resnet18's 1.0:
-    the stem's max-pooled ReLU) and In with a downsample (a BatchNorm output), Pre and Sum
-    have no such source (``None``). For blocks without a ReLU after the sum (ConvNeXt) the
-    sum equals the node, so reading it changes nothing.
-
-    Args:
-        blocks (sequence of ResidualBlock): the model's blocks (:func:`residual_blocks`).
-        block (ResidualBlock): the block of the node.
-        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
-
-    Returns:
-        ResidualBlock or None.
-    """
-    if node == "post":
-        return block
-    if node != "in" or block.downsample_path is not None:
-        return None
-    split = _split_name(block.name)
-    if split is None or split[1] == 0 or block.index == 0:
-        return None
-    previous = blocks[block.index - 1]
-    return previous if _split_name(previous.name) == (split[0], split[1] - 1) else None
-
-
-class _StopForward(Exception):
-    """Raised by a hook once the target node is read, to skip the rest of the forward."""
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    module = getattr(model, "_module", model)
-    if not isinstance(module, nn.Module):
-        raise InputTypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
-    return module
-
-
-class NodeProbe:
-    r"""Read one node of a residual block with forward hooks, stopping the forward there.
-
-    A context manager: hooks are registered on entry and removed on exit (also on error).
-    Calling it runs ``model(x)`` up to the node and returns the node's value, with autograd.
-
-    ======== ===================================================================
-    node     read as
-    ======== ===================================================================
-    in       the downsample's output, or the block's input (forward pre-hook)
-    pre      a clone of the last BatchNorm's output, before the in-place sum
-    sum      ``in + pre`` (clone of Pre), after the block
-    post     the block's output
-    ======== ===================================================================
-
-    With ``paper_compat=True``, Pre is what Lucent's ``ModuleHook`` records: a reference
-    to bn's output, returned after the block has run its in-place ``out += identity`` and
-    ``relu`` — for a torchvision block that is Post.
-
-    Args:
-        model (nn.Module): the model (an ``nnsight.NNsight`` is unwrapped).
-        block (str or ResidualBlock): the block, e.g. ``"2.1"``.
-        node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
-        paper_compat (bool): read Pre as Lucent does.
-
-    Shapes:
-        ``probe(x)``: input ``[K, 3, H, W]`` (normalised) to ``[K, C, h, w]``.
-    """
-
-    def __init__(self, model: nn.Module, block: str | ResidualBlock, node: str, paper_compat: bool = False,
-                 pre_activation: bool = False) -> None:
-        check_nodes([node])
-        self.model = _unwrap(model)
-        blocks = residual_blocks(self.model)
-        self.block = get_block(blocks, block)
-        self.node = node
-        self.paper_compat = bool(paper_compat)
-        #: the block whose pre-ReLU sum feeds the node's ReLU (``None``: not read)
-        self.relu_source = relu_source(blocks, self.block, node) if pre_activation and not paper_compat else None
-        #: the pre-ReLU value of the last call (``None`` when not read)
-        self.pre_activation: torch.Tensor | None = None
-        self._handles: list[Any] = []
-        self._seen: dict[str, torch.Tensor] = {}
-
-    # hooks --------------------------------------------------------------
-    def _store(self, key: str, clone: bool = False, stop: bool = False):
-        def hook(module, args, output):
-            self._seen[key] = output.clone() if clone else output
-            if stop:
-                self._seen["value"] = self._seen[key]
-                raise _StopForward
-        return hook
-
-    def _store_input(self, key: str, stop: bool = False):
-        def hook(module, args):
-            self._seen[key] = args[0]
-            if stop:
-                self._seen["value"] = args[0]
-                raise _StopForward
-        return hook
-
-    def _finish(self, module, args, output):
-        if self.node == "sum":
-            self._seen["value"] = self._seen["in"] + self._seen["pre"]
-        else:  # paper_compat Pre: the reference, as it is after the block's in-place ops
-            self._seen["value"] = self._seen["pre"]
-        raise _StopForward
-
-    def _finish_source(self, module, args, output):
-        self._seen["z"] = self._seen.pop("z_in") + self._seen.pop("z_pre")
-        if self.node == "post":
-            self._seen["value"] = output
-            raise _StopForward
-
-    def _register_source(self, register: Callable[[Any], None]) -> None:
-        """Hooks that read the pre-ReLU sum ``In + Pre`` of :attr:`relu_source` as ``"z"``."""
-        source = self.relu_source
-        unit = get_module(self.model, source.path)
-        if source.downsample_path is not None:
-            register(get_module(self.model, source.downsample_path).register_forward_hook(self._store("z_in")))
-        else:
-            register(unit.register_forward_pre_hook(self._store_input("z_in")))
-        register(get_module(self.model, source.pre_path).register_forward_hook(self._store("z_pre", clone=True)))
-        register(unit.register_forward_hook(self._finish_source))
-
-    def __enter__(self) -> "NodeProbe":
-        block, node = self.block, self.node
-        bn = get_module(self.model, block.pre_path)
-        unit = get_module(self.model, block.path)
-        register = self._handles.append
-        try:
-            if self.relu_source is not None:
-                self._register_source(register)
-                if node == "in":  # In is the block's input, the source block's output after its ReLU
-                    register(unit.register_forward_pre_hook(self._store_input("in", stop=True)))
-            elif node == "post":
-                register(unit.register_forward_hook(self._store("post", stop=True)))
-            elif node == "pre" and not self.paper_compat:
-                register(bn.register_forward_hook(self._store("pre", clone=True, stop=True)))
-            elif node == "pre":
-                register(bn.register_forward_hook(self._store("pre", clone=False)))
-                register(unit.register_forward_hook(self._finish))
-            else:
-                stop = node == "in"
-                if block.downsample_path is not None:
-                    ds = get_module(self.model, block.downsample_path)
-                    register(ds.register_forward_hook(self._store("in", stop=stop)))
-                else:
-                    register(unit.register_forward_pre_hook(self._store_input("in", stop=stop)))
-                if node == "sum":
-                    register(bn.register_forward_hook(self._store("pre", clone=True)))
-                    register(unit.register_forward_hook(self._finish))
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        while self._handles:
-            self._handles.pop().remove()
-        self._seen = {}
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._handles:
-            raise RuntimeError("NodeProbe is not active: use it as `with NodeProbe(...) as probe: probe(x)`")
-        self._seen = {}
-        try:
-            self.model(x)
-        except _StopForward:
-            pass
-        value = self._seen.get("value")
-        self.pre_activation = self._seen.get("z")
-        self._seen = {}
-        if value is None:
-            raise RuntimeError(f"the forward never reached node {self.node!r} of block {self.block.name}")
-        return value
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -662,7 +484,7 @@ def check_channels(channels: Sequence[int] | torch.Tensor | None, block: Residua
 def _prepare(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | torch.Tensor | None,
              config: "FeatureVizConfig | None") -> tuple[nn.Module, ResidualBlock, list[int], "FeatureVizConfig"]:
     """The unwrapped model, the block, the validated channels and the resolved config of a call."""
-    module = _unwrap(model)
+    module = unwrap(model, check=True)
     target = get_block(residual_blocks(module), block)
     check_nodes([node])
     return module, target, check_channels(channels, target), (config or FeatureVizConfig()).resolved(module, target, node)

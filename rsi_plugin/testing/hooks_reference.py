@@ -77,3 +77,44 @@ def hook_ablate_sum(model: nn.Module, images: torch.Tensor, block_path: str, cha
             return model(images)
     finally:
         handle.remove()
+
+
+def hook_values(model: nn.Module, images: torch.Tensor, sites: dict[str, tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """Values at hand-named module sites, read by raw hooks and cloned when hooked.
+
+    Independent of :mod:`rsi_plugin.access.plan`: the caller names each site itself.
+    Runs in the caller's grad mode (so a gradient can be taken through the values).
+
+    Args:
+        model (nn.Module): the model.
+        images (Tensor): its input.
+        sites (dict): ``name -> (module path, how)``; ``how`` is ``"output"``, ``"input"``
+            (first positional input) or ``"last_input"`` (first input of the module's last
+            call in the forward, e.g. a ResNet block's ReLU, which is called more than once).
+
+    Returns:
+        dict ``name -> value`` plus ``"logits"``.
+    """
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def on_output(name):
+        return lambda m, args, out: seen.__setitem__(name, out.clone())
+
+    def on_input(name):
+        return lambda m, args: seen.__setitem__(name, args[0].clone())
+
+    for name, (path, how) in sites.items():
+        module = model.get_submodule(path)
+        if how == "output":
+            handles.append(module.register_forward_hook(on_output(name)))
+        elif how in ("input", "last_input"):  # a later call overwrites: the last call is kept
+            handles.append(module.register_forward_pre_hook(on_input(name)))
+        else:
+            raise ValueError(f"unknown site kind {how!r}; valid: output, input, last_input")
+    try:
+        seen["logits"] = model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen

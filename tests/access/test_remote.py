@@ -186,7 +186,7 @@ def test_backend_for_a_host_names_the_model_key(monkeypatch, caplog, no_network)
     assert backend.host == "http://localhost:5001" and backend.api_key == "test-key"
     assert backend.model_key == "rsi_plugin.access.remote.VisionModel:torchvision:resnet18:random@3"
     with caplog.at_level(logging.WARNING, logger="rsi_plugin.access.remote"):
-        model._remote_backend("https://api.ndif.us", True, None, False)
+        model.check_remote_run("https://api.ndif.us")  # what trace / session call before nnsight builds a backend
     assert "Hugging Face language models" in caplog.text
     assert no_network == [] and not model.dispatched, "building a backend loads nothing and sends nothing"
 

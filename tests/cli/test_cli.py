@@ -16,7 +16,8 @@ def test_inspect_resnet18(tmp_path, capsys):
     assert list(table["block"].astype(str)) == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
     assert list(table["channels"]) == [64, 64, 128, 128, 256, 256, 512, 512]
     assert list(table["height"]) == [56, 56, 28, 28, 14, 14, 7, 7]
-    assert table["post_eq_relu_in_plus_pre"].all()
+    assert table["post_eq_activation_in_plus_pre"].all() and set(table["activation"]) == {"relu"}
+    assert list(table["post_path"])[:2] == ["layer1.0.output", "layer1.1.output"]
 
 
 def test_unknown_model_is_a_clear_error(capsys):

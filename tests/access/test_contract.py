@@ -1,0 +1,259 @@
+"""One contract for every reader of the residual nodes (issue 15).
+
+Every reader — ``capture``, ``capture(remote="local")``, ``node_gradient``, the FZ reader
+(``NodeProbe``) and the TransformerLens view — is run on four kinds of residual block
+(torchvision ``BasicBlock``, ``Bottleneck``, ConvNeXt's ``CNBlock`` and a custom block
+described by ``BlockSpec(post=...)``) at every node, and must agree with an independent
+reference: raw PyTorch hooks on module sites named by hand here
+(:func:`rsi_plugin.testing.hooks_reference.hook_values`), not by the library's read plan.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+import rsi_plugin as rsi
+from rsi_plugin.access.hooks import NodeProbe, relu_source
+from rsi_plugin.access.lens import hook_name, hooked
+from rsi_plugin.core.specs import BlockSpec, attach_specs
+from rsi_plugin.testing.hooks_reference import hook_values
+from rsi_plugin.testing.models import small_resnet
+
+NODES = ("in", "pre", "sum", "post")
+KINDS = ("basic", "bottleneck", "convnext", "post_spec")
+READERS = ("capture", "capture_remote_local", "node_gradient", "fz_reader", "lens")
+SIZE = 32
+
+
+def _randomize_norms(model: nn.Module, seed: int) -> nn.Module:
+    """Random BatchNorm statistics and affine parameters, ConvNeXt layer scales of order 1, so
+    that every node takes both signs and In, Pre and Post differ."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                c = module.num_features
+                module.weight.copy_(torch.rand(c, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(c, generator=generator) * 0.3)
+                module.running_mean.copy_(torch.randn(c, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+            if hasattr(module, "layer_scale") and isinstance(module.layer_scale, nn.Parameter):
+                module.layer_scale.copy_(torch.rand(module.layer_scale.shape, generator=generator) + 0.5)
+    return model.eval()
+
+
+class _SmallBottleneckResNet(ResNet):
+    """resnet50's block type and module names at a small width: blocks 1.0, 2.0, 2.1, 3.0."""
+
+    def __init__(self, width: int = 4, num_classes: int = 5) -> None:
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
+        self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(Bottleneck, width, 1)
+        self.layer2 = self._make_layer(Bottleneck, 2 * width, 2, stride=2)
+        self.layer3 = self._make_layer(Bottleneck, 4 * width, 1, stride=2)
+        self.layer4 = nn.Identity()
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(4 * width * Bottleneck.expansion, num_classes)
+
+
+class PostBlock(nn.Module):
+    """A residual block whose Post is not its output: ``tail(act(skip + branch(x)))``.
+
+    The shortcut ``proj`` (when present) runs *before* the branch, and a 1x1 ``tail`` follows
+    the activation, so Post must be read at ``act`` (``BlockSpec(post="act")``)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
+        self.proj = nn.Conv2d(cin, cout, 1, bias=False) if cin != cout else None
+        self.act = nn.ReLU()
+        self.tail = nn.Conv2d(cout, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.proj(x) if self.proj is not None else x
+        return self.tail(self.act(skip + self.branch(x)))
+
+
+POST_SPEC = BlockSpec(family="postblock", block_types=(PostBlock,), pre="branch", shortcut="proj", post="act",
+                      channels="tail.out_channels", shortcut_after_branch=False)
+
+
+@lru_cache(maxsize=None)
+def build(kind: str) -> nn.Module:
+    """The small model of a block kind (seeded, eval mode; cached: readers leave it unchanged)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        if kind == "basic":
+            return small_resnet(width=4, num_classes=5, seed=3)
+        if kind == "bottleneck":
+            return _randomize_norms(_SmallBottleneckResNet(), 3)
+        if kind == "convnext":
+            model = ConvNeXt([CNBlockConfig(8, 16, 2), CNBlockConfig(16, None, 1)], num_classes=5)
+            return _randomize_norms(model, 3)
+        if kind == "post_spec":
+            model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1),
+                                  nn.Sequential(PostBlock(8, 8), PostBlock(8, 12), PostBlock(12, 12)),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5))
+            return attach_specs(_randomize_norms(model, 3), [POST_SPEC])
+    raise ValueError(kind)
+
+
+def reference_sites(kind: str, model: nn.Module, path: str) -> dict[str, tuple[str, str]]:
+    """Where each node of the block at ``path`` is, named by hand for each kind."""
+    block = model.get_submodule(path)
+    if kind in ("basic", "bottleneck"):
+        return {"in": (f"{path}.downsample", "output") if block.downsample is not None else (path, "input"),
+                "pre": (f"{path}.bn3" if kind == "bottleneck" else f"{path}.bn2", "output"),
+                "sum": (f"{path}.relu", "last_input"),  # the last ReLU call sees the sum
+                "post": (path, "output")}
+    if kind == "convnext":  # result = stochastic_depth(...); result += input: no activation
+        return {"in": (path, "input"), "pre": (f"{path}.stochastic_depth", "output"),
+                "sum": (path, "output"), "post": (path, "output")}
+    return {"in": (f"{path}.proj", "output") if block.proj is not None else (path, "input"),
+            "pre": (f"{path}.branch", "output"), "sum": (f"{path}.act", "input"), "post": (f"{path}.act", "output")}
+
+
+def block_paths(kind: str) -> list[str]:
+    model = build(kind)
+    types = {"basic": BasicBlock, "bottleneck": Bottleneck, "post_spec": PostBlock}
+    if kind == "convnext":
+        from torchvision.models.convnext import CNBlock
+
+        types[kind] = CNBlock
+    return [path for path, m in model.named_modules() if isinstance(m, types[kind])]
+
+
+def reference(kind: str, x: torch.Tensor, path: str) -> dict[str, torch.Tensor]:
+    model = build(kind)
+    return hook_values(model, x, reference_sites(kind, model, path))
+
+
+def images(n: int = 2, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def test_models_cover_what_the_contract_is_about():
+    """The library finds exactly the hand-listed blocks; the four kinds include blocks with a
+    shortcut module run after the branch (ResNet), before it (PostBlock), none (ConvNeXt), and
+    a Post that is not the block's output."""
+    for kind in KINDS:
+        assert [b.path for b in rsi.residual_blocks(build(kind))] == block_paths(kind), kind
+    resnet_downsample = [b for b in rsi.residual_blocks(build("basic")) if b.downsample_path]
+    assert resnet_downsample and all(b.shortcut_after_branch for b in resnet_downsample)
+    custom = rsi.residual_blocks(build("post_spec"))
+    assert [b.downsample_path for b in custom] == [None, "1.1.proj", None]
+    assert all(not b.shortcut_after_branch and b.post_path == f"{b.path}.act" for b in custom)
+    x = images()
+    for path in block_paths("post_spec"):
+        model = build("post_spec")
+        ref = hook_values(model, x, {"post": (f"{path}.act", "output"), "out": (path, "output")})
+        assert not torch.allclose(ref["post"], ref["out"]), "Post must differ from the block's output"
+    for kind in KINDS:  # every node takes both signs somewhere, so ReLU vs identity is visible
+        ref = reference(kind, x, block_paths(kind)[-1])
+        assert (ref["sum"] < 0).any() and (ref["pre"] > 0).any(), kind
+
+
+def _read_all(reader: str, kind: str, node: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``block path -> value of node`` ([N, C, H, W]) by one reader."""
+    model = build(kind)
+    blocks = rsi.residual_blocks(model)
+    if reader in ("capture", "capture_remote_local"):
+        kwargs = {"remote": "local"} if reader == "capture_remote_local" else {}
+        got = rsi.capture(model, x, blocks="all", nodes=[node], center=False, **kwargs)
+        return {b.path: got[(b.name, node)] for b in blocks}
+    if reader == "lens":
+        _, cache = hooked(model).run_with_cache(x)
+        return {b.path: cache[hook_name(b, node)] for b in blocks}
+    if reader == "fz_reader":
+        out = {}
+        for b in blocks:
+            with torch.enable_grad(), NodeProbe(model, b.name, node, pre_activation=True) as probe:
+                out[b.path] = probe(x).detach()
+                behind = probe.pre_activation
+            source = relu_source(blocks, b, node)
+            assert (behind is None) == (source is None)
+            if source is not None:  # the sum behind the node's ReLU, read in the same forward
+                ref = reference(kind, x, source.path)
+                torch.testing.assert_close(behind.detach(), ref["sum"])
+                torch.testing.assert_close(out[b.path], torch.relu(ref["sum"]) if b.activation == "relu"
+                                           else ref["sum"])
+        return out
+    raise ValueError(reader)
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("node", NODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_reader_agrees_with_raw_hooks(kind, node, reader):
+    model = build(kind)
+    x = images()
+    with torch.no_grad():
+        logits = model(x)
+    if reader == "node_gradient":
+        total = 0.0
+        for block in rsi.residual_blocks(model):
+            channels = [0, block.channels - 1]
+            scores, grad = rsi.node_gradient(model, x, block.name, node, channels, objective="neuron")
+            xr = x.clone().requires_grad_(True)
+            with torch.enable_grad():
+                act = reference(kind, xr, block.path)[node]
+                h, w = act.shape[2] // 2, act.shape[3] // 2
+                ref_scores = act[torch.arange(2), torch.tensor(channels), h, w]
+                (ref_grad,) = torch.autograd.grad(ref_scores.sum(), xr)
+            torch.testing.assert_close(scores, ref_scores.detach())
+            torch.testing.assert_close(grad, ref_grad)
+            total += float(grad.abs().sum())
+        assert total > 0, "some gradient is not zero (a ReLU node may be 0 at one neuron)"
+    else:
+        got = _read_all(reader, kind, node, x)
+        assert sorted(got) == sorted(block_paths(kind))
+        for path, value in got.items():
+            torch.testing.assert_close(value, reference(kind, x, path)[node], msg=lambda m: f"{path}: {m}")
+    with torch.no_grad():
+        assert torch.equal(model(x), logits), "a reader changed the model"
+
+
+def test_post_site_of_a_spec_is_what_the_fz_and_the_criteria_read():
+    """The bug of issue 15: the FZ reader read Post at the block's output while ``capture`` read
+    the spec's ``post`` module; both now read the spec's site."""
+    model = build("post_spec")
+    x = images()
+    criteria = rsi.capture(model, x, nodes=["post"], center=False)
+    for block in rsi.residual_blocks(model):
+        with NodeProbe(model, block.name, "post") as probe, torch.no_grad():
+            fz = probe(x)
+        at_act = reference("post_spec", x, block.path)["post"]
+        block_output = hook_values(model, x, {"out": (block.path, "output")})["out"]
+        torch.testing.assert_close(fz, criteria[(block.name, "post")])
+        torch.testing.assert_close(fz, at_act)
+        assert not torch.allclose(fz, block_output)
+
+
+def test_inspect_checks_the_activation_of_each_spec():
+    """``rsi inspect``'s identity is Post == activation(In + Pre): ReLU for ResNets, the
+    identity for ConvNeXt (whose Post is not relu(In + Pre))."""
+    from rsi_plugin.apps.inspect import IDENTITY_COLUMN, block_table
+
+    x = images()
+    table = block_table(build("convnext"), x)
+    assert list(table["activation"]) == ["identity"] * 3 and table[IDENTITY_COLUMN].all()
+    acts = rsi.capture(build("convnext"), x, nodes=("in", "pre", "post"), center=False)
+    relu_error = max((acts[(b, "post")] - torch.relu(acts[(b, "in")] + acts[(b, "pre")])).abs().max().item()
+                     for b in table["block"])
+    assert relu_error > 1e-3, "the old relu check would have failed on ConvNeXt"
+    custom = block_table(build("post_spec"), x)
+    assert custom[IDENTITY_COLUMN].all() and list(custom["post_path"]) == [
+        "1.0.act.output", "1.1.act.output", "1.2.act.output"]
+    basic = block_table(build("basic"), x)
+    assert basic[IDENTITY_COLUMN].all() and set(basic["activation"]) == {"relu"}
