@@ -7,6 +7,11 @@ that is built once per model and reused (:func:`wrap`). Extra keyword arguments 
 :class:`rsi_plugin.access.remote.VisionModel`, so ``remote="local"`` (nnsight's serverless
 simulation of a remote run), ``remote=True`` or ``remote="http://host:port"`` work for
 every trace here (see :mod:`rsi_plugin.access.remote`).
+
+What a trace reads is planned by :mod:`rsi_plugin.access.plan` (the same plan the hook
+readers follow); this module only turns each planned read into an envoy's ``.output`` /
+``.input`` (:func:`rsi_plugin.access.nnsight_api.read_site`). Imports go one way:
+``nnsight_api`` <- ``remote`` (the wrapper class and :func:`wrap`) <- this module.
 """
 
 from __future__ import annotations
@@ -148,10 +153,11 @@ def capture(
 ) -> dict[NodeKey, torch.Tensor]:
     r"""Read residual nodes in one nnsight trace per batch.
 
-    The nodes are requested in execution order (in a block with a downsample, In is the
-    downsample's output and runs after Pre), Pre is cloned before it is saved (torchvision
-    adds the identity into it in place), ``"sum"`` is computed as ``in + pre``, and the
-    forward is stopped after the deepest node asked for unless ``stop_early=False``.
+    The reads follow :func:`rsi_plugin.access.plan.plan_reads`: in execution order (in a
+    block with a downsample, In is the downsample's output and runs after Pre), Pre cloned
+    before it is saved (torchvision adds the identity into it in place), ``"sum"`` computed
+    as ``in + pre``, Post at the spec's site, and the forward stopped after the last read
+    unless ``stop_early=False``.
     Runs under ``torch.no_grad()``.
 
     Args:

@@ -53,6 +53,12 @@ A model key needs weights a server can get by name. Random-init models carry the
 ``torchvision:resnet18:random@3`` rebuilds it); a model whose weights came from a local
 file, or one without ``rsi_info``, has no key: such models still run with
 ``remote="local"``, and ``remote=True`` / a URL raise a ``ValueError`` saying why.
+
+Where this module sits: :class:`VisionModel` subclasses
+:class:`rsi_plugin.access.nnsight_api.RemotableEnvoy`, which holds every override of
+nnsight's subclass hooks; here are only the model keys, the ``remote=`` rules and
+:func:`wrap` (the one wrapper per model). The readers (:mod:`rsi_plugin.access.nnsight`)
+import this module, never the reverse.
 """
 
 from __future__ import annotations

@@ -10,14 +10,16 @@ node     where it is read
 ``in``   the block's input; the ``downsample``'s output when the block has one
 ``pre``  the last BatchNorm of the residual branch (``bn2`` / ``bn3``), before the sum
 ``sum``  ``in + pre``, the pre-ReLU sum (the site the paper's *code* reads and ablates)
-``post`` ``relu(in + pre)``, the block's output
+``post`` ``relu(in + pre)``, the block's output (a spec's ``post`` module, if it names one)
 =======  =========================================================================
 
 Blocks are named ``"<stage>.<index>"`` as in the paper (``layer2[1]`` is ``"2.1"``). In a
 ConvNeXt ``CNBlock`` In is the block's input, Pre the output of ``stochastic_depth`` (the
 branch before the in-place add), Post the block's output, and Sum = Post (no activation).
 Nothing here imports nnsight: a :class:`ResidualBlock` is a plain description of where the
-nodes live, turned into module paths by one method, :meth:`ResidualBlock.site`.
+nodes live, turned into module paths by one method, :meth:`ResidualBlock.site`. How the nodes
+are *read* (Pre cloned, Sum = In + Pre, execution order, the early stop) is decided once, in
+:mod:`rsi_plugin.access.plan`, which every reader follows.
 """
 
 from __future__ import annotations
