@@ -1,4 +1,5 @@
-"""Small seeded models and data for tests: a ResNet-18-shaped ``small_resnet`` and ``random_data``."""
+"""Small seeded models and data for tests: a ResNet-18-shaped ``small_resnet``, ``randomize_norms``
+and ``random_data``."""
 
 from __future__ import annotations
 
@@ -13,14 +14,9 @@ INPUT_SIZE = 32
 RESIZE_SIZE = 37
 
 
-def small_resnet(width: int = 8, num_classes: int = 10, seed: int = 0) -> nn.Module:
-    """A seeded random ResNet18-layout model in eval mode, with BatchNorm affine parameters
-    and running statistics randomised so that predictions vary across images and classes.
-    Carries ``rsi_info`` with input size 32 and resize size 37."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = TinyResNet(width, num_classes, torchvision_init=False)  # resnet18's layout at width ``width``
+def randomize_norms(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Random BatchNorm affine parameters and running statistics (and ConvNeXt layer scales of
+    order 1 instead of 1e-6), so that every node varies across images and takes both signs."""
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -29,6 +25,22 @@ def small_resnet(width: int = 8, num_classes: int = 10, seed: int = 0) -> nn.Mod
                 module.bias.copy_(torch.randn(c, generator=generator) * 0.3)
                 module.running_mean.copy_(torch.randn(c, generator=generator) * 0.1)
                 module.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+            scale = getattr(module, "layer_scale", None)
+            if isinstance(scale, nn.Parameter):
+                scale.copy_(torch.rand(scale.shape, generator=generator) + 0.5)
+    return model
+
+
+def small_resnet(width: int = 8, num_classes: int = 10, seed: int = 0) -> nn.Module:
+    """A seeded random ResNet18-layout model in eval mode, with BatchNorm affine parameters
+    and running statistics randomised so that predictions vary across images and classes.
+    Carries ``rsi_info`` with input size 32 and resize size 37."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = TinyResNet(width, num_classes, torchvision_init=False)  # resnet18's layout at width ``width``
+    randomize_norms(model, generator)
+    with torch.no_grad():
         # A random network maps every image to nearly the same pooled features; centring
         # them (on reference images of another seed) makes the logits follow what differs.
         reference = torch.rand(64, 3, INPUT_SIZE, INPUT_SIZE, generator=generator)

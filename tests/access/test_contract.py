@@ -23,48 +23,12 @@ from rsi_plugin.access.hooks import NodeProbe, relu_source
 from rsi_plugin.access.lens import hook_name, hooked
 from rsi_plugin.core.specs import BlockSpec, attach_specs
 from rsi_plugin.testing.hooks_reference import hook_values
-from rsi_plugin.testing.models import small_resnet
+from rsi_plugin.testing.models import randomize_norms, small_resnet
 
 NODES = ("in", "pre", "sum", "post")
 KINDS = ("basic", "bottleneck", "convnext", "post_spec")
 READERS = ("capture", "capture_remote_local", "node_gradient", "fz_reader", "lens")
 SIZE = 32
-
-
-def _randomize_norms(model: nn.Module, seed: int) -> nn.Module:
-    """Random BatchNorm statistics and affine parameters, ConvNeXt layer scales of order 1, so
-    that every node takes both signs and In, Pre and Post differ."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                c = module.num_features
-                module.weight.copy_(torch.rand(c, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(c, generator=generator) * 0.3)
-                module.running_mean.copy_(torch.randn(c, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
-            if hasattr(module, "layer_scale") and isinstance(module.layer_scale, nn.Parameter):
-                module.layer_scale.copy_(torch.rand(module.layer_scale.shape, generator=generator) + 0.5)
-    return model.eval()
-
-
-class _SmallBottleneckResNet(ResNet):
-    """resnet50's block type and module names at a small width: blocks 1.0, 2.0, 2.1, 3.0."""
-
-    def __init__(self, width: int = 4, num_classes: int = 5) -> None:
-        nn.Module.__init__(self)
-        self._norm_layer = nn.BatchNorm2d
-        self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
-        self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(Bottleneck, width, 1)
-        self.layer2 = self._make_layer(Bottleneck, 2 * width, 2, stride=2)
-        self.layer3 = self._make_layer(Bottleneck, 4 * width, 1, stride=2)
-        self.layer4 = nn.Identity()
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(4 * width * Bottleneck.expansion, num_classes)
 
 
 class PostBlock(nn.Module):
@@ -97,15 +61,16 @@ def build(kind: str) -> nn.Module:
         if kind == "basic":
             return small_resnet(width=4, num_classes=5, seed=3)
         if kind == "bottleneck":
-            return _randomize_norms(_SmallBottleneckResNet(), 3)
+            model = ResNet(Bottleneck, [1, 2, 1, 1], num_classes=5, width_per_group=4)  # thin branches
+            return randomize_norms(model, torch.Generator().manual_seed(3)).eval()
         if kind == "convnext":
             model = ConvNeXt([CNBlockConfig(8, 16, 2), CNBlockConfig(16, None, 1)], num_classes=5)
-            return _randomize_norms(model, 3)
+            return randomize_norms(model, torch.Generator().manual_seed(3)).eval()
         if kind == "post_spec":
             model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1),
                                   nn.Sequential(PostBlock(8, 8), PostBlock(8, 12), PostBlock(12, 12)),
                                   nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5))
-            return attach_specs(_randomize_norms(model, 3), [POST_SPEC])
+            return attach_specs(randomize_norms(model, torch.Generator().manual_seed(3)).eval(), [POST_SPEC])
     raise ValueError(kind)
 
 
