@@ -2,11 +2,15 @@ r"""access: read and patch the residual nodes, through nnsight (local or ``remot
 inside your own trace, or as a TransformerLens view. Imports :mod:`rsi_plugin.core` only.
 
 ======================  ====================================================================
+:mod:`.plan`            :func:`plan_reads`: the one rule set for reading (block, node) sites
+                        (where, Pre cloned, Sum = In + Pre, order, early stop)
 :mod:`.nnsight`         :func:`wrap`, :func:`capture` (read nodes), :func:`ablate` (replace
                         channels of a node, one condition), :func:`node_gradient`
+:mod:`.hooks`           :class:`NodeProbe`: the FZ reader, plain PyTorch hooks on the same plan
 :mod:`.intrace`         :func:`block_nodes`: the nodes inside your own ``model.trace()``
-:mod:`.remote`          :class:`VisionModel`, :func:`remote_ready`: torchvision models for
-                        ``remote=`` (NDIF); nnsight's internals are touched here
+:mod:`.remote`          :class:`VisionModel`, :func:`remote_ready`, :func:`wrap`: model keys and
+                        the wrapper for ``remote=`` (NDIF)
+:mod:`.nnsight_api`     everything taken from nnsight (its internals are touched here only)
 :mod:`.lens`            :func:`hooked`: a TransformerLens-style view (``hook_name``)
 :mod:`.sessions`        whole experiments in one remote request
 ======================  ====================================================================
@@ -24,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "block_nodes": "intrace", "BlockNodes": "intrace", "NestedTraceError": "intrace",
     "VisionModel": "remote", "remote_ready": "remote", "ModelKey": "remote",
     "hooked": "lens", "hook_name": "lens",
+    "plan_reads": "plan", "ReadPlan": "plan", "NodeProbe": "hooks",
 }
 
 __all__ = sorted(_EXPORTS)

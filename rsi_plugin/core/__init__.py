@@ -17,6 +17,7 @@ r"""core: models, residual blocks and their nodes, images and transforms. Import
                         name a run writes or reads, defined once
 :mod:`.tensors`         :func:`model_device`: where a model (or its nnsight wrapper) lives
 :mod:`.frames`          :func:`truthy`: flag columns of tables read back as booleans
+:mod:`.wrapped`         :func:`unwrap`: the module behind a model or its nnsight wrapper
 ======================  ====================================================================
 """
 
@@ -36,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "eval_mode": "evalmode", "runs_in_eval_mode": "evalmode",
     "validation_loader": "data", "ValidationLoader": "data", "SkippedFiles": "data",
     "RunLayout": "runfolder", "ScanFiles": "runfolder", "SweepFiles": "runfolder",
+    "unwrap": "wrapped",
 }
 
 __all__ = sorted(_EXPORTS)
