@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["model_device"]
 
@@ -17,7 +18,7 @@ def model_device(model: nn.Module) -> torch.device:
     Returns:
         torch.device.
     """
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     for tensor in module.parameters():
         return tensor.device
     for tensor in module.buffers():

@@ -181,7 +181,7 @@ def _folder_batches(path: str | os.PathLike, model: nn.Module, batch_size: int,
     from rsi_plugin.core.data import validation_loader
     from rsi_plugin.core.images import model_info, normalize
 
-    module = getattr(model, "_module", model)
+    module = unwrap(model)
     loader = validation_loader(path, module, batch_size=batch_size, limit=limit, map_classes=False)  # no labels
     size = model_info(module).input_size
     param = next(iter(module.parameters()), None)
@@ -220,7 +220,7 @@ def natural_images(model: nn.Module, data: str | os.PathLike | Tensor | Iterable
         from rsi_plugin.zoo.data import default_data
 
         images, _ = default_data(model, "natural", n, seed).tensors()
-        return normalize(images, getattr(model, "_module", model))
+        return normalize(images, unwrap(model))
     if isinstance(data, (str, os.PathLike)):
         return _folder_batches(data, model, batch_size, limit)
     return data

@@ -26,6 +26,7 @@ from torch import nn
 from rsi_plugin.core.images import model_info
 from rsi_plugin.errors import DataError, UnknownNameError
 from rsi_plugin.zoo.shapes import ShapesDataset, eval_seed
+from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["PURPOSES", "ShapesRecipe", "recipe", "default_data"]
 
@@ -88,7 +89,7 @@ def default_data(model: nn.Module, purpose: Purpose, n: int, seed: int = 0) -> S
         ValueError: a model other than ``"tiny"`` (only it has bundled data: pass an
             ImageNet-layout folder instead), or an unknown purpose.
     """
-    info = model_info(getattr(model, "_module", model))
+    info = model_info(unwrap(model))
     if info.name != "tiny":
         raise DataError(f"no bundled dataset for model {info.name!r}: pass data= (an ImageNet-layout "
                          "folder, or images / batches of them); only 'tiny' has generated data")
