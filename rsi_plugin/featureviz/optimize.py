@@ -490,67 +490,220 @@ def _prepare(model: nn.Module, block: str | ResidualBlock, node: str, channels: 
     return module, target, check_channels(channels, target), (config or FeatureVizConfig()).resolved(module, target, node)
 
 
-def _optimize_batch(model: nn.Module, block: ResidualBlock, node: str, channels: list[int],
-                    cfg: FeatureVizConfig) -> Visualization:
-    """Optimise one batch, one channel per element (``cfg`` resolved)."""
-    device = _device(model)
+class _RowAdam:
+    r"""Adam with its own step count per batch row, so that rows can join and leave a batch.
+
+    The arithmetic of ``torch.optim.Adam`` (its defaults: ``betas=(0.9, 0.999)``,
+    ``eps=1e-8``, no weight decay), with the bias corrections looked up per row from a
+    table of the ``steps`` values (computed in float64, as Adam computes them in Python):
+    a row's update is the one Adam makes to that element when it is optimised alone.
+
+    Args:
+        lr (float): the learning rate.
+        steps (int): the largest step count of a row.
+        device: where the tables live.
+    """
+
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __init__(self, lr: float, steps: int, device: torch.device) -> None:
+        t = torch.arange(1, int(steps) + 1, dtype=torch.float64)
+        self.step_size = (float(lr) / (1.0 - self.betas[0] ** t)).to(device=device, dtype=torch.float32)
+        self.bias2_sqrt = torch.sqrt(1.0 - self.betas[1] ** t).to(device=device, dtype=torch.float32)
+
+    @torch.no_grad()
+    def step(self, params: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+             t: torch.Tensor) -> None:
+        """One update in place. ``t``: ``[K]`` long, each row's 0-based step (on the device)."""
+        shape = (-1,) + (1,) * (params.dim() - 1)
+        exp_avg.lerp_(grad, 1.0 - self.betas[0])
+        exp_avg_sq.mul_(self.betas[1]).addcmul_(grad, grad, value=1.0 - self.betas[1])
+        denom = (exp_avg_sq.sqrt() / self.bias2_sqrt[t].view(shape)).add_(self.eps)
+        # as addcdiv_(exp_avg, denom, value=-step_size) evaluates: (value * exp_avg) / denom
+        params.sub_(self.step_size[t].view(shape) * exp_avg / denom)
+
+
+@dataclass
+class _Rows:
+    """The rows of the running batch: one channel each, with its own step count.
+
+    ``channel`` and ``start`` (the global step at which the row joined) live on the host,
+    so the host knows every row's step without reading the device; the rest on the device.
+    """
+
+    channel: list[int]
+    start: list[int]
+    params: torch.Tensor  # [K, ...] the image parameters
+    exp_avg: torch.Tensor  # Adam's moments, like params
+    exp_avg_sq: torch.Tensor
+    thetas: torch.Tensor  # [K, steps, 2, 3] every step's transform
+    history: torch.Tensor  # [K, steps] the objective per step (NaN where not run)
+    t: torch.Tensor  # [K] long, each row's 0-based step
+    index: torch.Tensor  # [K] long, each row's channel
+
+    def __len__(self) -> int:
+        return len(self.channel)
+
+    def take(self, keep: torch.Tensor, kept: list[int]) -> "_Rows":
+        return _Rows([self.channel[i] for i in kept], [self.start[i] for i in kept], self.params[keep],
+                     self.exp_avg[keep], self.exp_avg_sq[keep], self.thetas[keep], self.history[keep],
+                     self.t[keep], self.index[keep])
+
+    def join(self, other: "_Rows") -> "_Rows":
+        return _Rows(self.channel + other.channel, self.start + other.start,
+                     *(torch.cat([a, b]) for a, b in zip(
+                         (self.params, self.exp_avg, self.exp_avg_sq, self.thetas, self.history, self.t, self.index),
+                         (other.params, other.exp_avg, other.exp_avg_sq, other.thetas, other.history, other.t,
+                          other.index))))
+
+
+def _new_rows(channels: list[int], start: int, cfg: FeatureVizConfig, spec: TransformSpec,
+              device: torch.device) -> _Rows:
+    """Rows for channels joining the batch at global step ``start``: each channel's initial
+    parameters, then its every step's transform, from its own generator (:func:`channel_seed`)."""
     size, steps = int(cfg.image_size), int(cfg.steps)
-    spec = cfg.transform_spec()
     generators = [torch.Generator().manual_seed(channel_seed(cfg.seed, c)) for c in channels]
-    params0 = init_params(generators, size, fft=cfg.fft, sd=cfg.sd)
-    draws = torch.stack([draw_transforms(g, steps, spec) for g in generators], dim=1)  # [steps, K, 6]
+    params = init_params(generators, size, fft=cfg.fft, sd=cfg.sd).to(device)
+    draws = torch.stack([draw_transforms(g, steps, spec) for g in generators])  # [K, steps, 6]
     thetas = transform_thetas(draws, size, spec).to(device=device, dtype=torch.float32)
-    image_of = ImageParam(size, fft=cfg.fft, decorrelate=cfg.decorrelate, decay_power=cfg.decay_power, device=device)
+    k = len(channels)
+    return _Rows(list(channels), [start] * k, params, torch.zeros_like(params), torch.zeros_like(params), thetas,
+                 torch.full((k, steps), float("nan"), device=device), torch.zeros(k, dtype=torch.long, device=device),
+                 torch.tensor(channels, dtype=torch.long, device=device))
+
+
+def _last_windows(history: torch.Tensor, ends: list[int], window: int) -> torch.Tensor:
+    """``[2 window, K]``: each row's objective over its last ``2 window`` steps before ``ends[k]``."""
+    offsets = torch.tensor([[e - 2 * window] for e in ends], dtype=torch.long) + torch.arange(2 * window)
+    return torch.gather(history, 1, offsets.to(history.device)).T
+
+
+def _optimize_stream(model: nn.Module, block: ResidualBlock, node: str, channels: list[int], cfg: FeatureVizConfig,
+                     width: int | None = None) -> Iterator[tuple[list[int], Visualization]]:
+    r"""Optimise channels of one node in a running batch of at most ``width`` rows (``cfg`` resolved).
+
+    Continuous batching: a channel leaves the batch as soon as it is finished (its objective
+    plateaued, or it reached ``cfg.steps``), and the next waiting channel takes its place
+    at the next window boundary (a multiple of the plateau window), so no step is spent on
+    a finished image. Every row keeps its own step count, random draws and Adam state
+    (:class:`_RowAdam`), so a channel's image does not depend on which channels share its
+    batch or when it joined (up to float rounding of batched kernels).
+
+    The host reads the device at most once per plateau window (the plateau test) and when
+    channels finish; a step itself never waits for the device.
+
+    Yields:
+        ``(channels, Visualization)`` for each group of channels that finished together.
+    """
+    device = _device(model)
+    steps = int(cfg.steps)
+    width = int(width or cfg.channels_per_batch)
+    spec = cfg.transform_spec()
+    image_of = ImageParam(int(cfg.image_size), fft=cfg.fft, decorrelate=cfg.decorrelate,
+                          decay_power=cfg.decay_power, device=device)
     info = model_info(model)
     mean = torch.tensor(info.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(info.std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
-    rows = torch.arange(len(channels), device=device)
-    index = torch.tensor(channels, device=device)
-
-    params = params0.to(device).requires_grad_(True)
-    optimizer = torch.optim.Adam([params], lr=cfg.lr)
-    k = len(channels)
-    history = torch.full((steps, k), float("nan"), device=device)
     window = plateau_window(steps, cfg.plateau_window)
-    done = torch.zeros(k, dtype=torch.bool, device=device)  # plateaued: the image is frozen at ``kept``
-    used = torch.full((k,), steps, dtype=torch.long, device=device)
-    kept = params.detach().clone()
-    with _frozen(model), NodeProbe(model, block, node, cfg.paper_compat, cfg.pre_activation) as probe, \
-            torch.enable_grad():
-        for step in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            seen = transform_images(image_of(params), thetas[step], spec)
-            target = _objective(probe((seen - mean) / std), rows, index, cfg.objective)
-            value = target
-            if probe.pre_activation is not None:  # a ReLU node: climb its pre-activation while it is <= 0
-                value = torch.where(target > 0, target, _objective(probe.pre_activation, rows, index, cfg.objective))
-            (-value.sum()).backward()
-            optimizer.step()
-            history[step] = torch.where(done, torch.full_like(value, float("nan")), value.detach())
-            t = step + 1
-            if cfg.early_stop and window and t < steps and t >= 2 * window and t % window == 0:
-                new = plateaued(history[:t], window, cfg.plateau_rtol) & ~done
-                if bool(new.any()):  # one host sync per window
-                    kept[new] = params.detach()[new]
-                    used[new] = t
-                    history[t:, new] = float("nan")
-                    done |= new
-                    if bool(done.all()):
-                        break
-        last = ~done
-        if bool(last.any()):
-            done[last] = plateaued(history[:steps, last], window, cfg.plateau_rtol)
-        with torch.no_grad():
-            final_params = torch.where(last.view(-1, *[1] * (params.dim() - 1)), params.detach(), kept)
-            images = image_of(final_params)
-            final = _objective(probe((images - mean) / std), rows, index, cfg.objective)
-    run = int(used.max())
-    return Visualization(images.detach(), final.detach(), history[:run], fz_status(final, images, done), used.cpu())
+    adam = _RowAdam(cfg.lr, steps, device)
+    waiting = list(channels)
+    rows: _Rows | None = None
+    step = 0  # the global step: rows join only where it is a multiple of the window
+    with _frozen(model), NodeProbe(model, block, node, cfg.paper_compat, cfg.pre_activation) as probe:
+        while waiting or rows is not None:
+            room = width - (len(rows) if rows is not None else 0)
+            if waiting and room > 0 and (window == 0 or step % window == 0):
+                joining = _new_rows(waiting[:room], step, cfg, spec, device)
+                del waiting[:room]
+                rows = joining if rows is None else rows.join(joining)
+            if rows is None:  # all finished off a boundary: wait for the next one (no work)
+                step += window - step % window
+                continue
+            k = len(rows)
+            arange = torch.arange(k, device=device)
+            params = rows.params.requires_grad_(True)
+            with torch.enable_grad():
+                seen = transform_images(image_of(params), rows.thetas[arange, rows.t], spec)
+                target = _objective(probe((seen - mean) / std), arange, rows.index, cfg.objective)
+                value = target
+                if probe.pre_activation is not None:  # a ReLU node: climb its pre-activation while it is <= 0
+                    value = torch.where(target > 0, target,
+                                        _objective(probe.pre_activation, arange, rows.index, cfg.objective))
+                (grad,) = torch.autograd.grad(-value.sum(), params)
+            params.requires_grad_(False)
+            adam.step(params, grad, rows.exp_avg, rows.exp_avg_sq, rows.t)
+            rows.history[arange, rows.t] = value.detach()
+            rows.t += 1
+            step += 1
+            ran = [step - s for s in rows.start]  # each row's steps, known on the host
+            finished = {i for i, t in enumerate(ran) if t >= steps}
+            if cfg.early_stop and window and step % window == 0:
+                test = [i for i, t in enumerate(ran) if 2 * window <= t < steps]
+                if test:  # the one read of the device per window
+                    flat = plateaued(_last_windows(rows.history[test], [ran[i] for i in test], window),
+                                     window, cfg.plateau_rtol).tolist()
+                    finished.update(i for i, f in zip(test, flat) if f)
+            if finished:
+                done = sorted(finished)
+                yield [rows.channel[i] for i in done], _finish_rows(rows, done, [ran[i] for i in done], steps,
+                                                                    window, cfg, image_of, probe, mean, std)
+                kept = [i for i in range(k) if i not in finished]
+                rows = rows.take(torch.tensor(kept, dtype=torch.long, device=device), kept) if kept else None
+
+
+def _finish_rows(rows: _Rows, done: list[int], ran: list[int], steps: int, window: int, cfg: FeatureVizConfig,
+                 image_of: ImageParam, probe: NodeProbe, mean: torch.Tensor, std: torch.Tensor) -> Visualization:
+    """The result of finished rows: final image, its objective, history and status. A row
+    that stopped before ``steps`` plateaued; one that ran them all is tested once more."""
+    device = rows.params.device
+    which = torch.tensor(done, dtype=torch.long, device=device)
+    history = rows.history[which]  # [F, steps]
+    converged = torch.tensor([t < steps for t in ran], dtype=torch.bool, device=device)
+    capped = [j for j, t in enumerate(ran) if t >= steps]
+    if capped and window:
+        converged[capped] = plateaued(_last_windows(history[capped], [ran[j] for j in capped], window),
+                                      window, cfg.plateau_rtol)
+    with torch.no_grad():
+        images = image_of(rows.params[which])
+        final = _objective(probe((images - mean) / std), torch.arange(len(done), device=device), rows.index[which],
+                           cfg.objective)
+    return Visualization(images, final, history[:, :max(ran)].T, fz_status(final, images, converged),
+                         torch.tensor(ran, dtype=torch.long))
+
+
+def _collect(parts: Iterator[tuple[list[int], Visualization]], channels: list[int],
+             bar: Any = None) -> Visualization:
+    """One :class:`Visualization` of ``channels``, in that order, from the groups of
+    :func:`_optimize_stream`."""
+    found: dict[int, tuple[Visualization, int]] = {}
+    for done, vis in parts:
+        found.update({c: (vis, k) for k, c in enumerate(done)})
+        if bar is not None:
+            bar.update(len(done))
+    run = max(int(found[c][0].history.shape[0]) for c in channels)
+
+    def history(c: int) -> torch.Tensor:
+        vis, k = found[c]
+        return F.pad(vis.history[:, k], (0, run - vis.history.shape[0]), value=float("nan"))
+
+    return Visualization(torch.stack([found[c][0].images[k] for c in channels for k in [found[c][1]]]),
+                         torch.stack([found[c][0].activations[k] for c in channels for k in [found[c][1]]]),
+                         torch.stack([history(c) for c in channels], dim=1),
+                         [found[c][0].status[found[c][1]] for c in channels],
+                         torch.stack([found[c][0].steps_used[found[c][1]] for c in channels]))
+
+
+def _optimize_batch(model: nn.Module, block: ResidualBlock, node: str, channels: list[int],
+                    cfg: FeatureVizConfig) -> Visualization:
+    """Optimise some channels together, all of them in one batch (``cfg`` resolved)."""
+    return _collect(_optimize_stream(model, block, node, list(channels), cfg, width=len(channels)), list(channels))
 
 
 def visualize(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | torch.Tensor,
               config: FeatureVizConfig | None = None, progress: bool = False) -> Visualization:
-    r"""Feature visualisations of some channels of one node, ``config.channels_per_batch`` at a time.
+    r"""Feature visualisations of some channels of one node, in a running batch of at most
+    ``config.channels_per_batch`` channels (a finished channel's place goes to the next one).
 
     No cache: see :func:`render` for cached, resumable runs.
 
@@ -560,7 +713,7 @@ def visualize(model: nn.Module, block: str | ResidualBlock, node: str, channels:
         node (str): ``"in"``, ``"pre"``, ``"sum"`` or ``"post"``.
         channels (sequence of int): channels of the node.
         config (FeatureVizConfig, optional): defaults to the paper's settings.
-        progress (bool): show a tqdm bar over batches.
+        progress (bool): show a tqdm bar over channels.
 
     Returns:
         :class:`Visualization` with ``images [K, 3, H, W]`` in [0, 1], ``activations [K]``
@@ -570,14 +723,8 @@ def visualize(model: nn.Module, block: str | ResidualBlock, node: str, channels:
         ValueError: unknown block or node, bad config. IndexError: channel out of range.
     """
     module, target, chosen, cfg = _prepare(model, block, node, channels, config)
-    parts = [_optimize_batch(module, target, node, chosen[i:i + cfg.channels_per_batch], cfg)
-             for i in tqdm(range(0, len(chosen), cfg.channels_per_batch), disable=not progress,
-                           desc=f"FZ {target.name} {node}", unit="batch")]
-    run = max(p.history.shape[0] for p in parts)
-    history = torch.cat([F.pad(p.history, (0, 0, 0, run - p.history.shape[0]), value=float("nan"))
-                         for p in parts], dim=1)
-    return Visualization(torch.cat([p.images for p in parts]), torch.cat([p.activations for p in parts]), history,
-                         [s for p in parts for s in p.status], torch.cat([p.steps_used for p in parts]))
+    with tqdm(total=len(chosen), disable=not progress, desc=f"FZ {target.name} {node}", unit="channel") as bar:
+        return _collect(_optimize_stream(module, target, node, chosen, cfg), chosen, bar)
 
 
 # --------------------------------------------------------------------------- cached rendering
@@ -624,7 +771,7 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
     With a ``cache_dir``, each channel's result is one record keyed by the model's
     fingerprint (:func:`model_fingerprint`), the block, the node, the channel and the hash
     of the resolved config (all fields but ``channels_per_batch``); see
-    :mod:`rsi_plugin.featureviz.cache`. Records are written after each batch, atomically, so an
+    :mod:`rsi_plugin.featureviz.cache`. Records are written as channels finish, atomically, so an
     interrupted run, rerun, computes only the channels that are missing.
 
     Args:
@@ -635,9 +782,9 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
         config (FeatureVizConfig, optional): defaults to the paper's settings.
         cache_dir (path, optional): where records live; ``None``: no cache.
         force (bool): recompute (and overwrite) cached channels.
-        progress (bool): a tqdm bar over channel batches.
+        progress (bool): a tqdm bar over channels.
         callback (callable, optional): ``callback(channels, images, activations)`` after
-            each computed batch has been written (an exception it raises stops the run;
+            each group of channels that finished together has been written (an exception it raises stops the run;
             finished batches stay cached).
         remote: ``None`` (here), or ``"local"`` / ``True`` / a URL: each batch's whole
             optimisation runs on that NDIF server in one request (:mod:`rsi_plugin.access.sessions`);
@@ -676,34 +823,39 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
         while missing:
             mine, done, busy = locks.claim(missing, reread=not force)
             found.update(done)
-            batches = [mine[i:i + cfg.channels_per_batch] for i in range(0, len(mine), cfg.channels_per_batch)]
-            for batch in tqdm(batches, disable=not progress, desc=f"FZ {target.name} {node}", unit="batch"):
-                if remote is None or remote is False:
-                    vis = _optimize_batch(module, target, node, batch, cfg)
-                else:
-                    from rsi_plugin.access.sessions import in_one_request, optimize_batch_remotely
+            if remote is None or remote is False:
+                groups = _optimize_stream(module, target, node, mine, cfg)
+            else:  # each batch's whole optimisation in one request
+                from rsi_plugin.access.sessions import in_one_request, optimize_batch_remotely
 
-                    vis = in_one_request(model, optimize_batch_remotely, target, node, batch, cfg, remote=remote)
-                for i, c in enumerate(batch):
-                    used = int(vis.steps_used[i])
-                    record = {
-                        "image": vis.images[i].detach().float().cpu().clone(),
-                        "activation": float(vis.activations[i]),
-                        "history": vis.history[:used, i].detach().float().cpu().clone(),
-                        "status": vis.status[i],
-                        "steps_used": used,
-                        "block": target.name,
-                        "node": node,
-                        "channel": c,
-                    }
-                    if cache_dir is not None:
-                        record.update(config_hash=chash, fingerprint=fingerprint)
-                        paths[c] = write_record(where[c], record, key)
-                    found[c] = record
-                computed.extend(batch)
-                locks.release(batch)
-                if callback is not None:
-                    callback(list(batch), vis.images, vis.activations)
+                groups = ((batch, in_one_request(model, optimize_batch_remotely, target, node, batch, cfg,
+                                                  remote=remote))
+                          for batch in (mine[i:i + cfg.channels_per_batch]
+                                        for i in range(0, len(mine), cfg.channels_per_batch)))
+            bar = tqdm(total=len(mine), disable=not progress, desc=f"FZ {target.name} {node}", unit="channel")
+            with bar:
+                for batch, vis in groups:
+                    for i, c in enumerate(batch):
+                        used = int(vis.steps_used[i])
+                        record = {
+                            "image": vis.images[i].detach().float().cpu().clone(),
+                            "activation": float(vis.activations[i]),
+                            "history": vis.history[:used, i].detach().float().cpu().clone(),
+                            "status": vis.status[i],
+                            "steps_used": used,
+                            "block": target.name,
+                            "node": node,
+                            "channel": c,
+                        }
+                        if cache_dir is not None:
+                            record.update(config_hash=chash, fingerprint=fingerprint)
+                            paths[c] = write_record(where[c], record, key)
+                        found[c] = record
+                    computed.extend(batch)
+                    locks.release(batch)
+                    bar.update(len(batch))
+                    if callback is not None:
+                        callback(list(batch), vis.images, vis.activations)
             missing = locks.wait(busy)
     return FeatureVizResult(
         block=target.name,

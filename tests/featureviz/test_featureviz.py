@@ -525,6 +525,56 @@ def test_early_stop_image_equals_a_fixed_run_of_that_many_steps(tiny):
         torch.testing.assert_close(stopped.activations[k], alone.activations[0], atol=1e-4, rtol=1e-4)
 
 
+def test_continuous_batching_refills_and_keeps_each_channel_its_own(tiny, monkeypatch):
+    """Two rows for six channels: a plateaued channel leaves, the next joins at a window
+    boundary; each channel's image, objective and steps equal its run alone."""
+    import rsi_plugin.featureviz as fv
+
+    chans = [0, 1, 2, 3, 4, 5]
+    cfg = fast(steps=120, lr=0.2, plateau_window=8, plateau_rtol=0.05)
+    tests = []
+    real = fv.plateaued
+    monkeypatch.setattr(fv, "plateaued", lambda *a: tests.append(1) or real(*a))
+    streamed = visualize(tiny, "1.0", "pre", chans, replace(cfg, channels_per_batch=2))
+    # the device is read at most once per window (plus once per finished group)
+    assert len(tests) <= 120 // 8 + len(chans), len(tests)
+    used = streamed.steps_used.tolist()
+    assert min(used) < 120 and len(set(used)) > 1, used
+    for k, c in enumerate(chans):
+        alone = visualize(tiny, "1.0", "pre", [c], cfg)
+        assert alone.steps_used.tolist() == [used[k]] and alone.status == [streamed.status[k]]
+        torch.testing.assert_close(streamed.images[k], alone.images[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(streamed.activations[k], alone.activations[0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(streamed.history[:used[k], k], alone.history[:, 0], atol=1e-4, rtol=1e-4)
+        assert torch.isnan(streamed.history[used[k]:, k]).all()
+
+
+def test_row_adam_equals_torch_adam_per_row():
+    """Rows that joined at different steps each get exactly torch.optim.Adam's update."""
+    from rsi_plugin.featureviz import _RowAdam
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(3, 5, generator=g)
+    start = [0, 3, 7]  # the step at which each row joins
+    adam = _RowAdam(0.05, 20, torch.device("cpu"))
+    params, m, v = torch.zeros(3, 5), torch.zeros(3, 5), torch.zeros(3, 5)
+    for step in range(20):
+        t = torch.tensor([max(step - s, 0) for s in start])
+        active = torch.tensor([step >= s for s in start])
+        grad = (params - target) * params.abs().add(1)
+        new = params.clone(), m.clone(), v.clone()
+        adam.step(*new[:1], grad, *new[1:], t)
+        for a, b in zip((params, m, v), new):
+            a[active] = b[active]
+    for row, s in enumerate(start):
+        p = torch.zeros(5, requires_grad=True)
+        opt = torch.optim.Adam([p], lr=0.05)
+        for _ in range(20 - s):
+            p.grad = ((p - target[row]) * p.abs().add(1)).detach()
+            opt.step()
+        assert torch.equal(params[row], p.detach()), (row, params[row] - p.detach())
+
+
 def test_fixed_count_without_early_stop(tiny):
     vis = visualize(tiny, "1.0", "pre", [0, 1], fast(steps=40, lr=0.2, plateau_window=4, plateau_rtol=0.5,
                                                       early_stop=False))
