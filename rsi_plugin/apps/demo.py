@@ -25,9 +25,15 @@ from rsi_plugin.core.runfolder import RunLayout
 from rsi_plugin.errors import RSIError
 from rsi_plugin.paper import SWEEP_SCALES, Variant, check_variant
 
-__all__ = ["DemoConfig", "run_demo", "pick_ablation_blocks"]
+__all__ = ["DemoConfig", "run_demo", "pick_ablation_blocks", "TINY_DEFAULT_BLOCKS"]
 
 logger = logging.getLogger(__name__)
+
+#: the blocks ``rsi demo`` scans by default on the bundled ``tiny`` model: layers 1-3 (224 of
+#: its 480 channels), the scope whose 3-seed scan fits the 15-minute budget on 2 CPU cores;
+#: layer 4 holds the other 256 channels and more than half of the FZ work (``blocks="all"``,
+#: ``rsi demo --blocks all``; benchmarks/results/README.md gives the measured times)
+TINY_DEFAULT_BLOCKS: tuple[str, ...] = ("1.0", "1.1", "2.0", "2.1", "3.0", "3.1")
 
 
 @dataclass
@@ -40,7 +46,9 @@ class DemoConfig:
         weights (str, optional): weights for it (``None``: the bundled / random init).
         data (str, optional): an ImageNet-layout folder for the sweep and the natural images;
             ``None`` for ``tiny``: the generated shapes.
-        blocks (list of str or "all"): blocks to scan.
+        blocks (list of str, "all" or None): blocks to scan; ``None`` (default): for ``tiny``
+            :data:`TINY_DEFAULT_BLOCKS` (layers 1-3, what fits 15 minutes on 2 CPU cores), for
+            other models ``"all"``.
         steps (int): cap on the feature-visualisation steps; each FZ stops at its plateau
             (:class:`~rsi_plugin.featureviz.optimize.FeatureVizConfig`); one that has not plateaued by
             the cap is ``unconverged`` and its channel undetermined (the paper: 2560, fixed).
@@ -74,7 +82,7 @@ class DemoConfig:
     model: str = "tiny"
     weights: str | None = None
     data: str | None = None
-    blocks: Sequence[str] | str = "all"
+    blocks: Sequence[str] | str | None = None
     steps: int = 512
     seeds: int = 3
     adaptive: bool = True
@@ -96,8 +104,8 @@ class DemoConfig:
     @classmethod
     def quick_run(cls, out: str, **overrides: Any) -> "DemoConfig":
         """The one-minute smoke settings."""
-        settings = dict(out=out, steps=8, seeds=2, trials=2, samples=200, natural_samples=200, null_sets=20,
-                        scales=(0.0, 0.2, 0.4), grids_per_block=2, quick=True)
+        settings = dict(out=out, blocks="all", steps=8, seeds=2, trials=2, samples=200, natural_samples=200,
+                        null_sets=20, scales=(0.0, 0.2, 0.4), grids_per_block=2, quick=True)
         settings.update(overrides)
         return cls(**settings)
 
@@ -112,6 +120,8 @@ class DemoConfig:
         if self.model != "tiny" and self.data is None:
             raise RSIError(f"model {self.model!r} needs data=: an ImageNet-layout validation folder "
                              "(only the bundled 'tiny' model has generated data)")
+        if self.blocks is None:
+            self.blocks = list(TINY_DEFAULT_BLOCKS) if self.model == "tiny" else "all"
         return self
 
 

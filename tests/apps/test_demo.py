@@ -99,6 +99,17 @@ def test_rerun_reuses_the_caches(demo_dir, monkeypatch):
                                   after.drop(columns=["fz_computed"], errors="ignore"))
 
 
+def test_default_scope_is_layers_1_to_3_of_tiny_and_all_elsewhere(tmp_path):
+    from rsi_plugin.cli import build_parser
+    from rsi_plugin.demo import TINY_DEFAULT_BLOCKS
+
+    assert DemoConfig().validated().blocks == list(TINY_DEFAULT_BLOCKS) == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1"]
+    assert DemoConfig(blocks="all").validated().blocks == "all"
+    assert DemoConfig(model="resnet18", data=str(tmp_path)).validated().blocks == "all"
+    assert DemoConfig.quick_run(str(tmp_path)).validated().blocks == "all"  # the smoke run covers every block
+    assert build_parser(["demo"]).parse_args(["demo"]).blocks is None
+
+
 def test_pick_ablation_blocks():
     summary = pd.DataFrame({"block": ["1.1", "2.1", "3.1", "4.1"], "passing": [3, 9, 9, 100]})
     channels = {"1.1": 16, "2.1": 32, "3.1": 64, "4.1": 128}
