@@ -34,8 +34,11 @@ def _load(path: Path):
         del sys.modules[name]
     sys.path.insert(0, str(path))
     try:
-        fv = importlib.import_module("rsi_plugin.featureviz")
-        model = importlib.import_module("rsi_plugin.models").load_model("tiny")
+        try:  # the package layout of issue 15, or the flat one before it
+            fv = importlib.import_module("rsi_plugin.featureviz.optimize")
+        except ModuleNotFoundError:
+            fv = importlib.import_module("rsi_plugin.featureviz")
+        model = importlib.import_module("rsi_plugin").load_model("tiny")
     finally:
         sys.path.remove(str(path))
     return fv, model
@@ -68,8 +71,8 @@ def _step(name: str, size: int, block: str, k: int):
     sys.path.insert(0, str(ROOT))
     import rsi_plugin as rsi
     from benchmarks.bench_featureviz import truncated_at_pre
-    from rsi_plugin.fzparam import ImageParam, TransformSpec, draw_transforms, init_params, transform_images, \
-        transform_thetas
+    from rsi_plugin.featureviz.param import ImageParam, TransformSpec, draw_transforms, init_params, \
+        transform_images, transform_thetas
 
     torch.manual_seed(0)
     model = rsi.load_model(name).eval()
