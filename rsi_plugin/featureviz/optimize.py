@@ -20,7 +20,10 @@ What is different, and why:
   of channel ``c`` — its initial spectrum and each step's transform — comes from a
   generator seeded by ``(seed, c)`` (:func:`channel_seed`), and each element is
   transformed with its own draw, so a channel's image does not depend on which channels
-  share its batch. BatchNorm runs in eval mode (per sample).
+  share its batch. BatchNorm runs in eval mode (per sample). The batch is a running one
+  (continuous batching): a channel whose objective has plateaued leaves it, and the next
+  waiting channel of the node joins at the next plateau-window boundary with its own step
+  count and Adam state, so no step is spent on a finished image.
 * **Stopped at the node.** The forward is run with plain PyTorch forward hooks
   (:class:`~rsi_plugin.access.hooks.NodeProbe`, the rules of :mod:`rsi_plugin.access.plan`) that read the node and raise a private exception, so nothing after
   the node is computed (Lucent always runs the whole network and hooks every module).
@@ -215,7 +218,8 @@ class FeatureVizConfig:
         angles (tuple of float): random rotations in degrees (the paper's -5..5).
         pad_mode (str): mode of the pad (Lucent's ``pad`` default ``"reflect"``).
         seed (int): seed; channel ``c`` draws from :func:`channel_seed` ``(seed, c)``.
-        channels_per_batch (int): channels optimised together (does not change results).
+        channels_per_batch (int): the most channels in the running batch (does not change
+            results beyond float rounding).
         fft (bool): FFT-spectrum parameterisation (else pixels).
         decorrelate (bool): Lucent's colour decorrelation.
         decay_power (float): spectrum decay (Lucent: 1).
