@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 1 for tiny, whose small convolutions gain nothing from "
                              "more and slow down badly when cores are shared; torch's default otherwise)")
-    parser.add_argument("--quick", action="store_true", help="a one-minute smoke run (few steps, images, trials)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a one-minute smoke run (few steps, images, trials; every block unless --blocks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
@@ -58,11 +59,12 @@ def run(args: argparse.Namespace) -> int:
             raise RSIError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
 
+    blocks = None if args.blocks is None else "all" if args.blocks == ["all"] else args.blocks
     overrides = {k: v for k, v in {"steps": args.steps, "seeds": args.seeds, "trials": args.trials,
-                                   "samples": args.samples, "null_sets": args.null_sets}.items() if v is not None}
+                                   "samples": args.samples, "null_sets": args.null_sets,
+                                   "blocks": blocks}.items() if v is not None}
     common = dict(model=args.model, weights=args.weights, data=args.data, tolerance=args.tolerance, seed=args.seed,
                   adaptive=not args.no_adaptive, channel_set=args.channel_set, variant=args.variant,
-                  blocks=None if args.blocks is None else "all" if args.blocks == ["all"] else args.blocks,
                   ablation_blocks=args.ablate if args.ablate else 2)
     config = (DemoConfig.quick_run(args.out, **common, **overrides) if args.quick
               else DemoConfig(out=args.out, **common, **overrides))
