@@ -89,7 +89,7 @@ def test_rerun_reuses_the_caches(demo_dir, monkeypatch):
     def no_optimisation(*args, **kwargs):
         raise AssertionError("a feature visualisation was recomputed")
 
-    monkeypatch.setattr(featureviz, "_optimize_batch", no_optimisation)
+    monkeypatch.setattr(featureviz, "_optimize_stream", no_optimisation)
     before = pd.read_csv(demo_dir / "scan" / "scan.csv", dtype={"block": str})
     assert main(["demo", "--quick", "--out", str(demo_dir), "--no-progress"]) == 0
     after = pd.read_csv(demo_dir / "scan" / "scan.csv", dtype={"block": str})

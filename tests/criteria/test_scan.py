@@ -73,7 +73,7 @@ def test_scan_end_to_end_then_rerun_uses_the_cache(model, tmp_path, monkeypatch)
     def no_optimisation(*args, **kwargs):
         raise AssertionError("an FZ was recomputed")
 
-    monkeypatch.setattr(featureviz, "_optimize_batch", no_optimisation)
+    monkeypatch.setattr(featureviz, "_optimize_stream", no_optimisation)
     again = scan(model, ["1.1", "2.0"], config, progress=False)
     assert not again["fz_computed"].any()
     numeric = ["pre_in", "pre_scaled", "post_in", "post_pre", "in_fz_act", "pre_fz_act"]
@@ -371,13 +371,13 @@ def test_adaptive_seeds_on_the_planted_model(planted, planted_full, monkeypatch)
     assert measured["stopped"] >= 2 and measured["errors"] == 0 and measured["error_rate"] == 0.0
     assert measured["renders_adaptive"] < measured["renders_full"] == 18
     calls = []
-    original = featureviz._optimize_batch
+    original = featureviz._optimize_stream
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(featureviz, "_optimize_batch", counting)
+    monkeypatch.setattr(featureviz, "_optimize_stream", counting)
     config = ScanConfig(featureviz=PLANTED_CONVERGED, seeds=SEEDS, cache_dir=cache, adaptive=True)
     adaptive = scan(planted, "1.0", config, progress=False)
     assert calls == []  # every FZ it needs is cached by the full run (per seed)
@@ -624,8 +624,8 @@ def test_a_killed_multi_seed_scan_keeps_its_finished_seeds_and_resumes(planted, 
     assert kept["seed"].tolist() == [7] * 6 and kept["fz_computed"].all()
     assert read_table(tmp_path / "scan_channels.csv")["n_seeds"].tolist() == [1] * 6
     optimised = []
-    original = featureviz._optimize_batch
-    monkeypatch.setattr(featureviz, "_optimize_batch", lambda *a, **k: optimised.append(1) or original(*a, **k))
+    original = featureviz._optimize_stream
+    monkeypatch.setattr(featureviz, "_optimize_stream", lambda *a, **k: optimised.append(1) or original(*a, **k))
     again = scan(planted, "1.0", config, progress=False, on_seed=lambda seed, rows: write_scan(rows, tmp_path))
     assert not again.loc[again.seed == 7, "fz_computed"].any() and again.loc[again.seed == 8, "fz_computed"].all()
     assert len(optimised) == 2  # In and Pre of the missing seed only

@@ -90,7 +90,8 @@ def read_table(run: Path) -> pd.DataFrame:
 
 
 class Spy:
-    """Counts _optimize_batch calls as (block, node, objective) and runs the real one."""
+    """Counts _optimize_stream calls (one per node and render call: its channels share a running
+    batch) as (block, node, objective) and runs the real one."""
 
     def __init__(self, real):
         self.real, self.calls = real, []
@@ -175,8 +176,8 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
     table = read_table(run)
     cache = tmp_path / "fz"
     shutil.copytree(run / "scan" / "fz", cache)  # the scan's In/Pre FZs only, whatever ran before
-    spy = Spy(featureviz._optimize_batch)
-    monkeypatch.setattr(featureviz, "_optimize_batch", spy)
+    spy = Spy(featureviz._optimize_stream)
+    monkeypatch.setattr(featureviz, "_optimize_stream", spy)
     out = tmp_path / "figures"
     paths = channel_grids(model, table, out, FAST, cache, data, layout=LAYOUT, progress=False)
     assert paths == [out / grid_filename(b, c) for b in BLOCKS for c in PASSING]
@@ -186,7 +187,7 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
                                        [("post", "neuron"), ("in", "channel"), ("pre", "channel"), ("post", "channel")])
 
     # every FZ is in the cache now: where render() keeps each (no optimisation runs)
-    monkeypatch.setattr(featureviz, "_optimize_batch", fail)
+    monkeypatch.setattr(featureviz, "_optimize_stream", fail)
     results = {(b, o, n): featureviz.render(model, b, n, PASSING, replace(FAST, objective=o), cache, progress=False)
                for b in BLOCKS for o in ("neuron", "channel") for n in ("in", "pre", "post")}
     cached = {key: result.paths for key, result in results.items()}
@@ -234,7 +235,7 @@ def test_channel_grids_one_png_per_passing_channel_reuses_the_scan_cache_and_res
 
     # resume: every PNG exists, so nothing is computed and nothing rewritten
     stamps = [p.stat().st_mtime_ns for p in paths]
-    monkeypatch.setattr(featureviz, "_optimize_batch", fail)
+    monkeypatch.setattr(featureviz, "_optimize_stream", fail)
     monkeypatch.setattr(fig1_data, "render", fail)
     monkeypatch.setattr(fig1_data, "top_k_images", fail)
     assert channel_grids(model, table, out, FAST, cache, data, layout=LAYOUT, progress=False) == paths
@@ -362,7 +363,7 @@ def test_plot_summary_writes_a_chart_and_checks_its_input(tmp_path):
 @pytest.fixture()
 def no_model(monkeypatch):
     """write_report must not load a model, render an FZ or trace anything."""
-    for module, name in [(models, "load_model"), (featureviz, "_optimize_batch"), (featureviz, "render"),
+    for module, name in [(models, "load_model"), (featureviz, "_optimize_stream"), (featureviz, "render"),
                          (trace, "capture"), (trace, "ablate"), (fig1_data, "render"), (fig1_data, "top_k_images")]:
         monkeypatch.setattr(module, name, fail)
 
