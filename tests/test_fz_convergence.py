@@ -79,6 +79,6 @@ def test_agreement_rejects_shared_seeds_and_compares_robust_sets(tmp_path):
     assert row["robust_first"] == {0, 1} and row["robust_second"] == {1, 2}
     assert row["robust_jaccard"] == pytest.approx(1 / 3)
     assert row["robust_chance"] == pytest.approx(chance_jaccard(4, 2, 2))
-    assert "Finding (B)" in markdown(None, result)
+    assert "Finding (B, 2.1)" in markdown(None, result) and "2.1: 0-3" in markdown(None, [result])
     with pytest.raises(ValueError, match="share seeds"):
         agreement(first, first)
