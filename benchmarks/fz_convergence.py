@@ -344,12 +344,13 @@ STEPS_HEADER = ["block", "node", "cap", "FZs", "min", "median [q1, q3]", "max", 
 
 def _summary_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     return [[r["block"], r["channels"], r["seeds"], r["robust"], r["any_seed"], r["undetermined"], r["not_robust"],
-             f"{r['passing_mean']:.1f} [{r['passing_min']}, {r['passing_max']}]", r["jaccard_mean"],
+             f"{r['passing_mean']:.1f} [{r['passing_min']}, {r['passing_max']}]", r["undetermined_mean"],
+             r["jaccard_mean"],
              (f"{_fmt(r['jaccard_min'])}–{_fmt(r['jaccard_max'])}" if r["jaccard_min"] is not None else "–"), r["null_expected"], r["null_p"]] for r in rows]
 
 
 SUMMARY_HEADER = ["block", "channels", "seeds", "robust", "any seed", "undetermined", "not robust",
-                  "passing per seed mean [min, max]", "seed Jaccard mean", "range", "null robust expected", "null p"]
+                  "passing per seed mean [min, max]", "undetermined rows per seed", "seed Jaccard mean", "range", "null robust expected", "null p"]
 
 
 def markdown(conv: dict[str, Any] | list[dict[str, Any]] | None,
@@ -364,7 +365,9 @@ def markdown(conv: dict[str, Any] | list[dict[str, Any]] | None,
            "Everything ran on a 2-core CPU machine shared with other jobs, 1 torch thread per run, one run at "
            "a time. A channel is *undetermined* in a seed when its In or Pre FZ is not `ok` (dead, flat or "
            "unconverged); *robust* when it passes in every seed of a run; *any seed* when it passes in at "
-           "least one.", ""]
+           "least one. In the per-block tables, *undetermined* counts channels whose undetermined seeds decide "
+           "whether they are robust (`rsi_plugin.seeds.channel_table`), and *undetermined rows per seed* the "
+           "(channel, seed) verdicts that are undetermined.", ""]
     for agree in agrees:
         sa, sb = agree["first"], agree["second"]
         cap = sa["settings"]["steps"]
@@ -380,9 +383,9 @@ def markdown(conv: dict[str, Any] | list[dict[str, Any]] | None,
                         c["robust_chance"], c["any_seed_jaccard"], c["any_seed_chance"],
                         f"{c['undetermined_first']} / {c['undetermined_second']} / {c['undetermined_both']}"]
                        for c in agree["compare"]])
-        for name, key in (("first", "summary_first"), ("second", "summary_second"),
-                          ("both pooled (6 seeds)", "summary_pooled")):
-            out += ["", f"Per block, {name} run:", ""]
+        for name, key in (("first run", "summary_first"), ("second run", "summary_second"),
+                          (f"both pooled ({len(sa['seeds']) + len(sb['seeds'])} seeds)", "summary_pooled")):
+            out += ["", f"Per block, {name}:", ""]
             out += _table(SUMMARY_HEADER, _summary_rows(agree[key]))
         out += ["", f"Steps used per FZ at the default (cap {cap}), all {len(sa['seeds']) + len(sb['seeds'])} "
                 "seeds pooled:", ""]
@@ -390,7 +393,7 @@ def markdown(conv: dict[str, Any] | list[dict[str, Any]] | None,
         ad = agree["adaptive"]
         out += ["", "The adaptive seed rule (`rsi_plugin.seeds.adaptive_error`) replayed on each full run: "
                 f"first run {ad['first']['stopped']} of {ad['first']['channels']} channels stopped after one seed, "
-                f"{ad['first']['errors']} wrong robust verdicts, {ad['first']['saved']:.0%} of renders saved; second "
+                f"{ad['first']['errors']} of them with a wrong robust or any-seed membership, {ad['first']['saved']:.0%} of renders saved; second "
                 f"run {ad['second']['stopped']} of {ad['second']['channels']} stopped, {ad['second']['errors']} "
                 f"wrong, {ad['second']['saved']:.0%} saved."]
         total = sum(c["channels"] for c in agree["compare"])
