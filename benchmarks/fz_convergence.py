@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from rsi_plugin.scanning import read_table  # noqa: E402
-from rsi_plugin.seeds import adaptive_error, block_summary, channel_table, verdicts  # noqa: E402
+from rsi_plugin.criteria.channel_scan import read_table  # noqa: E402
+from rsi_plugin.criteria.seeds import adaptive_error, block_summary, channel_table, verdicts  # noqa: E402
 
 NODES = ("in", "pre")
 STATUSES = ("ok", "dead", "flat", "unconverged")
@@ -135,7 +135,7 @@ def sets_by_block(channels: pd.DataFrame, column: str) -> dict[str, set[int]]:
 
 def counts_by_block(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Per block: the robust / any-seed / undetermined / not-robust channel counts over the seeds
-    of ``table``, the seed Jaccard and the permutation null (rsi_plugin.seeds.block_summary)."""
+    of ``table``, the seed Jaccard and the permutation null (rsi_plugin.criteria.seeds.block_summary)."""
     summary = block_summary(table)
     keep = ["block", "channels", "seeds", "robust", "any_seed", "undetermined", "not_robust", "passing_mean",
             "passing_min", "passing_max", "undetermined_mean", "jaccard_mean", "jaccard_min", "jaccard_max",
@@ -162,7 +162,7 @@ def _clean(value: Any) -> Any:
 
 
 def _write(path: str, result: dict[str, Any]) -> None:
-    from rsi_plugin.atomic import atomic_write
+    from rsi_plugin.core.atomic import atomic_write
 
     text = json.dumps(_clean(result), indent=1)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -366,7 +366,7 @@ def markdown(conv: dict[str, Any] | list[dict[str, Any]] | None,
            "a time. A channel is *undetermined* in a seed when its In or Pre FZ is not `ok` (dead, flat or "
            "unconverged); *robust* when it passes in every seed of a run; *any seed* when it passes in at "
            "least one. In the per-block tables, *undetermined* counts channels whose undetermined seeds decide "
-           "whether they are robust (`rsi_plugin.seeds.channel_table`), and *undetermined rows per seed* the "
+           "whether they are robust (`rsi_plugin.criteria.seeds.channel_table`), and *undetermined rows per seed* the "
            "(channel, seed) verdicts that are undetermined.", ""]
     for agree in agrees:
         sa, sb = agree["first"], agree["second"]
@@ -391,7 +391,7 @@ def markdown(conv: dict[str, Any] | list[dict[str, Any]] | None,
                 "seeds pooled:", ""]
         out += _table(STEPS_HEADER, _steps_rows(agree["steps"]))
         ad = agree["adaptive"]
-        out += ["", "The adaptive seed rule (`rsi_plugin.seeds.adaptive_error`) replayed on each full run: "
+        out += ["", "The adaptive seed rule (`rsi_plugin.criteria.seeds.adaptive_error`) replayed on each full run: "
                 f"first run {ad['first']['stopped']} of {ad['first']['channels']} channels stopped after one seed, "
                 f"{ad['first']['errors']} of them with a wrong robust or any-seed membership, {ad['first']['saved']:.0%} of renders saved; second "
                 f"run {ad['second']['stopped']} of {ad['second']['channels']} stopped, {ad['second']['errors']} "
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give --convergence and/or --agreement")
         text = markdown([json.loads(Path(f).read_text()) for f in args.convergence],
                         [json.loads(Path(f).read_text()) for f in args.agreement])
-        from rsi_plugin.atomic import atomic_write
+        from rsi_plugin.core.atomic import atomic_write
 
         atomic_write(Path(args.out), lambda tmp: Path(tmp).write_text(text))
         print("wrote", args.out)
