@@ -232,6 +232,13 @@ def convergence(default_dir: str, long_dir: str) -> dict[str, Any]:
                          **{f"{v}_long": int((part["verdict_l"] == v).sum()) for v in VERDICTS},
                          "passing_short": pass_s, "passing_long": pass_l, "passing_jaccard": jaccard(pass_s, pass_l)})
 
+    # the undetermined rows of the short cap: what their equations said there, and their verdict at the long cap
+    und = both[both["verdict_s"] == "undetermined"]
+    met = und["eq1_s"].astype(str).str.lower().isin(("true", "1")) & und["eq2_s"].astype(str).str.lower().isin(("true", "1"))
+    masked = {"rows": int(len(und)), "equations_met_short": int(met.sum()),
+              "met_then": {v: int((und.loc[met, "verdict_l"] == v).sum()) for v in VERDICTS},
+              "not_met_then": {v: int((und.loc[~met, "verdict_l"] == v).sum()) for v in VERDICTS}}
+
     # over the seeds: robust / any-seed sets at each cap
     ch_s, ch_l = channel_table(short), channel_table(long)
     sets = []
@@ -249,7 +256,7 @@ def convergence(default_dir: str, long_dir: str) -> dict[str, Any]:
         "steps_short": steps_table(short, cap_s), "steps_long": steps_table(long, cap_l),
         "unconverged_fates": fates, "per_seed": per_seed,
         "summary_short": counts_by_block(short), "summary_long": counts_by_block(long),
-        "sets": sets, "prefix_check": prefix,
+        "sets": sets, "prefix_check": prefix, "undetermined_short": masked,
     }
 
 
@@ -435,6 +442,12 @@ def markdown(conv: dict[str, Any] | list[dict[str, Any]] | None,
                         f"{p['undetermined_short']} → {p['undetermined_long']}",
                         ", ".join(f"{k} {v}" for k, v in p["transitions"].items() if k.split("->")[0] != k.split("->")[1]) or "none",
                         p["passing_short"], p["passing_long"], p["passing_jaccard"]] for p in conv["per_seed"]])
+        m = conv.get("undetermined_short")
+        if m:
+            out += ["", f"Of the {m['rows']} rows undetermined at cap {cs['steps']}, {m['equations_met_short']} met both "
+                    f"equations there (a pass hidden by the status); at cap {cl['steps']} those are "
+                    + ", ".join(f"{v} {n}" for v, n in m["met_then"].items()) + "; the others are "
+                    + ", ".join(f"{v} {n}" for v, n in m["not_met_then"].items()) + "."]
         out += ["", "Over the seeds, per cap:", ""]
         out += _table(["cap"] + SUMMARY_HEADER,
                       [[cs["steps"]] + r for r in _summary_rows(conv["summary_short"])]
@@ -453,7 +466,8 @@ def markdown(conv: dict[str, Any] | list[dict[str, Any]] | None,
         rob_l = sum(r["robust"] for r in conv["summary_long"])
         out += ["", f"**Finding (A).** Of {n_fz} FZs, {n_short} are unconverged at cap {cs['steps']} and {n_long} at "
                 f"cap {cl['steps']}; undetermined (seed, channel) rows go from {und_s} to {und_l} of {conv['rows']}; "
-                f"robust channels from {rob_s} to {rob_l}."]
+                f"robust channels from {rob_s} to {rob_l}. At cap {cl['steps']} the longest FZ stopped at step "
+                f"{max(int(r['max']) for r in conv['steps_long'])}."]
     return "\n".join(out) + "\n"
 
 

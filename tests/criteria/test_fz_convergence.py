@@ -26,8 +26,10 @@ def _folder(root: Path, name: str, rows: list[dict], steps: int) -> Path:
     return folder
 
 
-def _row(seed: int, channel: int, verdict: str, used: tuple[int, int], act: float = 1.0, status=("ok", "ok")) -> dict:
-    return {"source": "fz", "seed": seed, "block": "2.1", "channel": channel, "passes": verdict == "pass",
+def _row(seed: int, channel: int, verdict: str, used: tuple[int, int], act: float = 1.0, status=("ok", "ok"),
+         eq: bool | None = None) -> dict:
+    eq = verdict == "pass" if eq is None else eq
+    return {"eq1": eq, "eq2": eq, "source": "fz", "seed": seed, "block": "2.1", "channel": channel, "passes": verdict == "pass",
             "verdict": verdict, "in_status": status[0], "pre_status": status[1], "in_steps_used": used[0],
             "pre_steps_used": used[1], "in_fz_act": act, "pre_fz_act": act, "pre_in": 1.0, "pre_scaled": 1.0,
             "eq2_margin": 0.1}
@@ -44,7 +46,7 @@ def test_chance_jaccard_matches_enumeration():
 
 
 def test_convergence_counts_transitions_sets_and_prefix_mismatches(tmp_path):
-    short = [_row(0, 0, "pass", (128, 192)), _row(0, 1, "undetermined", (512, 512), 1.0, ("ok", "unconverged")),
+    short = [_row(0, 0, "pass", (128, 192)), _row(0, 1, "undetermined", (512, 512), 1.0, ("ok", "unconverged"), eq=True),
              _row(0, 2, "fail", (128, 128)), _row(1, 0, "pass", (128, 192)),
              _row(1, 1, "undetermined", (512, 512), 2.0, ("ok", "unconverged")), _row(1, 2, "fail", (64, 64))]
     long = [_row(0, 0, "pass", (128, 192)), _row(0, 1, "pass", (512, 1024), 3.0),
@@ -62,6 +64,9 @@ def test_convergence_counts_transitions_sets_and_prefix_mismatches(tmp_path):
     fate = next(f for f in result["unconverged_fates"] if f["node"] == "pre")
     assert (fate["unconverged_at_short_cap"], fate["then_ok"], fate["then_unconverged"]) == (2, 1, 1)
     assert fate["objective_ratio_long_over_short"]["median"] == pytest.approx((3.0 + 1.0) / 2)
+    assert result["undetermined_short"] == {"rows": 2, "equations_met_short": 1,
+                                            "met_then": {"pass": 1, "fail": 0, "undetermined": 0},
+                                            "not_met_then": {"pass": 0, "fail": 0, "undetermined": 1}}
     sets = result["sets"][0]
     assert sets["robust_short"] == {0} and sets["robust_long"] == {0}  # channel 1 passes in seed 0 only
     assert sets["any_seed_long"] == {0, 1}
