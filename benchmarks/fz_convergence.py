@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from rsi_plugin.core.runfolder import ScanFiles  # noqa: E402
 from rsi_plugin.criteria.channel_scan import read_table  # noqa: E402
 from rsi_plugin.criteria.seeds import adaptive_error, block_summary, channel_table, verdicts  # noqa: E402
 
@@ -51,9 +52,10 @@ VERDICTS = ("pass", "fail", "undetermined")
 def fz_settings(folder: Path) -> dict[str, Any]:
     """The feature-visualisation settings of a scan folder (from its cache's config.json files;
     the per-block jitter is listed separately)."""
-    configs = [json.loads(p.read_text()) for p in sorted(Path(folder, "fz").rglob("config.json"))]
+    configs = [json.loads(p.read_text()) for p in sorted(ScanFiles(folder).fz_cache.rglob("config.json"))]
     if not configs:
-        raise FileNotFoundError(f"no FZ cache config.json under {folder}/fz: is this an `rsi scan` folder?")
+        raise FileNotFoundError(f"no FZ cache config.json under {ScanFiles(folder).fz_cache}: "
+                                "is this an `rsi scan` folder?")
     keys = ("steps", "early_stop", "plateau_window", "plateau_rtol", "image_size", "pre_activation",
             "scale_jitter", "threads", "torch", "lr")
     settings: dict[str, Any] = {}
@@ -67,7 +69,7 @@ def fz_settings(folder: Path) -> dict[str, Any]:
 def load_scan(folder: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``scan.csv`` of a folder (FZ rows only) and its FZ settings."""
     folder = Path(folder)
-    path = folder / "scan.csv"
+    path = ScanFiles(folder).table
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `rsi scan --out {folder}` first")
     table = read_table(path)

@@ -10,19 +10,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rsi_plugin.core.runfolder import ScanFiles
 from benchmarks.fz_convergence import agreement, chance_jaccard, convergence, markdown
 
 
 def _folder(root: Path, name: str, rows: list[dict], steps: int) -> Path:
     folder = root / name
-    (folder / "fz" / "m" / "2.1" / "pre" / "h").mkdir(parents=True)
+    (ScanFiles(folder).fz_cache / "m" / "2.1" / "pre" / "h").mkdir(parents=True)
     seeds = sorted({r["seed"] for r in rows})
     for seed in seeds:
-        sub = folder / "fz" / "m" / "2.1" / "pre" / f"h{seed}"
+        sub = ScanFiles(folder).fz_cache / "m" / "2.1" / "pre" / f"h{seed}"
         sub.mkdir(parents=True, exist_ok=True)
         (sub / "config.json").write_text(json.dumps({"steps": steps, "seed": seed, "early_stop": True,
                                                      "plateau_window": 64, "plateau_rtol": 0.01}))
-    pd.DataFrame(rows).to_csv(folder / "scan.csv", index=False)
+    pd.DataFrame(rows).to_csv(ScanFiles(folder).table, index=False)
     return folder
 
 
