@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from rsi_plugin.errors import RSIError
 from rsi_plugin.paper import VARIANTS
+
+THREADS_HELP = ("torch CPU threads (default: torch's own, one per physical core; use 1 when other jobs share the "
+                "cores). Results can differ in the last bits between thread counts")
 
 
 def tolerance(value: str) -> float | str:
@@ -34,3 +38,18 @@ def add_variant_argument(parser: argparse.ArgumentParser, governs: str) -> None:
     parser.add_argument("--variant", choices=VARIANTS, default="text",
                         help=f"the paper's text (default) or its code; sets {governs} "
                              "unless given on their own")
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch's intra-op threads; ``None`` keeps torch's default.
+
+    Raises:
+        RSIError: ``threads < 1``.
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise RSIError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rsi_plugin.cli.args import add_variant_argument, tolerance
-from rsi_plugin.errors import RSIError
+from rsi_plugin.cli.args import THREADS_HELP, add_variant_argument, set_threads, tolerance
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     add_variant_argument(parser, "the scan's nodes, the FZ jitter and Pre reading, the ablated node and the crop")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: 1 for tiny, whose small convolutions gain nothing from "
-                             "more and slow down badly when cores are shared; torch's default otherwise)")
+                        help=THREADS_HELP)
     parser.add_argument("--quick", action="store_true",
                         help="a one-minute smoke run (few steps, images, trials; every block unless --blocks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -49,15 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from rsi_plugin.apps.demo import DemoConfig, run_demo
 
-    threads = args.threads if args.threads is not None else (1 if args.model == "tiny" else None)
-    if threads is not None:
-        if threads < 1:
-            raise RSIError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    set_threads(args.threads)
 
     blocks = None if args.blocks is None else "all" if args.blocks == ["all"] else args.blocks
     overrides = {k: v for k, v in {"steps": args.steps, "seeds": args.seeds, "trials": args.trials,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rsi_plugin.cli.args import add_variant_argument
+from rsi_plugin.cli.args import THREADS_HELP, add_variant_argument, set_threads
 from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 from rsi_plugin.errors import RSIError
 from rsi_plugin.paper import FZ_STEPS, TOLERANCE, VARIANTS
@@ -72,8 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "(rsi_plugin.criteria.seeds.adaptive_stop)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: 1 for tiny, as rsi demo; torch's default otherwise). "
-                             "Results can differ in the last bits between thread counts")
+                        help=THREADS_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
@@ -93,21 +92,6 @@ def seeds_from_args(values: list[int] | None, first: int) -> tuple[int, ...] | N
     return tuple(values)
 
 
-def set_threads(threads: int | None, model_name: str) -> None:
-    """``--threads``: torch's intra-op threads (1 for the tiny model when not given).
-
-    Raises:
-        ValueError: ``threads < 1``.
-    """
-    import torch
-
-    threads = threads if threads is not None else (1 if model_name == "tiny" else None)
-    if threads is not None:
-        if threads < 1:
-            raise RSIError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-
-
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -117,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from rsi_plugin.criteria.natural import natural_images
 
     seeds = seeds_from_args(args.seeds, args.seed)
-    set_threads(args.threads, args.model)
+    set_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = ScanFiles(out)

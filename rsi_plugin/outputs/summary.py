@@ -42,7 +42,7 @@ _BLOCK_COLUMNS = ("channels", "passing", "robust", "any_seed", "undetermined", "
 _SCALE_COLUMNS = ("ratio_mean", "ratio_se", "n_trials", "no_scale_ratio", "ratio_ci_low", "ratio_ci_high",
                   "diff_mean", "p_permutation", "p_sign", "deficit", "n_null", "null_share", "p_null", "n_images")
 _SETTING_KEYS = ("model", "weights", "blocks", "steps", "seeds", "trials", "tolerance", "samples", "scales", "seed", "quick",
-                 "null_sets", "max_draws")
+                 "null_sets", "max_draws", "channel_set", "ablation_blocks_chosen", "variant", "threads")
 
 
 def _clean(value: Any) -> Any:
@@ -249,6 +249,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
     if blocks:
         lines += _blocks_table(blocks) + [""]
     ablations = summary.get("ablations") or []
+    chosen = (summary.get("settings") or {}).get("ablation_blocks_chosen")
+    if blocks and not ablations and chosen is not None and len(chosen) == 0:
+        channel_set = (summary.get("settings") or {}).get("channel_set", "robust")
+        lines.append(f"No block was ablated: no scanned block has a channel in the `{channel_set}` set, so this run "
+                     "has no random control sets and no Eq. 3 test.")
     if ablations:
         lines.append("Random control sets (screened in the no-scale condition):")
         lines.append("")

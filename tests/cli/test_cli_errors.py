@@ -112,3 +112,23 @@ def test_float64_images_are_a_type_error_naming_the_fix():
         with pytest.raises(TypeError, match=r"float64.*float32"):
             call()
     rsi.capture(model, x.float(), blocks=["2.1"])  # the named fix works
+
+
+def test_threads_default_keeps_torchs_and_bad_counts_are_refused(tmp_path):
+    import torch
+
+    from rsi_plugin.cli.args import set_threads
+    from rsi_plugin.errors import RSIError
+
+    before = torch.get_num_threads()
+    try:
+        set_threads(None)  # the default of rsi demo / rsi scan: torch's own, for every model
+        assert torch.get_num_threads() == before
+        set_threads(2)
+        assert torch.get_num_threads() == 2
+        for bad in (0, -1):
+            with pytest.raises(RSIError, match="--threads must be >= 1"):
+                set_threads(bad)
+    finally:
+        torch.set_num_threads(before)
+    assert main(["demo", "--threads", "0", "--out", str(tmp_path / "run")]) == 2

@@ -599,7 +599,7 @@ def test_cli_scan_with_seeds_threads_and_resume(tmp_path, capsys):
     comparison = pd.read_csv(out / "paper_comparison.csv", dtype={"block": str})
     assert {"seeds", "any_seed", "undetermined"} <= set(comparison.columns) and comparison["seeds"].tolist() == [2]
     assert len(list((out / "fz").rglob("*.png"))) == 8  # 2 channels x (In, Pre) x 2 seeds
-    assert main(argv[:-2]) == 0  # resumes from the cache (threads default 1 only for tiny)
+    assert main(argv[:-2]) == 0  # resumes from the cache (no --threads: the thread count stays as it was)
     assert not pd.read_csv(out / "scan.csv")["fz_computed"].any()
     # an explicit list: seed 5 new, 3 cached (--seed also seeds resnet18's random init: keep it)
     assert main(argv[:-6] + ["--seed", "3", "--seeds", "5", "3"]) == 0

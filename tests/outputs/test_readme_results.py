@@ -74,6 +74,17 @@ def test_summary_holds_the_files_numbers(run):
     assert f"{first['ratio_mean']:.3f}" in text and ablation["verdict"] in text
 
 
+def test_a_run_that_ablated_nothing_says_so(run):
+    summary = summarize_run(run)
+    without = {**summary, "ablations": []}
+    assert "No block was ablated" not in render_markdown(without)  # not a demo: nothing known about the choice
+    said = render_markdown({**without, "settings": {**summary["settings"], "ablation_blocks_chosen": [],
+                                                    "channel_set": "robust"}})
+    assert "No block was ablated: no scanned block has a channel in the `robust` set" in said
+    assert "No block was ablated" not in render_markdown({**summary, "settings": {
+        **summary["settings"], "ablation_blocks_chosen": ["3.1"]}})
+
+
 def _readme(path: Path) -> Path:
     path.write_text(f"# title\n\nintro\n\n{START}\nold numbers 0.998 ± 0.001\n{END}\n\n## next\nrest\n")
     return path
