@@ -25,7 +25,7 @@ from rsi_plugin.core.runfolder import RunLayout
 from rsi_plugin.errors import RSIError
 from rsi_plugin.paper import SWEEP_SCALES, Variant, check_variant
 
-__all__ = ["DemoConfig", "run_demo", "pick_ablation_blocks", "TINY_DEFAULT_BLOCKS"]
+__all__ = ["DemoConfig", "run_demo", "channel_set_sizes", "pick_ablation_blocks", "TINY_DEFAULT_BLOCKS"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,13 +125,33 @@ class DemoConfig:
         return self
 
 
-def pick_ablation_blocks(summary: pd.DataFrame, how: int | Sequence[str], channels_of: dict[str, int]) -> list[str]:
-    """The blocks to ablate: the ``how`` blocks with the most passing channels (ties: the
-    earlier block), among those where a random set of the same size can be drawn from the
-    non-passing channels; or the names given.
+def channel_set_sizes(table: pd.DataFrame, blocks: Sequence[str], channel_set: str) -> pd.DataFrame:
+    """How many channels of each block the ablation would take (``channel_set`` of the scan).
 
     Args:
-        summary (DataFrame): ``block, passing`` per block.
+        table (DataFrame): ``scan.csv`` rows, one per (block, channel, seed).
+        blocks (list of str): the scanned blocks, in order.
+        channel_set (str): ``robust``, ``any`` or ``seed:K``
+            (:func:`rsi_plugin.criteria.seeds.select_channels`).
+
+    Returns:
+        DataFrame with columns ``block, passing`` (the size of the channel set), one row per block.
+    """
+    from rsi_plugin.criteria.seeds import select_channels
+
+    blocks = [str(b) for b in blocks]
+    return pd.DataFrame({"block": blocks,
+                         "passing": [len(select_channels(table, b, channel_set)) for b in blocks]})
+
+
+def pick_ablation_blocks(summary: pd.DataFrame, how: int | Sequence[str], channels_of: dict[str, int]) -> list[str]:
+    """The blocks to ablate: the ``how`` blocks with the most channels in the ablated set (ties:
+    the earlier block), among those where a random set of the same size can be drawn from the
+    other channels; or the names given.
+
+    Args:
+        summary (DataFrame): ``block, passing`` per block, ``passing`` the size of the channel
+            set the ablation takes (:func:`channel_set_sizes`).
         how (int or list of str): a count or block names.
         channels_of (dict): block -> number of channels.
 
@@ -252,7 +272,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
 
     start = time.perf_counter()
     channels_of = {b.name: b.channels for b in residual_blocks(model)}
-    chosen = pick_ablation_blocks(summary, config.ablation_blocks, channels_of)
+    sizes = channel_set_sizes(table, summary["block"].astype(str).tolist(), config.channel_set)
+    chosen = pick_ablation_blocks(sizes, config.ablation_blocks, channels_of)
     sweep_config = SweepConfig(scales=tuple(config.scales), trials=config.trials, seed=config.seed,
                                tolerance=config.tolerance, null_sets=config.null_sets, variant=config.variant)
     data = _sweep_data(config, model)
@@ -262,7 +283,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
         result = sweep(model, data, block, channels, sweep_config, out_dir=run.sweep(block).dir, progress=progress)
         eq3[block] = result.summary
     if not chosen:
-        logger.warning("no block has passing channels (and enough non-passing ones): no ablation sweep")
+        logger.warning("no block has channels in the %r set (and enough others for a random set): no ablation sweep",
+                       config.channel_set)
     _stage(config, "ablation", start)
 
     start = time.perf_counter()

@@ -118,6 +118,27 @@ def test_pick_ablation_blocks():
     assert pick_ablation_blocks(summary, ["4.1"], channels) == ["4.1"]
 
 
+def test_the_blocks_ablated_follow_the_channel_set():
+    """--channel-set any must choose blocks by their any-seed sets, not by the robust count
+    (a demo with no robust channel but any-seed ones ablated nothing before this test)."""
+    from rsi_plugin.apps.demo import channel_set_sizes
+
+    # 1.1: channel 0 passes in both seeds, 1 in seed 1 only; 2.1: channels 0-2 pass in seed 0 only
+    rows = [("1.1", 0, 0, True), ("1.1", 0, 1, True), ("1.1", 1, 0, False), ("1.1", 1, 1, True)]
+    rows += [("1.1", c, s, False) for c in range(2, 8) for s in (0, 1)]
+    rows += [("2.1", c, 0, c < 3) for c in range(8)] + [("2.1", c, 1, False) for c in range(8)]
+    table = pd.DataFrame(rows, columns=["block", "channel", "seed", "passes"])
+    table["verdict"] = ["pass" if p else "fail" for p in table["passes"]]
+    channels = {"1.1": 8, "2.1": 8}
+    robust = channel_set_sizes(table, ["1.1", "2.1"], "robust")
+    assert robust["passing"].tolist() == [1, 0]
+    assert pick_ablation_blocks(robust, 2, channels) == ["1.1"]
+    any_seed = channel_set_sizes(table, ["1.1", "2.1"], "any")
+    assert any_seed["passing"].tolist() == [2, 3]
+    assert pick_ablation_blocks(any_seed, 2, channels) == ["2.1", "1.1"]
+    assert channel_set_sizes(table, ["1.1", "2.1"], "seed:1")["passing"].tolist() == [2, 0]
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"steps": 0}, "steps must be a positive integer"),
     ({"trials": -1}, "trials must be an integer >= 0"),
