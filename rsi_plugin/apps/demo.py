@@ -23,7 +23,7 @@ import torch
 from rsi_plugin.apps.timing import write_json
 from rsi_plugin.core.runfolder import RunLayout
 from rsi_plugin.errors import RSIError
-from rsi_plugin.paper import SWEEP_SCALES, Variant, check_variant
+from rsi_plugin.paper import FZ_STEPS, SWEEP_SCALES, Variant, check_variant
 
 __all__ = ["DemoConfig", "run_demo", "channel_set_sizes", "pick_ablation_blocks", "TINY_DEFAULT_BLOCKS"]
 
@@ -51,7 +51,10 @@ class DemoConfig:
             other models ``"all"``.
         steps (int): cap on the feature-visualisation steps; each FZ stops at its plateau
             (:class:`~rsi_plugin.featureviz.optimize.FeatureVizConfig`); one that has not plateaued by
-            the cap is ``unconverged`` and its channel undetermined (the paper: 2560, fixed).
+            the cap is ``unconverged`` and its channel undetermined. Default 2560, the paper's
+            (fixed) count, as a cap: on the bundled model every FZ of layers 1-3 plateaus before
+            it, most by ~600 steps, and converged verdicts let the adaptive rule skip later
+            seeds (a 512 cap left most layer-3 FZs unconverged and cost more).
         seeds (int): FZ seeds (``seed, seed + 1, ...``); every number of the scan comes per
             seed, the ablation takes the channels that pass in every seed (``robust``).
         adaptive (bool): after the first seed, render further seeds only for channels whose
@@ -83,7 +86,7 @@ class DemoConfig:
     weights: str | None = None
     data: str | None = None
     blocks: Sequence[str] | str | None = None
-    steps: int = 512
+    steps: int = FZ_STEPS
     seeds: int = 3
     adaptive: bool = True
     channel_set: str = "robust"

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "scope estimated to fit 15 minutes on 2 CPU cores (scan ~10 min); all eight blocks: "
                              "scan estimated at ~25 minutes there, plus the ablation; other models: all)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="cap on the feature-visualisation steps, each FZ stops at its plateau (default 512; quick 8)")
+                        help="cap on the feature-visualisation steps, each FZ stops at its plateau (default 2560, the paper's count; quick 8)")
     parser.add_argument("--seeds", type=int, default=None, help="FZ seeds per channel (default 3; quick 2)")
     parser.add_argument("--no-adaptive", action="store_true",
                         help="render every seed for every channel (default: later seeds only near a threshold)")

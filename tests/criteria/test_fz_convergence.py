@@ -73,7 +73,7 @@ def test_convergence_counts_transitions_sets_and_prefix_mismatches(tmp_path):
     assert sets["any_seed_long"] == {0, 1}
     pre_short = next(r for r in result["steps_short"] if r["node"] == "pre")
     assert pre_short["status_unconverged"] == 2 and pre_short["stopped_before_cap"] == 4
-    assert "Finding (A)" in markdown(result, None)
+    assert "**Finding (A, 2.1).**" in markdown(result, None)
 
 
 def test_agreement_rejects_shared_seeds_and_compares_robust_sets(tmp_path):
