@@ -185,6 +185,18 @@ def _meta(argv: list[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------- A: convergence
 
 
+def _is_full(table: pd.DataFrame) -> bool:
+    """Every channel rendered in every seed of the run (not an adaptive run)."""
+    seeds = table["seed"].nunique()
+    return bool((table.groupby(["block", "channel"])["seed"].nunique() == seeds).all())
+
+
+def _replay(table: pd.DataFrame) -> dict[str, Any]:
+    """The adaptive rule replayed on a full run; ``{"adaptive_run": True}`` for a run that was
+    already adaptive (its skipped seeds were never rendered, so there is nothing to replay)."""
+    return adaptive_error(table) if _is_full(table) else {"adaptive_run": True}
+
+
 def convergence(default_dir: str, long_dir: str) -> dict[str, Any]:
     """The default (short cap) scan against a long-cap scan on their common rows."""
     short, s_set = load_scan(default_dir)
@@ -298,9 +310,9 @@ def agreement(first_dir: str, second_dir: str) -> dict[str, Any]:
         "steps": steps_table(pooled, int(a_set["steps"]) if not isinstance(a_set["steps"], list) else -1),
         "verdicts_per_seed": [{"seed": int(s), "block": blk, **{v: int((p["verdict"] == v).sum()) for v in VERDICTS}}
                               for (s, blk), p in pooled.groupby(["seed", "block"], sort=False)],
-        "adaptive": {"first": adaptive_error(a), "second": adaptive_error(b),
-                     "per_block_first": {blk: adaptive_error(p) for blk, p in a.groupby("block", sort=False)},
-                     "per_block_second": {blk: adaptive_error(p) for blk, p in b.groupby("block", sort=False)}},
+        "adaptive": {"first": _replay(a), "second": _replay(b),
+                     "per_block_first": {blk: _replay(p) for blk, p in a.groupby("block", sort=False)},
+                     "per_block_second": {blk: _replay(p) for blk, p in b.groupby("block", sort=False)}},
     }
 
 
@@ -402,11 +414,15 @@ def markdown(conv: dict[str, Any] | list[dict[str, Any]] | None,
                 "seeds pooled:", ""]
         out += _table(STEPS_HEADER, _steps_rows(agree["steps"]))
         ad = agree["adaptive"]
-        out += ["", "The adaptive seed rule (`rsi_plugin.criteria.seeds.adaptive_error`) replayed on each full run: "
-                f"first run {ad['first']['stopped']} of {ad['first']['channels']} channels stopped after one seed, "
-                f"{ad['first']['errors']} of them with a wrong robust or any-seed membership, {ad['first']['saved']:.0%} of renders saved; second "
-                f"run {ad['second']['stopped']} of {ad['second']['channels']} stopped, {ad['second']['errors']} "
-                f"wrong, {ad['second']['saved']:.0%} saved."]
+        replays = []
+        for name in ("first", "second"):
+            r = ad[name]
+            replays.append(f"{name} run: adaptive itself, nothing to replay" if r.get("adaptive_run") else
+                           f"{name} run {r['stopped']} of {r['channels']} channels stopped after one seed, "
+                           f"{r['errors']} of them with a wrong robust or any-seed membership, {r['saved']:.0%} of "
+                           "renders saved")
+        out += ["", "The adaptive seed rule (`rsi_plugin.criteria.seeds.adaptive_error`) replayed on each run "
+                "that rendered every seed: " + "; ".join(replays) + "."]
         total = sum(c["channels"] for c in agree["compare"])
         robust = sum(len(c["robust_first"]) + len(c["robust_second"]) for c in agree["compare"])
         reached = [c["block"] for c in agree["compare"] if c["robust_jaccard"] is not None and c["robust_jaccard"] >= 0.8]

@@ -263,7 +263,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
             setting = a.get("tolerance_setting")
             how = f"tolerance {_num(tolerance, 4)}" + (f" (setting {setting})" if str(setting) == "auto" else "")
             short = "" if kept is None or asked is None or kept >= asked else " — **fewer than asked**"
-            lines.append(f"- block {a['block']} ({a.get('channels')} channels): {kept} of {asked} kept from "
+            n = a.get("channels")
+            lines.append(f"- block {a['block']} ({n} channel{'' if n == 1 else 's'}): {kept} of {asked} kept from "
                          f"{a.get('draws')} draws, {how}{short}")
         lines.append("")
         lines.append("Eq. 3 (mean acc(invariant) / acc(random) ± standard error over the kept sets; no-scale ratio "

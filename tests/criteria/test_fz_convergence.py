@@ -88,3 +88,16 @@ def test_agreement_rejects_shared_seeds_and_compares_robust_sets(tmp_path):
     assert "Finding (B, 2.1)" in markdown(None, result) and "2.1: 0-3" in markdown(None, [result])
     with pytest.raises(ValueError, match="share seeds"):
         agreement(first, first)
+
+
+def test_the_adaptive_replay_is_skipped_for_a_run_that_was_adaptive(tmp_path):
+    full = [_row(s, c, "pass" if c < 2 else "fail", (64, 64)) for s in (0, 1) for c in range(4)]
+    # channel 3 rendered in seed 0 only: the run itself skipped a seed
+    adaptive = [_row(s, c, "pass" if c in (1, 2) else "fail", (64, 64)) for s in (2, 3) for c in range(4)
+                if not (s == 3 and c == 3)]
+    result = agreement(_folder(tmp_path, "full", full, 512), _folder(tmp_path, "adaptive", adaptive, 512))
+    assert result["adaptive"]["second"] == {"adaptive_run": True}
+    assert result["adaptive"]["first"]["channels"] == 4  # the full run is replayed
+    text = markdown(None, result)
+    assert "second run: adaptive itself, nothing to replay" in text
+    assert f"first run {result['adaptive']['first']['stopped']} of 4 channels stopped after one seed" in text
