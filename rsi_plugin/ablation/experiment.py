@@ -496,7 +496,7 @@ def sweep(
         from rsi_plugin.outputs.plots import plot_accuracy, plot_eq3  # drawing only (see CONTRIBUTING.md)
 
         store.write_frame(store.files.eq3, summary)
-        title = f"block {target.name}, {len(channels)} channels, {len(kept)} of {config.trials} random sets"
+        title = f"block {target.name}, {len(channels)} channel{'' if len(channels) == 1 else 's'}, {len(kept)} of {config.trials} random sets"
         plot_eq3(summary, store.files.eq3_plot, title=title)
         plot_accuracy(results, store.files.accuracy_plot, title=title)
         if skipped.count:
