@@ -249,9 +249,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
     if blocks:
         lines += _blocks_table(blocks) + [""]
     ablations = summary.get("ablations") or []
-    chosen = (summary.get("settings") or {}).get("ablation_blocks_chosen")
+    settings = summary.get("settings") or {}
+    chosen = settings.get("ablation_blocks_chosen")
     if blocks and not ablations and chosen is not None and len(chosen) == 0:
-        channel_set = (summary.get("settings") or {}).get("channel_set", "robust")
+        channel_set = settings.get("channel_set", "robust")
         lines.append(f"No block was ablated: no scanned block has a channel in the `{channel_set}` set, so this run "
                      "has no random control sets and no Eq. 3 test.")
     if ablations:

@@ -30,11 +30,13 @@ def model_state(model: nn.Module) -> dict:
 
 
 def assert_same_state(before: dict, after: dict) -> None:
-    assert before["hooks"] == after["hooks"]
-    assert before["global_hooks"] == after["global_hooks"]
-    assert before["training"] == after["training"]
-    assert before["requires_grad"] == after["requires_grad"]
-    assert before["grads"] == after["grads"]
-    assert before["state"].keys() == after["state"].keys()
+    """Raise ``AssertionError`` naming what differs between two :func:`model_state` snapshots
+    (an explicit raise, not ``assert``, so ``python -O`` does not skip the check)."""
+    for part in ("hooks", "global_hooks", "training", "requires_grad", "grads"):
+        if before[part] != after[part]:
+            raise AssertionError(f"the model's {part} changed")
+    if before["state"].keys() != after["state"].keys():
+        raise AssertionError("the model's state dict keys changed")
     for key, value in before["state"].items():
-        assert torch.equal(value, after["state"][key]), key
+        if not torch.equal(value, after["state"][key]):
+            raise AssertionError(f"the model's state changed at {key}")
