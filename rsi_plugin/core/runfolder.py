@@ -10,7 +10,8 @@ the CLI) take the names from here. A demo run folder::
     RUN/report.html                 the report (rsi report, rsi demo)
     RUN/results-summary.json        the headline numbers (rsi report --summary-json, rsi demo)
     RUN/scan/                       a scan folder (ScanFiles): scan.csv, scan.parquet,
-                                    scan_channels.csv, summary.csv, paper_comparison.csv, fz/
+                                    scan_channels.csv, summary.csv, paper_comparison.csv, fz/,
+                                    sensitivity.csv, sensitivity_summary.csv (rsi sensitivity)
     RUN/figures/                    grid_<block>_<channel>.png (Fig. 1), summary.png
     RUN/ablation/<block>/           a sweep folder (SweepFiles): sweep.json, means.csv,
                                     ablation.csv, draws.csv, eq3.csv, eq3.png, accuracy.png,
@@ -58,6 +59,9 @@ SCAN_CHANNELS = "scan_channels.csv"
 SCAN_SUMMARY = "summary.csv"
 PAPER_COMPARISON = "paper_comparison.csv"
 FZ_CACHE_DIR = "fz"
+#: the analysis-choice sensitivity of a scan (:mod:`rsi_plugin.criteria.sensitivity`)
+SENSITIVITY = "sensitivity.csv"
+SENSITIVITY_SUMMARY = "sensitivity_summary.csv"
 #: the scan's CSV tables, in the order :func:`~rsi_plugin.criteria.channel_scan.write_scan` writes them
 SCAN_TABLES: tuple[str, ...] = (SCAN_TABLE, SCAN_CHANNELS, SCAN_SUMMARY, PAPER_COMPARISON)
 
@@ -131,6 +135,16 @@ class ScanFiles(_Folder):
     def fz_cache(self) -> Path:
         """``fz/``: the feature-visualisation cache."""
         return self.dir / FZ_CACHE_DIR
+
+    @property
+    def sensitivity(self) -> Path:
+        """``sensitivity.csv``: per (block, channel, seed, analysis choice) the verdict re-evaluated."""
+        return self.dir / SENSITIVITY
+
+    @property
+    def sensitivity_summary(self) -> Path:
+        """``sensitivity_summary.csv``: per (block, analysis choice) the flips."""
+        return self.dir / SENSITIVITY_SUMMARY
 
 
 @dataclass(frozen=True)
