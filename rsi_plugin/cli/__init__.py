@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
             "two blocks with the most passing channels, write report.html",
     "scan": "find scale-invariant channels (Eq. 1 and 2) from feature visualisations or natural images; "
             "writes scan.csv and summary.csv",
+    "sensitivity": "verdict flips of a finished scan under analysis choices (zoom centre, 8-bit PNG), from its FZ cache",
     "ablate": "mean-ablate scale-invariant vs random channels across scales; writes ablation.csv, eq3.csv and Fig. 2",
     "report": "write DIR/report.html from the scan and ablation outputs below DIR (no model needed)",
     "bench": "time plain forward vs hooks vs nnsight capture/ablate, per batch size",

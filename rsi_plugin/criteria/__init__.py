@@ -17,6 +17,8 @@ Imports :mod:`rsi_plugin.core`, :mod:`rsi_plugin.access` and :mod:`rsi_plugin.fe
                         :mod:`rsi_plugin.outputs.grids`)
 :mod:`.geometry`        where a block's centre neuron looks (its receptive-field centre, found
                         by a gradient through the FZ reader) and ``S`` zoomed about it
+:mod:`.sensitivity`     :func:`choice_sensitivity`: a finished scan re-evaluated on its cached
+                        FZs under analysis choices (zoom centre, 8-bit PNG); flips per block
 ======================  ====================================================================
 """
 
