@@ -14,6 +14,9 @@ results summary and the HTML report. Reads run folders (the names in
 :mod:`.report`          :func:`write_report`: a self-contained HTML page of a run folder
 :mod:`.summary`         :func:`summarize_run`: a run's headline numbers as one JSON file, and
                         the README block generated from it
+:mod:`.method_card`     :func:`method_card`: per block one pass / inconclusive / fail mark per
+                        check (untrained copies, planted control, seeds, Eq. 3 vs null, analysis
+                        choices), the rule of each stated once
 ======================  ====================================================================
 """
 
