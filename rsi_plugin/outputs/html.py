@@ -209,4 +209,11 @@ code { font-size: 0.9em; }
 .banner { border: 2px solid #c0392b; background: #fdecea; padding: 0.5em 0.8em; margin: 0.8em 0;
           font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; font-size: 0.9em; }
 p.verdict { font-weight: bold; }
+.wide { overflow-x: auto; }
+table.card td { vertical-align: top; max-width: 16em; }
+.mark-pass, .mark-fail, .mark-inconclusive { font-weight: bold; padding: 0 0.3em; border-radius: 3px; }
+.mark-pass { background: #dff0d8; color: #1e5a1e; }
+.mark-fail { background: #f8d7da; color: #7a1c1c; }
+.mark-inconclusive { background: #fff3cd; color: #6b5200; }
+ul.rules { font-size: 0.85em; color: #444; }
 """

@@ -182,9 +182,11 @@ def _eq3(ablation: Mapping[str, Any] | None) -> tuple[str, str]:
         return "pass", f"p_null {_num(best['p_null'])} at {100 * float(best['scale']):g} % (x{m} scales)"
     if kept is not None and kept < 2:
         return "inconclusive", f"{kept} random set(s) kept"
+    smallest_p = min((v for v in p if v is not None), default=None)
+    if not any("detectable_deficit" in s for s in scales):  # a summary from before the power analysis
+        return "inconclusive", f"not distinguishable (min p_null {_num(smallest_p)}); power not computed"
     detectable = [s.get("detectable_deficit") for s in scales]
     finite = [d for d in detectable if d is not None]
-    smallest_p = min((v for v in p if v is not None), default=None)
     if not finite:
         if smallest_p is None:
             return "inconclusive", "no null drawn"

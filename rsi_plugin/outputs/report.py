@@ -347,11 +347,44 @@ def _glance_section(contents: RunContents, page: Page) -> None:
     page.add(html_table(frame))
 
 
+def _card_section(contents: RunContents, page: Page) -> None:
+    """The first screen: the method card, per block one mark per check, and the rules."""
+    from rsi_plugin.outputs.method_card import CHECKS, RULES, card_frame, method_card
+    from rsi_plugin.outputs.summary import summarize_contents
+
+    try:
+        card = method_card(summarize_contents(contents))
+    except (KeyError, ValueError, TypeError) as error:  # a partial run must still get a report
+        logger.warning("no method card: %s", error)
+        return
+    if not card:
+        return
+    page.section("Method card")
+    page.add('<p class="caption">Can each finding be believed? Per block, one mark per check: the trained network '
+             "against untrained copies of it, the instrument on a planted model with a known answer, the agreement "
+             "of FZ seeds, Eq. 3 against a null with the deficit the run could have detected, and the verdicts "
+             "under other analysis choices.</p>")
+    frame = card_frame(card).reset_index()
+    marks = {"pass": "mark-pass", "fail": "mark-fail", "inconclusive": "mark-inconclusive"}
+
+    def cell(value: Any) -> str:
+        mark, _, detail = str(value).partition(": ")
+        return f'<span class="{marks.get(mark, "")}">{escape(mark)}</span> {escape(detail)}'
+
+    rows = "".join("<tr>" + "".join(f"<td>{escape(r['block'])}</td>" if c == "block" else f"<td>{cell(r[c])}</td>"
+                                     for c in frame.columns) + "</tr>" for r in frame.to_dict("records"))
+    head = "".join(f"<th>{escape(c)}</th>" for c in frame.columns)
+    page.add(f'<div class="wide"><table class="card"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
+    page.add("<ul class=\"rules\">" + "".join(f"<li><b>{escape(CHECKS[k])}</b>: {escape(RULES[k])}</li>" for k in CHECKS)
+             + "</ul>")
+
+
 def _render(contents: RunContents, title: str | None) -> str:
     from rsi_plugin import __version__
 
     page = Page(contents.root)
     model = contents.model
+    _card_section(contents, page)
     _glance_section(contents, page)
     heading = title or (f"Scale invariance in the residual stream: {model}" if model
                         else f"Scale invariance in the residual stream: {contents.root.resolve().name}")

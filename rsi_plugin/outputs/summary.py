@@ -24,6 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from rsi_plugin.core.atomic import atomic_write_text
 from rsi_plugin.errors import MissingFileError, RSIError
 
@@ -62,7 +64,25 @@ def _clean(value: Any) -> Any:
     return str(value)
 
 
+def _sensitivity(scan_dir: Path) -> dict[str, dict[str, dict[str, int]]]:
+    """Block -> analysis choice -> flip counts, from ``sensitivity_summary.csv`` when the scan has one."""
+    from rsi_plugin.core.runfolder import ScanFiles
+
+    path = ScanFiles(scan_dir).sensitivity_summary
+    if not path.is_file():
+        return {}
+    frame = pd.read_csv(path, dtype={"block": str})
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for row in frame.to_dict("records"):
+        if row["block"] == "all":
+            continue
+        out.setdefault(row["block"], {})[str(row["choice"])] = {
+            k: int(row[k]) for k in ("rows", "verdict_flips", "eq1_flips", "eq2_flips") if k in row}
+    return out
+
+
 def _block_rows(scan) -> list[dict[str, Any]]:
+    sensitivity = _sensitivity(scan.dir)
     summary = scan.summary
     if "source" in summary.columns:
         summary = summary[summary["source"].astype(str) == "fz"]
@@ -76,6 +96,8 @@ def _block_rows(scan) -> list[dict[str, Any]]:
         for column in _BLOCK_COLUMNS:
             if column in record:
                 row[column] = record[column]
+        if block in sensitivity:
+            row["sensitivity"] = sensitivity[block]
         if "undetermined" not in row and "verdict" in table.columns:
             part = table[table["block"].astype(str) == block]
             if "seed" not in part.columns or part["seed"].nunique() <= 1:
@@ -240,12 +262,18 @@ def render_markdown(summary: dict[str, Any]) -> str:
         summary (dict): from :func:`summarize_run` or :func:`read_summary`.
 
     Returns:
-        str (ends with a newline): the per-block passing table, the random sets kept per
+        str (ends with a newline): the method card (:mod:`rsi_plugin.outputs.method_card`), the
+        per-block passing table, the random sets kept per
         ablated block, Eq. 3 per scale (mean ± standard error), the tests' p-values and one
         verdict sentence per ablated block.
     """
+    from rsi_plugin.outputs.method_card import card_markdown, method_card
+
     lines: list[str] = []
     blocks = summary.get("blocks") or []
+    if blocks or summary.get("ablations"):
+        lines += ["**Method card** — can each finding be believed? One mark per check and block:", ""]
+        lines += card_markdown(method_card(summary)).rstrip("\n").splitlines() + [""]
     if blocks:
         lines += _blocks_table(blocks) + [""]
     ablations = summary.get("ablations") or []

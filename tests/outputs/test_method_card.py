@@ -68,6 +68,7 @@ def _ablation(p_nulls, detectable, kept=10, n_null=200):
     (_ablation([0.5] * 5, [None] * 5, n_null=15), "inconclusive"),          # the null cannot detect anything
     (_ablation([0.5] * 5, [-0.01] * 5, kept=1), "inconclusive"),
     (None, "inconclusive"),
+    ({"block": "2.1", "trials_kept": 10, "scales": [{"scale": 0.5, "p_null": 0.3}]}, "inconclusive"),  # no power
 ])
 def test_eq3_check_uses_bonferroni_and_power(ablation, mark):
     summary = {"blocks": [_block()], "ablations": [] if ablation is None else [ablation]}

@@ -10,6 +10,7 @@ as passing: what is tested is what the grids and the report do with passing chan
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from html.parser import HTMLParser
@@ -529,3 +530,31 @@ def test_cli_report(run, tmp_path, capsys, no_model):
     with pytest.raises(ValueError, match="no scan or ablation outputs"):
         write_report(empty)
     assert not (empty / "report.html").exists()
+
+
+def test_report_leads_with_the_method_card_and_reads_the_sensitivity_file(run, no_model, tmp_path):
+    from rsi_plugin.outputs.html import escape
+    from rsi_plugin.outputs.method_card import CHECKS, RULES
+    from rsi_plugin.outputs.summary import render_markdown, summarize_run
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    # a sensitivity summary as rsi sensitivity writes it: block 2.1 flips 3 of 4 verdicts under one choice
+    pd.DataFrame([{"block": "2.1", "choice": "zoom_center", "rows": 4, "verdict_flips": 3, "eq1_flips": 3, "eq2_flips": 0},
+                  {"block": "all", "choice": "zoom_center", "rows": 8, "verdict_flips": 3, "eq1_flips": 3, "eq2_flips": 0}]
+                 ).to_csv(copy / "scan" / "sensitivity_summary.csv", index=False)
+    summary = summarize_run(copy)
+    blocks = {b["block"]: b for b in summary["blocks"]}
+    assert blocks["2.1"]["sensitivity"] == {"zoom_center": {"rows": 4, "verdict_flips": 3, "eq1_flips": 3, "eq2_flips": 0}}
+    text = write_report(copy).read_text(encoding="utf-8")
+    sections = re.findall(r"<h2[^>]*>(.*?)</h2>", text)
+    assert sections[0] == "Method card"
+    card = table_with(parse(text), ["block"] + list(CHECKS.values()))
+    rows = {row[0]: row for row in card["rows"]}
+    assert set(rows) == set(blocks) | {a["block"] for a in summary["ablations"]}
+    assert rows["2.1"][5].startswith("fail") and "zoom_center 3/4" in rows["2.1"][5]  # 75 % flips > 20 %
+    assert all(rows[b][1].startswith("inconclusive") for b in rows)  # no untrained copy in this run
+    for rule in RULES.values():
+        assert text.count(escape(rule)) == 1
+    markdown = render_markdown(summary)
+    assert markdown.index("Method card") < markdown.index("| block |")
