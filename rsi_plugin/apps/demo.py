@@ -247,6 +247,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     from rsi_plugin.ablation.experiment import SweepConfig, sweep
     from rsi_plugin.criteria.channel_scan import ScanConfig, scan, write_scan
     from rsi_plugin.criteria.seeds import select_channels
+    from rsi_plugin.criteria.sensitivity import write_sensitivity
 
     config = config.validated()
     config.started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -266,6 +267,10 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     write_scan(table, run.scan.dir)
     summary = pd.read_csv(run.scan.summary, dtype={"block": str})
     _stage(config, "scan", start)
+
+    start = time.perf_counter()
+    write_sensitivity(model, table, scan_config, run.scan.dir)  # from the cache: no FZ is rendered again
+    _stage(config, "sensitivity", start)
 
     start = time.perf_counter()
     natural = _natural_images(config, model)
