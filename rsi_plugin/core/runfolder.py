@@ -11,7 +11,8 @@ the CLI) take the names from here. A demo run folder::
     RUN/results-summary.json        the headline numbers (rsi report --summary-json, rsi demo)
     RUN/scan/                       a scan folder (ScanFiles): scan.csv, scan.parquet,
                                     scan_channels.csv, summary.csv, paper_comparison.csv, fz/,
-                                    sensitivity.csv, sensitivity_summary.csv (rsi sensitivity)
+                                    sensitivity.csv, sensitivity_summary.csv (rsi sensitivity),
+                                    scan_controls.csv (a scan with controls)
     RUN/figures/                    grid_<block>_<channel>.png (Fig. 1), summary.png
     RUN/ablation/<block>/           a sweep folder (SweepFiles): sweep.json, means.csv,
                                     ablation.csv, draws.csv, eq3.csv, eq3.png, accuracy.png,
@@ -62,6 +63,8 @@ FZ_CACHE_DIR = "fz"
 #: the analysis-choice sensitivity of a scan (:mod:`rsi_plugin.criteria.sensitivity`)
 SENSITIVITY = "sensitivity.csv"
 SENSITIVITY_SUMMARY = "sensitivity_summary.csv"
+#: the rows of a scan's untrained control copies (:mod:`rsi_plugin.criteria.controls`)
+SCAN_CONTROLS = "scan_controls.csv"
 #: the scan's CSV tables, in the order :func:`~rsi_plugin.criteria.channel_scan.write_scan` writes them
 SCAN_TABLES: tuple[str, ...] = (SCAN_TABLE, SCAN_CHANNELS, SCAN_SUMMARY, PAPER_COMPARISON)
 
@@ -135,6 +138,11 @@ class ScanFiles(_Folder):
     def fz_cache(self) -> Path:
         """``fz/``: the feature-visualisation cache."""
         return self.dir / FZ_CACHE_DIR
+
+    @property
+    def controls(self) -> Path:
+        """``scan_controls.csv``: the rows of the untrained control copies (``control`` column first)."""
+        return self.dir / SCAN_CONTROLS
 
     @property
     def sensitivity(self) -> Path:
