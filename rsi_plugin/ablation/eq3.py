@@ -14,8 +14,10 @@ A random trial with accuracy 0 gives an infinite ratio.
 With ``tests=True`` (default) the summary also carries the tests of
 :mod:`rsi_plugin.ablation.eq3_stats`: a bootstrap interval of the mean ratio, the paired permutation
 and sign tests of the scaled ratios against the no-scale ratio across random sets, and the
-invariant set's place among ``null_set`` sets (random same-size sets from all channels). A sweep
-adds ``trials_asked``, ``tolerance`` and ``starved`` (fewer sets kept than asked).
+invariant set's place among ``null_set`` sets (random same-size sets from all channels), each
+distinct set counted once, with the deficit below which the null would have detected one (``detectable_deficit``).
+A sweep adds ``trials_asked``, ``trials_kept``, ``draws``, ``tolerance``, ``tolerance_setting``,
+``possible_random`` and ``exhaustive_random`` (the screening saw every possible random set).
 
 Everything here takes and returns ``pandas`` frames.
 """
@@ -61,15 +63,22 @@ def _se(values: pd.Series) -> float:
     return float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
-def eq3_summary(results: pd.DataFrame, no_scale: float = 0.0, tests: bool = True, seed: int = 0) -> pd.DataFrame:
-    r"""Eq. (3) per scale from a results table.
+def eq3_summary(results: pd.DataFrame, no_scale: float = 0.0, tests: bool = True, seed: int = 0,
+                alpha: float | None = None, possible_null: int | None = None) -> pd.DataFrame:
+    r"""Eq. (3) per scale from a results table, each distinct set counted once.
 
     Args:
         results (DataFrame): one row per cell with columns ``condition`` (``"none"``,
-            ``"invariant"``, ``"random"``), ``trial``, ``scale``, ``accuracy``.
+            ``"invariant"``, ``"random"``, ``"null_set"``), ``trial``, ``scale``,
+            ``accuracy`` and optionally ``channels`` (then a random or null trial repeating
+            an earlier trial's set is left out, and so is a null set equal to the invariant
+            set: :func:`rsi_plugin.ablation.eq3_stats.distinct_sets`).
         no_scale (float): the scale of the no-scale condition. Default 0.
         tests (bool): append the tests of :func:`rsi_plugin.ablation.eq3_stats.ratio_tests`.
         seed (int): seed of the tests' resampling.
+        alpha (float, optional): family-wise level of the detectable deficit
+            (:data:`rsi_plugin.ablation.eq3_stats.ALPHA` by default).
+        possible_null (int, optional): null sets the block has (for ``exact_null``).
 
     Returns:
         DataFrame, one row per scale (ascending) with columns ``scale``, ``ratio_mean``
@@ -82,8 +91,11 @@ def eq3_summary(results: pd.DataFrame, no_scale: float = 0.0, tests: bool = True
         TypeError: not a DataFrame. ValueError: missing columns, or more than one
         invariant (or none) row at a scale.
     """
+    from rsi_plugin.ablation.eq3_stats import ALPHA, distinct_sets, ratio_tests
+
     check_results(results)
-    frame = results.assign(scale=results["scale"].astype(float).round(6))
+    frame = distinct_sets(results)
+    frame = frame.assign(scale=frame["scale"].astype(float).round(6))
     inv = frame[frame["condition"] == "invariant"]
     none = frame[frame["condition"] == "none"]
     for name, part in (("invariant", inv), ("none", none)):
@@ -115,7 +127,6 @@ def eq3_summary(results: pd.DataFrame, no_scale: float = 0.0, tests: bool = True
     summary["ratio_minus_no_scale"] = summary["ratio_mean"] - no_scale_ratio
     summary = summary[list(SUMMARY_COLUMNS)]
     if tests:
-        from rsi_plugin.ablation.eq3_stats import ratio_tests
-
-        summary = summary.merge(ratio_tests(frame, no_scale, seed=seed), on="scale", how="left")
+        summary = summary.merge(ratio_tests(frame, no_scale, seed=seed, alpha=ALPHA if alpha is None else alpha,
+                                            possible_null=possible_null), on="scale", how="left")
     return summary

@@ -14,7 +14,17 @@ size) under three kinds of condition:
   relaxes the screening to the smallest tolerance that keeps ``trials`` sets within
   ``max_draws`` (recorded in ``eq3.csv``); when fewer are kept the sweep warns and says so;
 * ``null_set``: ``null_sets`` unscreened random sets of as many channels drawn from *all* the
-  block's channels, the independent null of :mod:`rsi_plugin.ablation.eq3_stats`.
+  block's channels, never the invariant set itself (sets overlapping it in part are allowed, as
+  in the paper), the independent null of :mod:`rsi_plugin.ablation.eq3_stats`.
+
+Distinct sets. Screened draws and null sets are distinct sets
+(:func:`~rsi_plugin.ablation.screening.random_sets`); when a block has no more possible sets
+than asked (``max_draws`` candidates, ``null_sets`` null sets) the sweep takes all of them, and
+``eq3.csv`` says so (``possible_random``, ``exhaustive_random``, ``possible_null``,
+``exact_null``, with ``distinct_random`` / ``distinct_null``, the sets the tests counted).
+``results`` carry each cell's ``channels`` so the tests can count every set once. Folders
+written before sets were drawn distinct (their ``sweep.json`` has no ``set_draws``) are refused
+on resume rather than mixed: their null cells are keyed by trial only.
 
 How it runs. The data is read in passes (``means``; one or more ``screen-k`` passes at
 ``p = 0``; ``main`` for the other scales). In a pass every batch is decoded once at the resize
@@ -64,7 +74,16 @@ from rsi_plugin.ablation.means import (
     prepare_batch,
 )
 from rsi_plugin.core.blocks import get_block, residual_blocks
-from rsi_plugin.ablation.screening import AUTO, Draw, auto_tolerance, draws_frame, random_sets, redecide, screen
+from rsi_plugin.ablation.screening import (
+    AUTO,
+    Draw,
+    auto_tolerance,
+    draws_frame,
+    possible_sets,
+    random_sets,
+    redecide,
+    screen,
+)
 from rsi_plugin.ablation.store import CellKey, SweepStore, cell_key
 from rsi_plugin.access.nnsight import ablate, channel_values
 from rsi_plugin.errors import InputTypeError, RSIError
@@ -82,6 +101,10 @@ PAPER_SCALES: tuple[float, ...] = SWEEP_SCALES
 
 #: the null sets are drawn with seed ``seed + NULL_SEED_OFFSET`` (a sequence apart from the screened draws)
 NULL_SEED_OFFSET = 1_000_003
+
+#: how random and null sets are drawn, recorded in ``sweep.json`` (``set_draws``) so that a folder
+#: of an older sequence (sets could repeat, the null could hold the invariant set) is not resumed
+SET_DRAWS = "distinct"
 
 
 @dataclass(frozen=True)
@@ -180,10 +203,11 @@ class SweepConfig:
     def manifest(self) -> dict[str, Any]:
         """The settings that change the results (not how fast they come), as validated; the
         crop is recorded as ``variant`` (its name before the variant was one switch), so a
-        folder of an older run resumes."""
+        folder of an older run resumes; ``set_draws`` names the way random and null sets are
+        drawn (:data:`SET_DRAWS`)."""
         cfg = self.validated()
         keep = ("scales", "trials", "seed", "tolerance", "max_draws", "null_sets", "node")
-        return {**{k: v for k, v in asdict(cfg).items() if k in keep}, "variant": cfg.crop}
+        return {**{k: v for k, v in asdict(cfg).items() if k in keep}, "variant": cfg.crop, "set_draws": SET_DRAWS}
 
 
 @dataclass(frozen=True)
@@ -202,7 +226,8 @@ class SweepResult:
 
     Attributes:
         results (DataFrame): one row per (condition, trial, scale) cell, columns
-            ``condition, trial, scale, accuracy, n_images, correct``.
+            ``condition, trial, scale, accuracy, n_images, correct, channels`` (the ablated
+            set, space-separated; ``""`` for ``none``).
         summary (DataFrame): Eq. (3) per scale (:func:`rsi_plugin.ablation.eq3.eq3_summary`).
         draws (DataFrame): every screened random set, kept or rejected.
         means (Tensor): ``[C]`` ablation value of every channel of the block.
@@ -431,7 +456,13 @@ def sweep(
     sets = random_sets(pool, len(channels), config.seed, config.max_draws) if config.trials else []
     auto = config.tolerance == AUTO
     nulls = [Condition("null_set", j, s) for j, s in enumerate(
-        random_sets(range(target.channels), len(channels), config.seed + NULL_SEED_OFFSET, config.null_sets))]
+        random_sets(range(target.channels), len(channels), config.seed + NULL_SEED_OFFSET, config.null_sets,
+                    exclude=[channels]))]
+    possible_null = possible_sets(target.channels, len(channels), 1)
+    possible_random = possible_sets(len(pool), len(channels)) if len(pool) >= len(channels) else 0
+    if config.null_sets and len(nulls) < config.null_sets:
+        logger.info("block %s has %d possible null sets of %d channel(s) (the invariant set excluded): all are "
+                    "used, %d asked; p_null is exact", target.name, possible_null, len(channels), config.null_sets)
 
     def evaluate(candidates: list[tuple[int, ...]]) -> list[tuple[int, int]]:
         done = store.done()
@@ -481,12 +512,14 @@ def sweep(
         _finish_pass(run, "main", counts)
 
     results = _tidy(store.cells, config.scales, [none, invariant] + randoms + nulls)
-    summary = eq3_summary(results, seed=config.seed)
+    summary = eq3_summary(results, seed=config.seed, possible_null=possible_null)
     summary["trials_asked"] = config.trials
     summary["trials_kept"] = len(kept)
     summary["draws"] = len(draws)
     summary["tolerance"] = tolerance
     summary["tolerance_setting"] = str(config.tolerance)
+    summary["possible_random"] = possible_random
+    summary["exhaustive_random"] = bool(config.trials) and len(draws) >= possible_random
     from rsi_plugin.ablation.eq3_stats import verdict as _verdict
 
     sentence = _verdict(summary, target.name)
@@ -508,8 +541,10 @@ def sweep(
 
 
 def _tidy(cells: pd.DataFrame, scales: Sequence[float], conditions: list[Condition]) -> pd.DataFrame:
-    """The cells of this sweep, ordered by condition, trial, scale."""
+    """The cells of this sweep, ordered by condition, trial, scale, with each cell's ablated
+    ``channels`` (space-separated)."""
     wanted = {cell_key(c.name, c.trial, p) for c in conditions for p in scales}
+    sets = {(c.name, int(c.trial)): " ".join(map(str, c.channels)) for c in conditions}
     keys = [cell_key(r.condition, r.trial, r.scale) for r in cells.itertuples()]
     frame = cells[[k in wanted for k in keys]].copy()
     frame["trial"] = frame["trial"].astype(int)
@@ -518,4 +553,5 @@ def _tidy(cells: pd.DataFrame, scales: Sequence[float], conditions: list[Conditi
     frame["accuracy"] = frame["accuracy"].astype(float)
     order = {name: i for i, name in enumerate(CONDITIONS)}
     frame = frame.sort_values(["condition", "trial", "scale"], key=lambda s: s.map(order) if s.name == "condition" else s)
-    return frame.reset_index(drop=True)[list(RESULT_COLUMNS)]
+    frame["channels"] = [sets[(c, t)] for c, t in zip(frame["condition"], frame["trial"])]
+    return frame.reset_index(drop=True)[[*RESULT_COLUMNS, "channels"]]

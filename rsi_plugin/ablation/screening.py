@@ -20,18 +20,28 @@ of 100 at block 4.0), and Eq. 3 then rests on fewer sets than asked. ``tolerance
 (:func:`auto_tolerance`) screens with tolerance 0 first and, when fewer than ``trials`` sets
 pass within ``max_draws``, uses the smallest tolerance that keeps ``trials`` of the draws
 evaluated (all ``max_draws`` of them by then); the tolerance used is recorded and reported.
+
+Distinct sets. :func:`random_sets` never returns a set twice: a repeated set is the same
+evidence counted again, and a test that treats repeats as independent sets understates its
+p-value (issue 20: at a block of 16 channels with an invariant set of one, 10 screened draws
+held 5 distinct channels). When ``max_draws`` is at least the number of possible sets
+(:func:`possible_sets`), the draws are *all* of them, in a seeded order; the screening then
+sees every candidate the pool has. The same function draws the null sets of
+:mod:`rsi_plugin.ablation.eq3_stats` (with ``exclude``: never the invariant set itself).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
 from rsi_plugin.errors import RSIError
 
-__all__ = ["Draw", "random_sets", "keeps", "decide", "screen", "draws_frame", "auto_tolerance", "redecide",
+__all__ = ["Draw", "random_sets", "possible_sets", "keeps", "decide", "screen", "draws_frame", "auto_tolerance", "redecide",
            "AUTO"]
 
 #: the value of ``tolerance`` that asks for :func:`auto_tolerance`
@@ -66,34 +76,86 @@ class Draw:
     trial: int
 
 
-def random_sets(pool: Sequence[int], size: int, seed: int, count: int) -> list[tuple[int, ...]]:
-    r"""The first ``count`` random sets of ``size`` channels from ``pool``, seeded.
-
-    Draw ``i`` is ``size`` distinct channels (uniform without replacement, from a
-    ``torch.Generator`` seeded with ``seed``), sorted. The sequence is prefix-stable: the
-    first ``m`` sets do not depend on ``count``. Two draws may coincide (with probability
-    ``1 / C(len(pool), size)`` per pair).
+def possible_sets(pool_size: int, size: int, excluded: int = 0) -> int:
+    r"""How many distinct sets of ``size`` channels a pool of ``pool_size`` holds, less
+    ``excluded`` of them: :math:`\binom{\text{pool\_size}}{\text{size}} - \text{excluded}`.
 
     Args:
-        pool (sequence of int): channels to draw from.
+        pool_size (int): channels in the pool.
         size (int): channels per set.
-        seed (int): seed of the generator.
-        count (int): number of sets.
+        excluded (int): sets of the pool that may not be drawn (e.g. 1: the invariant set
+            among the null sets).
 
     Returns:
-        list of tuples of int.
+        int >= 0 (0 when ``size`` exceeds the pool).
+    """
+    if size < 0 or pool_size < 0:
+        raise RSIError(f"pool_size and size must be >= 0, got {pool_size} and {size}")
+    return max(0, math.comb(pool_size, size) - int(excluded))
+
+
+def random_sets(pool: Sequence[int], size: int, seed: int, count: int,
+                exclude: Iterable[Sequence[int]] = ()) -> list[tuple[int, ...]]:
+    r"""The first ``count`` distinct random sets of ``size`` channels from ``pool``, seeded.
+
+    The sequence is a function of ``(pool, size, seed, exclude)`` alone, so it is
+    prefix-stable: the first ``m`` sets do not depend on ``count``. It holds no set twice and
+    no set of ``exclude``:
+
+    * while fewer than half of the allowed sets (:func:`possible_sets`) have been drawn, draw
+      ``i`` is ``size`` distinct channels, uniform without replacement, from a
+      ``torch.Generator`` seeded with ``seed`` (``torch.randperm`` of the pool), sorted; a
+      draw equal to an earlier set or to an excluded one is skipped (the generator moves on).
+      This is the sequence of earlier versions up to their first repeat;
+    * from then on the sets not drawn yet, enumerated (``itertools.combinations`` of the
+      sorted pool), follow in an order shuffled by the same generator, so the sequence ends
+      after exactly every allowed set, without a long rejection tail.
+
+    When ``count`` is at least the number of allowed sets, the result is therefore *every*
+    allowed set (each once, in a seeded order), and a test over it is exact rather than
+    sampled.
+
+    Args:
+        pool (sequence of int): channels to draw from (distinct).
+        size (int): channels per set.
+        seed (int): seed of the generator.
+        count (int): number of sets asked; fewer come back when the pool has fewer.
+        exclude (iterable of sets): sets never returned (order of their channels free), e.g.
+            the invariant set among its own null sets.
+
+    Returns:
+        list of ``min(count, possible)`` distinct sorted tuples of int.
 
     Raises:
-        ValueError: ``size`` larger than the pool, or negative.
+        RSIError (a ValueError): ``size`` larger than the pool, or negative; a channel
+        repeated in the pool.
     """
     pool = [int(c) for c in pool]
     if size < 0 or size > len(pool):
         raise RSIError(f"cannot draw {size} channels from a pool of {len(pool)} non-passing channels")
+    if len(set(pool)) != len(pool):
+        raise RSIError(f"the pool repeats channel(s) {sorted({c for c in pool if pool.count(c) > 1})}; "
+                       "give each channel once")
+    members = set(pool)
+    banned = {tuple(sorted(int(c) for c in s)) for s in exclude}
+    banned = {s for s in banned if len(s) == size and set(s) <= members}
+    allowed = possible_sets(len(pool), size, len(banned))
+    wanted = min(int(count), allowed)
     generator = torch.Generator().manual_seed(int(seed))
-    sets = []
-    for _ in range(count):
+    seen: set[tuple[int, ...]] = set()
+    sets: list[tuple[int, ...]] = []
+    while len(sets) < wanted:
+        if 2 * len(sets) >= allowed:  # the rest, enumerated, in a seeded order
+            rest = [s for s in itertools.combinations(sorted(pool), size) if s not in seen and s not in banned]
+            order = torch.randperm(len(rest), generator=generator).tolist()
+            sets.extend(rest[j] for j in order[:wanted - len(sets)])
+            break
         pick = torch.randperm(len(pool), generator=generator)[:size].tolist()
-        sets.append(tuple(sorted(pool[j] for j in pick)))
+        drawn = tuple(sorted(pool[j] for j in pick))
+        if drawn in seen or drawn in banned:
+            continue
+        seen.add(drawn)
+        sets.append(drawn)
     return sets
 
 

@@ -102,6 +102,9 @@ class SweepStore:
             diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
             if diff:
                 details = "; ".join(f"{k}: {old.get(k)!r} in the folder, {manifest.get(k)!r} now" for k in diff)
+                if "set_draws" in diff and "set_draws" not in old:
+                    details += (" -- the folder was written before random and null sets were drawn distinct "
+                                "(its sets may repeat and its null may hold the invariant set)")
                 raise RSIError(f"{self.dir} holds a sweep with other settings ({details}); "
                                  "use another output folder or remove it")
             self._load()

@@ -90,7 +90,7 @@ def test_two_process_torchrun_sweep_equals_one_process(tmp_path):
     assert infos[0]["reads"] + infos[1]["reads"] == data.reads
     assert 0 < infos[0]["reads"] < data.reads and 0 < infos[1]["reads"] < data.reads
     for rank in (0, 1):
-        results = pd.read_csv(out / f"results.rank{rank}.csv")
+        results = pd.read_csv(out / f"results.rank{rank}.csv", dtype={"channels": str}, keep_default_na=False)
         pd.testing.assert_frame_equal(results, one.results, check_dtype=False)
         draws = pd.read_csv(out / f"draws.rank{rank}.csv", dtype={"channels": str})
         pd.testing.assert_frame_equal(draws, one.draws, check_dtype=False)

@@ -146,7 +146,8 @@ def test_sweep_config_variant_and_overrides():
     assert SweepConfig(variant="code", crop="text").validated().crop == "text"
     # sweep.json keeps its keys: the crop is recorded as "variant", so older folders resume
     assert SweepConfig().manifest() == {"scales": paper.SWEEP_SCALES, "trials": 10, "seed": 0, "tolerance": 0.0,
-                                        "max_draws": 100, "null_sets": 200, "node": "post", "variant": "text"}
+                                        "max_draws": 100, "null_sets": 200, "node": "post", "variant": "text",
+                                        "set_draws": "distinct"}
     assert SweepConfig(crop="code").manifest()["variant"] == "code"
     with pytest.raises(ValueError, match="text, code"):
         SweepConfig(variant="paper").validated()
