@@ -18,6 +18,8 @@ r"""core: models, residual blocks and their nodes, images and transforms. Import
 :mod:`.tensors`         :func:`model_device`: where a model (or its nnsight wrapper) lives
 :mod:`.frames`          :func:`truthy`: flag columns of tables read back as booleans
 :mod:`.wrapped`         :func:`unwrap`: the module behind a model or its nnsight wrapper
+:mod:`.randomize`       :func:`randomized_copy`: an untrained copy of a model, initialised as its
+                        constructor does (whole, or cascading from the top down to a block)
 ======================  ====================================================================
 """
 
@@ -38,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "validation_loader": "data", "ValidationLoader": "data", "SkippedFiles": "data",
     "RunLayout": "runfolder", "ScanFiles": "runfolder", "SweepFiles": "runfolder",
     "unwrap": "wrapped",
+    "randomized_copy": "randomize",
 }
 
 __all__ = sorted(_EXPORTS)
