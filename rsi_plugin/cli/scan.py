@@ -5,7 +5,10 @@ Writes ``OUT/scan.csv`` (and ``OUT/scan.parquet`` when pyarrow is installed), on
 the seeds (Wilson interval), ``robust`` and ``status``; ``OUT/summary.csv``, per block the
 robust / any-seed / undetermined counts, the seed Jaccard and the permutation null (columns
 in :mod:`rsi_plugin.criteria.seeds`); the feature visualisations under ``OUT/fz`` (PNG and a record
-per channel and seed); for resnet18 also ``OUT/paper_comparison.csv``. The tables are
+per channel and seed); for resnet18 also ``OUT/paper_comparison.csv``. With ``--control`` the same scan runs on untrained
+copies of the model (:mod:`rsi_plugin.criteria.controls`): their rows go to
+``OUT/scan_controls.csv``, the comparison per block to new columns of ``summary.csv`` and the
+channels that also pass in a copy to new columns of ``scan_channels.csv``. The tables are
 rewritten after each seed, and a rerun with the same settings reuses every cached FZ, so an
 interrupted scan resumes where it stopped.
 """
@@ -22,6 +25,8 @@ from rsi_plugin.paper import FZ_STEPS, TOLERANCE, VARIANTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from rsi_plugin.criteria.controls import CONTROL_SEED
+
     parser = sub.add_parser("scan", help="find scale-invariant channels (Eq. 1 and 2) from feature visualisations "
                                          "or natural images; writes scan.csv and summary.csv")
     add_model_arguments(parser, default="tiny")
@@ -70,6 +75,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     sd.add_argument("--adaptive", action="store_true",
                     help="after the first seed, render further seeds only for channels near a threshold "
                          "(rsi_plugin.criteria.seeds.adaptive_stop)")
+    ct = parser.add_argument_group("controls (model randomisation)")
+    ct.add_argument("--control", action="extend", nargs="+", default=None, metavar="SPEC",
+                    help="also scan untrained copies of the model the same way and compare: random-init:K (K copies "
+                         "re-initialised as the model's constructor does), cascade:BLOCK or cascade:BLOCK:K "
+                         "(randomised from the top down to BLOCK, the rest kept trained); repeatable, e.g. "
+                         "--control random-init:2 cascade:2.1")
+    ct.add_argument("--control-seed", type=int, default=CONTROL_SEED,
+                    help=f"seed of the first control copy; copy k gets this + k (default {CONTROL_SEED})")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--threads", type=int, default=None,
                         help=THREADS_HELP)
@@ -98,9 +111,12 @@ def run(args: argparse.Namespace) -> int:
     from rsi_plugin.featureviz.optimize import FeatureVizConfig
     from rsi_plugin.core.runfolder import ScanFiles
     from rsi_plugin.criteria.channel_scan import ScanConfig, read_table, scan, write_scan
+    from rsi_plugin.criteria.controls import plan_controls
     from rsi_plugin.criteria.natural import natural_images
 
     seeds = seeds_from_args(args.seeds, args.seed)
+    controls = tuple(args.control or ())
+    plan_controls(controls, args.control_seed)  # a bad spec fails before any work
     set_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
                         source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
                         natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
                         cache_dir=str(files.fz_cache), force=args.force, batch_size=args.batch_size, seed=args.seed,
-                        seeds=seeds, robust_share=args.robust_share, adaptive=args.adaptive)
+                        seeds=seeds, robust_share=args.robust_share, adaptive=args.adaptive,
+                        controls=controls, control_seed=args.control_seed)
     data = None
     if args.source != "fz" and args.data is not None:  # the images rsi demo searches too
         data = natural_images(model, args.data, batch_size=args.batch_size, limit=args.limit)
@@ -123,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
     def finished_seed(seed: int, rows: pd.DataFrame) -> None:  # the files after every seed: resumable
         written[:] = write_scan(rows, out)
 
-    scan(model, blocks, config, data=data, progress=not args.no_progress, on_seed=finished_seed)
+    table = scan(model, blocks, config, data=data, progress=not args.no_progress, on_seed=finished_seed)
+    if controls:  # the copies ran after the trained model's last seed: the files again, with them
+        written[:] = write_scan(table, out)
     summary = read_table(files.summary)
     print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), transform {args.transform}, "
           f"tolerance {args.tolerance}, {args.variant} variant, nodes: {config.resolved().node_variant}, seeds {' '.join(map(str, config.seeds))}"
@@ -133,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
              if c in summary.columns]
     with pd.option_context("display.width", 200):
         print(summary[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if controls:
+        print("against untrained copies (robust counts; control_p: one-sided Fisher exact over channels, "
+              "control_rank_p: rank among the copies):")
+        compared = [c for c in ("source", "block", "robust", "control_counts", "control_p", "control_rank_p",
+                                "control_verdict") if c in summary.columns]
+        with pd.option_context("display.width", 200):
+            print(summary[compared].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if files.comparison.exists() and model.rsi_info.name == "resnet18":
         print("agreement with the paper's channels (Fig. 1, 3, 4):")
         print(read_table(files.comparison).to_string(index=False, float_format=lambda v: f"{v:.3f}"))

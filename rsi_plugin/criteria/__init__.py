@@ -19,6 +19,9 @@ Imports :mod:`rsi_plugin.core`, :mod:`rsi_plugin.access` and :mod:`rsi_plugin.fe
                         by a gradient through the FZ reader) and ``S`` zoomed about it
 :mod:`.sensitivity`     :func:`choice_sensitivity`: a finished scan re-evaluated on its cached
                         FZs under analysis choices (zoom centre, 8-bit PNG); flips per block
+:mod:`.controls`        model randomisation as a control of the scan: control specs
+                        (``random-init:K``, ``cascade:B``), :func:`compare_to_controls` (trained
+                        vs untrained copies per block: counts, exact test, verdict)
 ======================  ====================================================================
 """
 
@@ -34,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "ScaleInvariance": "captum", "CriteriaResult": "captum",
     "top_k_images": "natural", "TopKImages": "natural",
     "scan": "channel_scan", "ScanConfig": "channel_scan", "read_table": "channel_scan",
+    "scan_controls": "channel_scan", "compare_to_controls": "controls",
     "channel_table": "seeds", "block_summary": "seeds", "robust_count": "seeds",
     "channel_grid_images": "fig1_data",
 }

@@ -40,6 +40,18 @@ so a killed multi-seed run keeps its finished seeds and a rerun renders only mis
   undetermined_mean, jaccard_mean/min/max, null_expected, null_low, null_high,
   null_p``).
 * ``paper_comparison.csv`` for resnet18 (:func:`rsi_plugin.paper.compare_to_paper`).
+* with controls (``ScanConfig(controls=("random-init:2",))``, :mod:`rsi_plugin.criteria.controls`):
+  ``scan_controls.csv``, the untrained copies' rows (``control``, ``control_seed``, then the
+  columns of ``scan.csv``); after their existing columns ``summary.csv`` gets the comparison
+  with the copies (``controls, control_names, control_counts, control_mean, control_max,
+  control_determined, control_passing, control_p, control_rank_p, control_verdict``) and
+  ``scan_channels.csv`` gets ``controls_passing`` and ``passes_in_control``.
+
+**Controls.** :func:`scan` with ``controls`` returns the trained model's rows exactly as
+without them and carries the copies' rows in its ``attrs``
+(:func:`rsi_plugin.criteria.controls.control_rows`); :func:`scan_controls` runs the copies
+alone. Each copy runs this same scan (FZ settings, seeds, adaptive rule, cache, and ``S``
+about the trained model's receptive-field centres).
 """
 
 from __future__ import annotations
@@ -58,6 +70,16 @@ from tqdm.auto import tqdm
 
 from rsi_plugin.core.channels import check_channels
 from rsi_plugin.criteria.captum import ScaleInvariance
+from rsi_plugin.criteria.controls import (
+    CONTROL_SEED,
+    Control,
+    attach_control_rows,
+    compare_to_controls,
+    control_rows,
+    mark_control_channels,
+    parse_controls,
+    plan_controls,
+)
 from rsi_plugin.criteria.equations import (
     TOLERANCE,
     add_fz_verdict,
@@ -70,7 +92,7 @@ from rsi_plugin.criteria.geometry import ZOOM_CENTERS, receptive_field_center, z
 from rsi_plugin.core.images import model_info, normalize
 from rsi_plugin.core.tensors import model_device
 from rsi_plugin.criteria.natural import TopKImages, natural_images, top_k_images
-from rsi_plugin.core.blocks import ResidualBlock, resolve_blocks
+from rsi_plugin.core.blocks import ResidualBlock, get_block, resolve_blocks
 from rsi_plugin.core.runfolder import SCAN_TABLES, ScanFiles
 from rsi_plugin.criteria.seeds import ADAPTIVE_EQ1, ADAPTIVE_EQ2, adaptive_stop, block_parts, check_share, verdicts
 from rsi_plugin.core.transforms import get_transform, transform_name
@@ -79,7 +101,7 @@ from rsi_plugin.paper import Variant, check_variant
 from rsi_plugin.paper import resolve as resolve_variant
 from rsi_plugin.core.wrapped import unwrap
 
-__all__ = ["ScanConfig", "SOURCES", "scan", "natural_data", "write_scan", "read_table", "SCAN_FILES"]
+__all__ = ["ScanConfig", "SOURCES", "scan", "scan_controls", "natural_data", "write_scan", "read_table", "SCAN_FILES"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +157,12 @@ class ScanConfig:
             whose verdict is near a threshold (:func:`rsi_plugin.criteria.seeds.adaptive_stop`).
         adaptive_eq1 (float): the rule's threshold on Eq. 1's relative margin (0, 1].
         adaptive_eq2 (float): the rule's threshold on Eq. 2's log margin (> 0).
+        controls (sequence of str): untrained copies of the model to scan the same way
+            (:mod:`rsi_plugin.criteria.controls`): ``"random-init:K"`` (K copies
+            re-initialised as the constructor does), ``"cascade:B"`` / ``"cascade:B:K"``
+            (randomised from the top down to block ``B``). Empty (default): none.
+        control_seed (int): seed of the first control copy; copy ``k`` (over all specs, in
+            order) is initialised with ``control_seed + k``.
     """
 
     featureviz: FeatureVizConfig = field(default_factory=FeatureVizConfig)
@@ -158,6 +186,8 @@ class ScanConfig:
     adaptive: bool = False
     adaptive_eq1: float = ADAPTIVE_EQ1
     adaptive_eq2: float = ADAPTIVE_EQ2
+    controls: Sequence[str] = ()
+    control_seed: int = CONTROL_SEED
 
     def __post_init__(self) -> None:
         if not isinstance(self.featureviz, FeatureVizConfig):
@@ -203,6 +233,8 @@ class ScanConfig:
             raise ConfigError(f"adaptive_eq1 must be in (0, 1], got {self.adaptive_eq1!r}")
         if not self.adaptive_eq2 > 0:
             raise ConfigError(f"adaptive_eq2 must be > 0, got {self.adaptive_eq2!r}")
+        object.__setattr__(self, "controls", tuple(str(spec) for spec in parse_controls(self.controls)))
+        plan_controls(self.controls, self.control_seed)  # checks the seed
         given = [v for v in (self.paper_compat, self.featureviz.paper_compat) if v is not None]
         if given:  # an explicit paper_compat on either level holds for both (True if either is)
             compat = bool(any(given))
@@ -245,17 +277,25 @@ def _channels(block: ResidualBlock, wanted: Sequence[int] | None) -> list[int]:
     return check_channels(wanted, block.channels, where=f"block {block.name}")
 
 
-def _block_transform(model: nn.Module, block: ResidualBlock, config: ScanConfig) -> tuple[Any, str]:
-    """The transform of Eq. (1) for a block (``S`` about the zoom centre) and how it is recorded."""
-    family, _, value = config.transform.partition(":") if isinstance(config.transform, str) else ("", "", "")
-    if config.zoom_center != "rf" or family != "scale":
+def _zooms_about_rf(config: ScanConfig) -> bool:
+    family = config.transform.partition(":")[0] if isinstance(config.transform, str) else ""
+    return config.zoom_center == "rf" and family == "scale"
+
+
+def _block_transform(model: nn.Module, block: ResidualBlock, config: ScanConfig,
+                     center: tuple[float, float] | None = None) -> tuple[Any, str]:
+    """The transform of Eq. (1) for a block (``S`` about the zoom centre) and how it is recorded;
+    ``center``: the receptive-field centre to use instead of measuring it on ``model``."""
+    if not _zooms_about_rf(config):
         return config.transform, "image"
-    center = receptive_field_center(model, block, "pre", image_size=config.featureviz.image_size)
+    value = config.transform.partition(":")[2]
+    if center is None:
+        center = receptive_field_center(model, block, "pre", image_size=config.featureviz.image_size)
     return zoom_transform(float(value) if value else 2.0, center, config.transform), f"{center[0]:.2f},{center[1]:.2f}"
 
 
 def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], config: ScanConfig,
-              progress: bool, seed: int | None = None) -> pd.DataFrame:
+              progress: bool, seed: int | None = None, center: tuple[float, float] | None = None) -> pd.DataFrame:
     sites = node_sites(model, block, config.node_variant)
     device = model_device(model)
     fz_config = config.featureviz if seed is None else dataclasses.replace(config.featureviz, seed=seed)
@@ -267,7 +307,7 @@ def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], confi
     x_in = normalize(renders["in"].images.to(device), model)
     x_pre = normalize(renders["pre"].images.to(device), model)
     si = ScaleInvariance(model, block, node_variant=config.node_variant)
-    transform, zoom = _block_transform(model, block, config)
+    transform, zoom = _block_transform(model, block, config, center)
     result = si.evaluate((x_in, x_pre), channels=channels, transform=transform, tolerance=config.tolerance,
                          batch_size=config.batch_size)
     table = add_fz_verdict(result.table(), renders["in"].status, renders["pre"].status)
@@ -284,12 +324,12 @@ def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], confi
 
 
 def _natural_table(model: nn.Module, block: ResidualBlock, channels: list[int], top: TopKImages,
-                   config: ScanConfig, chunk: int = 32) -> pd.DataFrame:
+                   config: ScanConfig, chunk: int = 32, center: tuple[float, float] | None = None) -> pd.DataFrame:
     sites = node_sites(model, block, config.node_variant)
     device = model_device(model)
     k = 1 if config.natural_reduce == "top1" else top.k
     si = ScaleInvariance(model, block, node_variant=config.node_variant)
-    transform, zoom = _block_transform(model, block, config)
+    transform, zoom = _block_transform(model, block, config, center)
     parts = []
     for start in range(0, len(channels), chunk):
         some = channels[start:start + chunk]
@@ -375,13 +415,50 @@ def scan(
         ``seeds``, ``robust_share``, ``adaptive``. Per-channel and per-block summaries:
         :func:`rsi_plugin.criteria.seeds.channel_table` and :func:`rsi_plugin.criteria.seeds.block_summary`.
 
+        With ``config.controls`` the rows are still the trained model's only (the same as
+        without controls); after them the same scan runs on each untrained copy
+        (:func:`scan_controls`), whose rows the table carries in its ``attrs``:
+        :func:`rsi_plugin.criteria.controls.control_rows` reads them back, and
+        ``attrs["controls"]`` describes the copies. :func:`write_scan` writes them and the
+        comparison (:func:`rsi_plugin.criteria.controls.compare_to_controls`).
+
     Raises:
-        ValueError: unknown block; ``source="natural"`` without data for a model other
-            than ``"tiny"``. IndexError: a channel of ``config.channels`` out of range.
+        ValueError: unknown block (also a cascade control's block); ``source="natural"``
+            without data for a model other than ``"tiny"``. IndexError: a channel of
+            ``config.channels`` out of range.
     """
     config = (config or ScanConfig()).resolved()
     module = unwrap(model)
     chosen = resolve_blocks(module, blocks)
+    controls = _check_controls(module, config, data)
+    table = _scan(module, chosen, dataclasses.replace(config, controls=()), data, progress, on_seed)
+    if controls:
+        attach_control_rows(table, _scan_controls(module, chosen, config, controls, data, progress))
+    return table
+
+
+def _check_controls(module: nn.Module, config: ScanConfig, data: Any) -> list[Control]:
+    """The planned control copies, checked before any work: cascade blocks exist, and data
+    that the copies can read again."""
+    from rsi_plugin.core.randomize import randomized_modules
+
+    controls = plan_controls(config.controls, config.control_seed)
+    for control in controls:
+        if control.cascade_to is not None:
+            randomized_modules(module, control.cascade_to)  # an unknown block lists the valid ones
+    one_pass = hasattr(data, "__next__")  # an iterator: the trained scan would use it up
+    if controls and config.source != "fz" and one_pass:
+        raise InputTypeError("the control copies search the same natural images again: pass a tensor, a folder "
+                             "or a re-iterable (a DataLoader), not a one-pass iterator")
+    return controls
+
+
+def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, data: Any, progress: bool,
+          on_seed: Callable[[int, pd.DataFrame], None] | None,
+          centers: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
+    """:func:`scan` of one model (no controls); ``centers``: the zoom centre of each block
+    to use instead of measuring it on ``module``."""
+    centers = centers or {}
     plan = {b.name: _channels(b, config.channels) for b in chosen}
     tables: list[pd.DataFrame] = []
     top = None
@@ -396,7 +473,8 @@ def scan(
         for block in tqdm(chosen, disable=not progress or len(chosen) < 2, desc=f"scan (seed {seed})",
                           unit="block"):
             if config.source in ("fz", "both") and remaining[block.name]:
-                part = _with_verdicts(_fz_table(module, block, remaining[block.name], config, progress, seed), seed)
+                part = _with_verdicts(_fz_table(module, block, remaining[block.name], config, progress, seed,
+                                                centers.get(block.name)), seed)
                 if config.adaptive:
                     if number == 0:
                         stop = adaptive_stop(part, config.adaptive_eq1, config.adaptive_eq2)
@@ -409,12 +487,93 @@ def scan(
                 tables.append(part)
                 _log_block(part, block.name, seed)
             if top is not None and number == 0:
-                part = _with_verdicts(_natural_table(module, block, plan[block.name], top, config), seed)
+                part = _with_verdicts(_natural_table(module, block, plan[block.name], top, config,
+                                                     center=centers.get(block.name)), seed)
                 tables.append(part)
                 _log_block(part, block.name, seed)
         if on_seed is not None:
             on_seed(seed, _finish(tables, module, config))
     return _finish(tables, module, config)
+
+
+def _scan_controls(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, controls: list[Control],
+                   data: Any, progress: bool) -> pd.DataFrame:
+    """The scan of every control copy: the trained model's zoom centres, the same config."""
+    from rsi_plugin.core.randomize import init_rule
+
+    same = dataclasses.replace(config, controls=())
+    centers = {}
+    if _zooms_about_rf(same):  # S about the trained model's centres: the copies see the same transform
+        centers = {b.name: receptive_field_center(module, b, "pre", image_size=same.featureviz.image_size)
+                   for b in chosen}
+    parts, described = [], []
+    rule = init_rule(module)
+    for control in controls:
+        blocks = chosen
+        if control.cascade_to is not None:
+            lowest = get_block(module, control.cascade_to).index
+            blocks = [b for b in chosen if b.index >= lowest]
+        copy = control.build(module)
+        described.append({**control.as_dict(), "weights": copy.rsi_info.weights, "init": rule,
+                          "blocks": [b.name for b in blocks]})
+        if not blocks:
+            logger.warning("control %s: no scanned block is at or above block %s; nothing to scan",
+                           control.name, control.cascade_to)
+            continue
+        logger.info("control %s (%s): scanning blocks %s", control.name, copy.rsi_info.weights,
+                    " ".join(b.name for b in blocks))
+        rows = _scan(copy, [get_block(copy, b.name) for b in blocks], same, data, progress, None, centers)
+        rows.insert(0, "control", control.name)
+        rows.insert(1, "control_seed", control.seed)
+        parts.append(rows)
+        del copy
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["control", "control_seed"])
+    info = model_info(module)
+    table.attrs.update({"model": info.name, "weights": info.weights, "controls": described,
+                        "seeds": list(config.seeds), "robust_share": config.robust_share})
+    return table
+
+
+@runs_in_eval_mode
+def scan_controls(
+    model: nn.Module,
+    blocks: str | Sequence[str] | None = "all",
+    config: ScanConfig | None = None,
+    data: torch.Tensor | Iterable[Any] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    r"""The scan of the untrained copies of ``model`` that ``config.controls`` names
+    (:mod:`rsi_plugin.criteria.controls`), without the trained model's own scan.
+
+    Each copy (:func:`rsi_plugin.core.randomize.randomized_copy`, seed ``control_seed + k``)
+    runs exactly :func:`scan` with the same config: FZ settings, seeds, adaptive rule,
+    cache (the copy's fingerprint keeps its FZs apart) and zoom centre (``S`` about the
+    receptive-field centres measured on the trained model, so the transform is the same). A
+    cascade copy scans only the chosen blocks at or above its block.
+
+    Args:
+        model (nn.Module): the trained model (unchanged).
+        blocks (str or list of str): as :func:`scan`.
+        config (ScanConfig): with ``controls`` (e.g. ``controls=("random-init:2",)``).
+        data: natural images, as :func:`scan` (not a one-pass iterator).
+        progress (bool): tqdm bars.
+
+    Returns:
+        DataFrame, the long table of the copies: ``control`` (``"random-init@1000"``),
+        ``control_seed``, then the columns of :func:`scan`. ``attrs["controls"]``: per copy
+        ``name, kind, seed, cascade_to, weights, init, blocks``.
+
+    Raises:
+        ConfigError: ``config.controls`` is empty. ValueError: as :func:`scan`.
+    """
+    config = (config or ScanConfig()).resolved()
+    if not config.controls:
+        raise ConfigError("config.controls is empty; give e.g. ScanConfig(controls=('random-init:2',)) "
+                          "or ('cascade:2.1',)")
+    module = unwrap(model)
+    chosen = resolve_blocks(module, blocks)
+    controls = _check_controls(module, config, data)
+    return _scan_controls(module, chosen, config, controls, data, progress)
 
 
 def _finish(tables: list[pd.DataFrame], module: nn.Module, config: ScanConfig) -> pd.DataFrame:
@@ -442,15 +601,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"block": str})
 
 
-def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = None) -> list[Path]:
+def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = None,
+               controls: pd.DataFrame | None = None) -> list[Path]:
     r"""Write a scan's files atomically (see the module docstring): ``scan.csv`` (and
     ``scan.parquet`` when pyarrow is installed), ``scan_channels.csv``, ``summary.csv``
     and, for resnet18, ``paper_comparison.csv``.
+
+    With control rows (``controls``, or those ``table`` carries from a scan with
+    ``ScanConfig(controls=...)``) also ``scan_controls.csv`` (the copies' rows), and after
+    the existing columns ``summary.csv`` gets the comparison's ``control_*`` columns
+    (:func:`rsi_plugin.criteria.controls.compare_to_controls`) and ``scan_channels.csv``
+    ``controls_passing`` and ``passes_in_control``
+    (:func:`rsi_plugin.criteria.controls.mark_control_channels`).
 
     Args:
         table (DataFrame): what :func:`scan` returned.
         out_dir (str or Path): the folder (created).
         share (float, optional): the robust share; ``table.attrs["robust_share"]`` or 1.
+        controls (DataFrame, optional): the control copies' rows (:func:`scan_controls`);
+            default: :func:`rsi_plugin.criteria.controls.control_rows` of ``table``.
 
     Returns:
         list of the paths written.
@@ -464,12 +633,27 @@ def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = N
     files = ScanFiles(Path(out_dir))
     files.dir.mkdir(parents=True, exist_ok=True)
     share = float(table.attrs.get("robust_share", 1.0)) if share is None else share
+    if controls is None:
+        controls = control_rows(table)
 
     written = [atomic_write_csv(files.table, table)]
     if importlib.util.find_spec("pyarrow") is not None:
         written.append(atomic_write(files.parquet, lambda tmp: table.to_parquet(tmp, index=False)))
-    written.append(atomic_write_csv(files.channels, channel_table(table, share)))
-    written.append(atomic_write_csv(files.summary, block_summary(table, share)))
+    channels = channel_table(table, share)
+    summary = block_summary(table, share)
+    if controls is not None:
+        channels = mark_control_channels(channels, controls, share)
+        comparison = compare_to_controls(table, controls, share)
+        keys = [k for k in ("source", "transform", "block") if k in summary.columns]
+        added = [c for c in comparison.columns if c.startswith("control")]
+        summary = summary.merge(comparison[keys + added], on=keys, how="left", validate="one_to_one")
+    written.append(atomic_write_csv(files.channels, channels))
+    written.append(atomic_write_csv(files.summary, summary))
+    if controls is not None:
+        written.append(atomic_write_csv(files.controls, controls))
+    elif files.controls.exists():  # left by an earlier scan with controls: it would not match these tables
+        files.controls.unlink()
+        logger.info("removed %s (an earlier scan's control rows; this scan has none)", files.controls)
     if table.attrs.get("model") == "resnet18":
         written.append(atomic_write_csv(files.comparison, compare_to_paper(table, share=share)))
     return written
