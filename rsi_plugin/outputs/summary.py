@@ -42,7 +42,9 @@ FORMAT = 1
 _BLOCK_COLUMNS = ("channels", "passing", "robust", "any_seed", "undetermined", "seeds", "jaccard_mean",
                   "jaccard_min", "jaccard_max", "null_expected")
 _SCALE_COLUMNS = ("ratio_mean", "ratio_se", "n_trials", "no_scale_ratio", "ratio_ci_low", "ratio_ci_high",
-                  "diff_mean", "p_permutation", "p_sign", "deficit", "n_null", "null_share", "p_null", "n_images")
+                  "diff_mean", "p_permutation", "p_sign", "deficit", "n_null", "null_share", "p_null", "n_images",
+                  "distinct_random", "distinct_null", "possible_null", "exact_null", "exact_permutation",
+                  "alpha_scale", "min_p_null", "detectable", "detectable_deficit", "detectable_effect")
 _SETTING_KEYS = ("model", "weights", "blocks", "steps", "seeds", "trials", "tolerance", "samples", "scales", "seed", "quick",
                  "null_sets", "max_draws", "channel_set", "ablation_blocks_chosen", "variant", "threads")
 
@@ -241,17 +243,27 @@ def _eq3_tables(ablations: list[dict[str, Any]]) -> list[str]:
     tests = [header, rule]
     for a in ablations:
         by = {s["scale"]: s for s in a["scales"]}
-        cells, p_cells, null_cells = [], [], []
+        cells, p_cells, null_cells, power_cells = [], [], [], []
         for scale in scales:
             s = by.get(scale, {})
             mean, se = s.get("ratio_mean"), s.get("ratio_se")
             cells.append(_num(mean) + ("" if se is None else f" ± {se:.2g}"))  # the spread to 2 significant digits
             p_cells.append(f"{_p(s.get('p_permutation'))} / {_p(s.get('p_sign'))}")
             null_cells.append(f"{_p(s.get('p_null'))}")
+            deficit, detectable = s.get("deficit"), s.get("detectable_deficit")
+            power_cells.append(f"{_num(deficit, 4)} / " + ("none detectable" if detectable is None else
+                                                           f"< {detectable:.4f}"))
         ratio.append(f"| block {a['block']} | " + " | ".join(cells) + " |")
-        tests.append(f"| block {a['block']}: paired permutation / sign p | " + " | ".join(p_cells) + " |")
-        tests.append(f"| block {a['block']}: null p ({a['scales'][0].get('n_null') if a['scales'] else 0} sets) | "
-                     + " | ".join(null_cells) + " |")
+        first = next((s for s in a["scales"] if s.get("scale") not in (0, 0.0)), a["scales"][0] if a["scales"] else {})
+        distinct = first.get("distinct_random")
+        paired = "paired permutation / sign p" + ("" if distinct is None else f" ({distinct} distinct sets)")
+        tests.append(f"| block {a['block']}: {paired} | " + " | ".join(p_cells) + " |")
+        exact = ", all there are: exact" if first.get("exact_null") else ""
+        n_null = (f"{first['distinct_null']} distinct sets{exact}" if first.get("distinct_null") is not None
+                  else f"{first.get('n_null', 0)} sets")  # a summary from before distinct draws
+        tests.append(f"| block {a['block']}: null p ({n_null}) | " + " | ".join(null_cells) + " |")
+        if any("detectable_deficit" in s for s in a["scales"]):
+            tests.append(f"| block {a['block']}: deficit D / detectable when D | " + " | ".join(power_cells) + " |")
     return ratio + [""] + tests
 
 
