@@ -79,6 +79,12 @@ class DemoConfig:
         grids_per_block (int): at most this many Fig.-1 grids per block.
         seed (int): seed of the feature visualisations, random draws and generated data.
         quick (bool): a smoke run: few steps, images and trials.
+        controls (int): untrained copies of the model scanned exactly as the model is (the
+            model-randomisation control, :mod:`rsi_plugin.criteria.controls`; ``0``: none). The
+            method card's "trained vs untrained" check rests on them.
+        planted (bool): also run the planted positive control (:mod:`rsi_plugin.apps.planted`):
+            the same scan on ``load_model("planted")`` and its untrained copies, and its Eq. 3
+            positive control. The method card's "planted recovery" check rests on it.
     """
 
     out: str = "rsi-demo"
@@ -101,6 +107,8 @@ class DemoConfig:
     seed: int = 0
     quick: bool = False
     variant: Variant = "text"
+    controls: int = 2
+    planted: bool = True
     timings: dict[str, float] = field(default_factory=dict, repr=False)
     started: str = field(default="", repr=False)
 
@@ -108,7 +116,7 @@ class DemoConfig:
     def quick_run(cls, out: str, **overrides: Any) -> "DemoConfig":
         """The one-minute smoke settings."""
         settings = dict(out=out, blocks="all", steps=8, seeds=2, trials=2, samples=200, natural_samples=200,
-                        null_sets=20, scales=(0.0, 0.2, 0.4), grids_per_block=2, quick=True)
+                        null_sets=20, scales=(0.0, 0.2, 0.4), grids_per_block=2, quick=True, controls=1)
         settings.update(overrides)
         return cls(**settings)
 
@@ -117,8 +125,10 @@ class DemoConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise RSIError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 0:
-            raise RSIError(f"trials must be an integer >= 0, got {self.trials!r}")
+        for name in ("trials", "controls"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RSIError(f"{name} must be an integer >= 0, got {value!r}")
         check_variant(self.variant)
         if self.model != "tiny" and self.data is None:
             raise RSIError(f"model {self.model!r} needs data=: an ImageNet-layout validation folder "
@@ -261,8 +271,9 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
 
     start = time.perf_counter()
     seeds = tuple(range(config.seed, config.seed + config.seeds))
+    controls = (f"random-init:{config.controls}",) if config.controls else ()
     scan_config = ScanConfig(featureviz=fz_config, variant=config.variant, cache_dir=str(cache), seed=config.seed,
-                             seeds=seeds, adaptive=config.adaptive)
+                             seeds=seeds, adaptive=config.adaptive, controls=controls)
     table = scan(model, config.blocks, scan_config, progress=progress)
     write_scan(table, run.scan.dir)
     summary = pd.read_csv(run.scan.summary, dtype={"block": str})

@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--samples", type=int, default=None, help="generated evaluation images (default 1000)")
     parser.add_argument("--null-sets", type=int, default=None,
                         help="random same-size sets from all channels swept as the Eq. 3 null (default 200; quick 20)")
+    parser.add_argument("--controls", type=int, default=None, metavar="K",
+                        help="untrained copies of the model scanned the same way, the model-randomisation "
+                             "control (default 2; quick 1; 0: none)")
+    parser.add_argument("--no-planted", action="store_true",
+                        help="skip the planted positive control (a model with known scale-invariant channels)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     add_variant_argument(parser, "the scan's nodes, the FZ jitter and Pre reading, the ablated node and the crop")
     parser.add_argument("--threads", type=int, default=None,
@@ -54,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
     blocks = None if args.blocks is None else "all" if args.blocks == ["all"] else args.blocks
     overrides = {k: v for k, v in {"steps": args.steps, "seeds": args.seeds, "trials": args.trials,
                                    "samples": args.samples, "null_sets": args.null_sets,
-                                   "blocks": blocks}.items() if v is not None}
+                                   "blocks": blocks, "controls": args.controls}.items() if v is not None}
     common = dict(model=args.model, weights=args.weights, data=args.data, tolerance=args.tolerance, seed=args.seed,
                   adaptive=not args.no_adaptive, channel_set=args.channel_set, variant=args.variant,
+                  planted=not args.no_planted,
                   ablation_blocks=args.ablate if args.ablate else 2)
     config = (DemoConfig.quick_run(args.out, **common, **overrides) if args.quick
               else DemoConfig(out=args.out, **common, **overrides))

@@ -83,6 +83,21 @@ def _sensitivity(scan_dir: Path) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
+def _controls(record: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The untrained-copy comparison of a ``summary.csv`` row (its ``control_*`` columns,
+    :func:`rsi_plugin.criteria.controls.compare_to_controls`), or None when the scan had none."""
+    names = record.get("control_names")
+    if not isinstance(names, str) or not names.strip():
+        return None
+    counts = [int(c) for c in str(record.get("control_counts", "")).split()]
+    trained = record.get("robust", record.get("passing"))
+    return {"names": names.split(), "counts": counts, "trained": None if trained is None else int(trained),
+            "mean": record.get("control_mean"), "max": record.get("control_max"),
+            "passing": record.get("control_passing"), "determined": record.get("control_determined"),
+            "p": record.get("control_p"), "rank_p": record.get("control_rank_p"),
+            "verdict": record.get("control_verdict")}
+
+
 def _block_rows(scan) -> list[dict[str, Any]]:
     sensitivity = _sensitivity(scan.dir)
     summary = scan.summary
@@ -100,6 +115,9 @@ def _block_rows(scan) -> list[dict[str, Any]]:
                 row[column] = record[column]
         if block in sensitivity:
             row["sensitivity"] = sensitivity[block]
+        controls = _controls(record, row)
+        if controls:
+            row["controls"] = controls
         if "undetermined" not in row and "verdict" in table.columns:
             part = table[table["block"].astype(str) == block]
             if "seed" not in part.columns or part["seed"].nunique() <= 1:
@@ -225,6 +243,11 @@ def _blocks_table(blocks: list[dict[str, Any]]) -> list[str]:
         lines.append("| passing in any seed | " + " | ".join(_num(b.get("any_seed")) for b in blocks) + " |")
     if any(b.get("undetermined") is not None for b in blocks):
         lines.append("| undetermined | " + " | ".join(_num(b.get("undetermined")) for b in blocks) + " |")
+    if any(b.get("controls") for b in blocks):
+        lines.append("| robust in each untrained copy | " + " | ".join(
+            ", ".join(str(c) for c in b["controls"]["counts"]) if b.get("controls") else "–" for b in blocks) + " |")
+        lines.append("| trained > untrained: one-sided exact p | " + " | ".join(
+            _p(b["controls"].get("p")) if b.get("controls") else "–" for b in blocks) + " |")
     if any(b.get("jaccard_mean") is not None for b in blocks):
         cells = []
         for b in blocks:

@@ -57,6 +57,21 @@ def test_demo_writes_every_stage(demo_dir):
     results = json.loads((demo_dir / "results-summary.json").read_text())
     assert [b["block"] for b in results["blocks"]] == list(summary["block"])
 
+    # the controls ran through the same code: one untrained copy (quick), its rows and comparison
+    # written, carried into the results summary that the method card reads
+    controls = pd.read_csv(demo_dir / "scan" / "scan_controls.csv", dtype={"block": str})
+    assert set(controls["control"]) == {"random-init@1000"}
+    assert len(controls[controls["seed"] == 0]) == len(first)
+    assert {"control_counts", "control_p", "control_verdict"} <= set(summary.columns)
+    for block in results["blocks"]:
+        row = summary[summary["block"] == block["block"]].iloc[0]
+        assert block["controls"]["counts"] == [int(row["control_counts"])]
+        assert block["controls"]["trained"] == int(row["passing"])
+        assert set(block["sensitivity"]) == {"zoom_center", "png"}
+    sensitivity = pd.read_csv(demo_dir / "scan" / "sensitivity_summary.csv", dtype={"block": str})
+    assert set(sensitivity["block"]) == set(summary["block"]) | {"all"}
+    assert "sensitivity" in settings["wall_time_s"]
+
 
 def test_grid_rows_are_the_first_seeds_rows_of_the_channel_set():
     from rsi_plugin.apps.demo import _grid_rows
