@@ -25,7 +25,8 @@ BASE_MODULES = ("errors", "_lazy", "paper")
 #: a function-level (lazy) import.
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {
     ("rsi_plugin.core.models", "rsi_plugin.zoo"):
-        "load_model('tiny') loads the bundled model by name; the zoo is imported only when asked for",
+        "load_model('tiny') and load_model('planted') load the bundled models by name; the zoo is imported "
+        "only when asked for",
     ("rsi_plugin.core.data", "rsi_plugin.zoo.shapes"):
         "the bundled model's class names (zoo.shapes.CLASSES) label its data; imported only for 'tiny'",
     ("rsi_plugin.access.sessions", "rsi_plugin.featureviz.optimize"):

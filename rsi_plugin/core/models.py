@@ -1,4 +1,5 @@
-"""Load the models this library studies: torchvision's ResNet family and the bundled ``tiny``.
+"""Load the models this library studies: torchvision's ResNet family, the bundled ``tiny`` and
+the ``planted`` positive control.
 
 Weights come from a torchvision weight enum (its download, or the torch hub cache when
 offline), a local state-dict file, or a seeded random init. Every model comes back in eval
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 RESNET_FAMILY: tuple[str, ...] = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "resnext50_32x4d",
 )
-MODEL_NAMES: tuple[str, ...] = ("tiny",) + RESNET_FAMILY
+MODEL_NAMES: tuple[str, ...] = ("tiny",) + RESNET_FAMILY + ("planted",)
 
 
 class DeviceError(RSIError, RuntimeError):
@@ -152,11 +153,13 @@ def load_model(name: str = "tiny", weights: str | os.PathLike | None = None, see
     r"""Build a residual model with its weights, in eval mode.
 
     Args:
-        name (str): ``"tiny"`` (the bundled, trained model; see :mod:`rsi_plugin.zoo`) or a
-            torchvision ResNet: ``resnet18/34/50/101/152``, ``wide_resnet50_2``,
-            ``resnext50_32x4d``.
+        name (str): ``"tiny"`` (the bundled, trained model; see :mod:`rsi_plugin.zoo`),
+            ``"planted"`` (the positive control with scale-invariant channels planted by
+            construction, :mod:`rsi_plugin.zoo.planted`) or a torchvision ResNet:
+            ``resnet18/34/50/101/152``, ``wide_resnet50_2``, ``resnext50_32x4d``.
         weights (None, str or path): ``None`` — seeded random init (for ``"tiny"``: the
-            shipped weights); a torchvision enum name such as ``"IMAGENET1K_V1"`` or
+            shipped weights; for ``"planted"``: its constructed weights, ``seed`` unused);
+            a torchvision enum name such as ``"IMAGENET1K_V1"`` or
             ``"DEFAULT"`` — from the torch hub cache, downloaded when allowed; a path — a
             state dict loaded strictly.
         seed (int): seed of the random init.
@@ -182,6 +185,14 @@ def load_model(name: str = "tiny", weights: str | os.PathLike | None = None, see
         model = load_tiny(device="cpu")
         load_state_dict_file(model, weights)
         model.rsi_info = ModelInfo(**{**model.rsi_info.__dict__, "weights": str(weights)})
+        return model.to(device).eval()
+    if name == "planted":
+        from rsi_plugin.zoo import build_planted  # the zoo is only imported when asked for
+
+        model = build_planted()
+        if weights is not None:
+            load_state_dict_file(model, weights)
+            model.rsi_info = ModelInfo(**{**model.rsi_info.__dict__, "weights": str(weights)})
         return model.to(device).eval()
     if name not in RESNET_FAMILY:
         raise UnknownNameError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")

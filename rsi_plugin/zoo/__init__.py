@@ -1,6 +1,6 @@
 r"""zoo: a bundled model zoo: a procedural ten-class shapes image set and a tiny ResNet
-trained on it (``weights/tiny_resnet.pt``), for fast, offline experiments. Imports
-:mod:`rsi_plugin.core` only.
+trained on it (``weights/tiny_resnet.pt``), for fast, offline experiments, and a planted
+positive control built by code. Imports :mod:`rsi_plugin.core` only.
 
 ======================  ====================================================================
 :mod:`.shapes`          :data:`CLASSES`, :func:`generate`, :class:`ShapesDataset`,
@@ -10,6 +10,10 @@ trained on it (``weights/tiny_resnet.pt``), for fast, offline experiments. Impor
 :mod:`.evaluate`        accuracy, validation set and scale sweep of the bundled model
 :mod:`.data`            :func:`default_data`: the bundled model's default data per purpose
                         (natural top-k search set, scale-sweep set), built in one place
+:mod:`.planted`         :func:`build_planted` (``load_model("planted")``): the positive control,
+                        scale-invariant channels planted by construction
+                        (:data:`PLANTED_BLOCK`, :data:`PLANTED_CHANNELS`), its classifier's
+                        data :func:`planted_data` and scan settings :data:`PLANTED_FZ`
 :mod:`.train`           ``python -m rsi_plugin.zoo.train``
 ======================  ====================================================================
 """
@@ -23,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "build_tiny_resnet": "model",
     "load_tiny": "pretrained", "TINY_WEIGHTS": "pretrained", "TINY_METADATA": "pretrained",
     "default_data": "data",
+    "build_planted": "planted", "planted_data": "planted", "PlantedDataset": "planted",
+    "PLANTED_BLOCK": "planted", "PLANTED_CHANNELS": "planted", "PLANTED_FZ": "planted",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,7 +13,9 @@ Two sets are drawn from the procedural shapes (:mod:`rsi_plugin.zoo.shapes`), on
   for :func:`rsi_plugin.core.transforms.scale_crop` to crop at every scale.
 
 ``rsi scan``, ``rsi demo``, ``rsi ablate`` and the zoo's own evaluation all take their
-default data from :func:`default_data`.
+default data from :func:`default_data`. The ``"planted"`` control (:mod:`rsi_plugin.zoo.planted`)
+has its own generated set, :func:`rsi_plugin.zoo.planted.planted_data` (blobs at the centre),
+drawn with the same seeds per purpose.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from torch import nn
+from torch.utils.data import Dataset
 
 from rsi_plugin.core.images import model_info
 from rsi_plugin.errors import DataError, UnknownNameError
@@ -72,24 +75,32 @@ def recipe(purpose: Purpose, seed: int, input_size: int, resize_size: int) -> Sh
     raise UnknownNameError(f"unknown purpose {purpose!r}; valid: {', '.join(PURPOSES)}")
 
 
-def default_data(model: nn.Module, purpose: Purpose, n: int, seed: int = 0) -> ShapesDataset:
-    r"""The default data of a model for a purpose: ``n`` shapes images, drawn lazily.
+def default_data(model: nn.Module, purpose: Purpose, n: int, seed: int = 0) -> Dataset:
+    r"""The default data of a model for a purpose: ``n`` shapes images, drawn lazily (for the
+    ``"planted"`` control: ``n`` images of :func:`rsi_plugin.zoo.planted.planted_data`).
 
     Args:
-        model (nn.Module): the bundled ``"tiny"`` model (its ``rsi_info`` gives the sizes).
+        model (nn.Module): the bundled ``"tiny"`` model (its ``rsi_info`` gives the sizes), or
+            the ``"planted"`` control.
         purpose (str): ``"natural"`` (top-k search set) or ``"sweep"`` (scale-sweep set).
         n (int): number of images.
         seed (int): the run's seed.
 
     Returns:
         :class:`~rsi_plugin.zoo.shapes.ShapesDataset` of ``(image [3, S, S] in [0, 1],
-        label)``; :meth:`~rsi_plugin.zoo.shapes.ShapesDataset.tensors` stacks it.
+        label)``; :meth:`~rsi_plugin.zoo.shapes.ShapesDataset.tensors` stacks it (for
+        ``"planted"``: a :class:`~rsi_plugin.zoo.planted.PlantedDataset`, the same interface).
 
     Raises:
-        ValueError: a model other than ``"tiny"`` (only it has bundled data: pass an
-            ImageNet-layout folder instead), or an unknown purpose.
+        ValueError: a model other than ``"tiny"`` and ``"planted"`` (only they have bundled
+            data: pass an ImageNet-layout folder instead), or an unknown purpose.
     """
     info = model_info(unwrap(model))
+    if info.name == "planted":
+        from rsi_plugin.zoo.planted import PlantedDataset
+
+        r = recipe(purpose, seed, info.input_size, info.resize_size)
+        return PlantedDataset(int(n), r.seed, size=r.size)
     if info.name != "tiny":
         raise DataError(f"no bundled dataset for model {info.name!r}: pass data= (an ImageNet-layout "
                          "folder, or images / batches of them); only 'tiny' has generated data")
