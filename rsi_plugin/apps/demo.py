@@ -258,6 +258,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     from rsi_plugin.criteria.channel_scan import ScanConfig, scan, write_scan
     from rsi_plugin.criteria.seeds import select_channels
     from rsi_plugin.criteria.sensitivity import write_sensitivity
+    from rsi_plugin.apps.planted import PlantedControlConfig, run_planted_control
 
     config = config.validated()
     config.started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -282,6 +283,14 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     start = time.perf_counter()
     write_sensitivity(model, table, scan_config, run.scan.dir)  # from the cache: no FZ is rendered again
     _stage(config, "sensitivity", start)
+
+    if config.planted:
+        start = time.perf_counter()
+        run_planted_control(run.planted.dir, PlantedControlConfig(
+            seeds=seeds, controls=config.controls, steps=config.steps, samples=config.samples, trials=config.trials,
+            null_sets=config.null_sets, scales=tuple(config.scales), tolerance=config.tolerance, seed=config.seed),
+            progress=progress)
+        _stage(config, "planted", start)
 
     start = time.perf_counter()
     natural = _natural_images(config, model)

@@ -13,6 +13,10 @@ the CLI) take the names from here. A demo run folder::
                                     scan_channels.csv, summary.csv, paper_comparison.csv, fz/,
                                     sensitivity.csv, sensitivity_summary.csv (rsi sensitivity),
                                     scan_controls.csv (a scan with controls)
+    RUN/planted/                    the planted positive control (rsi demo; apps.planted):
+                                    planted.json, planted_scan.csv, planted_controls.csv,
+                                    planted_eq3.csv, fz/ (names that discover() does not take
+                                    for the run's own scan or sweeps)
     RUN/figures/                    grid_<block>_<channel>.png (Fig. 1), summary.png
     RUN/ablation/<block>/           a sweep folder (SweepFiles): sweep.json, means.csv,
                                     ablation.csv, draws.csv, eq3.csv, eq3.png, accuracy.png,
@@ -37,6 +41,7 @@ __all__ = [
     "RunLayout",
     "ScanFiles",
     "SweepFiles",
+    "PlantedFiles",
     "SCAN_TABLE",
     "SWEEP_MANIFEST",
     "GRID_GLOB",
@@ -52,6 +57,12 @@ SCAN_DIR = "scan"
 FIGURES_DIR = "figures"
 ABLATION_DIR = "ablation"
 SUMMARY_PLOT = "summary.png"
+#: the planted positive control of a demo run (:mod:`rsi_plugin.apps.planted`)
+PLANTED_DIR = "planted"
+PLANTED_SUMMARY = "planted.json"
+PLANTED_SCAN = "planted_scan.csv"
+PLANTED_CONTROLS = "planted_controls.csv"
+PLANTED_EQ3 = "planted_eq3.csv"
 
 # -- a scan folder (rsi scan --out)
 SCAN_TABLE = "scan.csv"
@@ -278,3 +289,45 @@ class RunLayout:
     def sweep(self, block: str) -> SweepFiles:
         """The sweep folder of a block, ``ablation/<block>``."""
         return SweepFiles(self.ablation / str(block))
+
+    @property
+    def planted(self) -> "PlantedFiles":
+        """The planted positive control's folder ``planted/``."""
+        return PlantedFiles(self.root / PLANTED_DIR)
+
+
+@dataclass(frozen=True)
+class PlantedFiles:
+    """The planted positive control's files (``RUN/planted/``), named so that
+    :func:`rsi_plugin.outputs.contents.discover` never takes them for the run's own scan or sweeps.
+
+    Args:
+        dir (path): the folder.
+    """
+
+    dir: Path
+
+    @property
+    def summary(self) -> Path:
+        """``planted.json``: recall, false positives, untrained copies, Eq. 3 positive control."""
+        return self.dir / PLANTED_SUMMARY
+
+    @property
+    def scan(self) -> Path:
+        """``planted_scan.csv``: the planted model's scan rows."""
+        return self.dir / PLANTED_SCAN
+
+    @property
+    def controls(self) -> Path:
+        """``planted_controls.csv``: the rows of its untrained copies."""
+        return self.dir / PLANTED_CONTROLS
+
+    @property
+    def eq3(self) -> Path:
+        """``planted_eq3.csv``: Eq. 3 of the planted classifier with the planted channels ablated."""
+        return self.dir / PLANTED_EQ3
+
+    @property
+    def fz_cache(self) -> Path:
+        """``fz/``: its feature-visualisation cache."""
+        return self.dir / FZ_CACHE_DIR

@@ -32,8 +32,10 @@ Keys it reads, each optional (a check whose input is missing is ``inconclusive``
   ``rows`` and ``verdict_flips``;
 * ``ablations[j]``: ``block``, ``trials_kept``, ``scales`` (``p_null``, ``n_null``,
   ``detectable_deficit``, ``deficit``, ``null_deficit_median``);
-* ``planted``: ``recall``, ``false_positive_rate``, ``seeds``, ``control_passing`` (planted
-  channels passing in an untrained copy of the planted model), ``eq3_detected``.
+* ``planted``: ``recall``, ``false_positive_rate``, ``seeds``, ``control_planted_p`` (planted
+  channels robust in the planted model vs in its untrained copies, one-sided exact test; or,
+  without it, ``control_passing``: planted channels robust in an untrained copy), ``eq3_detected``
+  (:mod:`rsi_plugin.apps.planted`).
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ RULES: dict[str, str] = {
                   "many channels or more; inconclusive: more than every copy but the test does not agree, or no "
                   "untrained copy was scanned."),
     "planted": (f"pass: on the planted model the scan recovers at least {RECALL_MIN:.0%} of the planted channels, "
-                f"passes at most {FALSE_POSITIVE_MAX:.0%} of the others, no untrained copy of it passes a planted "
-                "channel, and (when run) its Eq. 3 positive control is detected; fail: any of these is missed; "
+                f"passes at most {FALSE_POSITIVE_MAX:.0%} of the others, the planted channels are robust in it more "
+                f"often than in its untrained copies (one-sided exact test over channels, p < {ALPHA:g}), and (when run) "
+                "its Eq. 3 positive control is detected; fail: any of these is missed; "
                 "inconclusive: the planted control was not run. One result per run (it tests the instrument)."),
     "seeds": (f"pass: the block has a robust channel and the passing sets of the seeds agree (mean Jaccard >= "
               f"{STABLE_JACCARD:g}); fail: mean Jaccard < {UNSTABLE_JACCARD:g}; inconclusive: between, one seed "
@@ -144,7 +147,10 @@ def _planted(planted: Mapping[str, Any] | None) -> tuple[str, str]:
         return "inconclusive", "incomplete"
     parts = [f"recall {recall:.2f}", f"false pos. {fp:.2f}"]
     ok = recall >= RECALL_MIN and fp <= FALSE_POSITIVE_MAX
-    if planted.get("control_passing") is not None:
+    if planted.get("control_planted_p") is not None:
+        parts.append(f"planted > untrained p {_num(planted['control_planted_p'])}")
+        ok = ok and planted["control_planted_p"] < ALPHA
+    elif planted.get("control_passing") is not None:
         parts.append(f"{planted['control_passing']} in untrained")
         ok = ok and planted["control_passing"] == 0
     if planted.get("eq3_detected") is not None:

@@ -188,7 +188,27 @@ def summarize_contents(contents) -> dict[str, Any]:
     settings.setdefault("weights", contents.weights)
     blocks = _block_rows(contents.scans[0]) if contents.scans else []
     ablations = [_ablation(s) for s in contents.sweeps]
-    return _clean({"format": FORMAT, "settings": settings, "blocks": blocks, "ablations": ablations})
+    out = {"format": FORMAT, "settings": settings, "blocks": blocks, "ablations": ablations}
+    planted = _planted(contents.root)
+    if planted is not None:
+        out["planted"] = planted
+    return _clean(out)
+
+
+_PLANTED_KEYS = ("block", "planted", "seeds", "recall", "false_positive_rate", "planted_rows", "other_rows",
+                 "undetermined", "missed", "false_positives", "controls", "control_passing", "control_planted_p",
+                 "control_base_rate", "eq3_detected", "eq3_verdict")
+
+
+def _planted(root: Path) -> dict[str, Any] | None:
+    """The planted positive control's numbers (``planted/planted.json``, :mod:`rsi_plugin.apps.planted`), or None."""
+    from rsi_plugin.core.runfolder import RunLayout
+
+    path = RunLayout(root).planted.summary
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return {k: data[k] for k in _PLANTED_KEYS if k in data}
 
 
 def write_summary(summary: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -290,6 +310,24 @@ def _eq3_tables(ablations: list[dict[str, Any]]) -> list[str]:
     return ratio + [""] + tests
 
 
+def _planted_lines(planted: dict[str, Any]) -> list[str]:
+    seeds = planted.get("seeds") or []
+    text = (f"Planted positive control (`load_model(\"planted\")`, block {planted.get('block')}, "
+            f"{len(planted.get('planted') or [])} planted channels, {len(seeds)} seed(s)): recall "
+            f"{_num(planted.get('recall'), 2)}, false-positive rate {_num(planted.get('false_positive_rate'), 3)}")
+    if planted.get("control_planted_p") is not None:
+        n = len(planted.get("planted") or [])
+        text += (f"; in {len(planted.get('controls') or [])} untrained copies {planted.get('control_passing')} of the "
+                 f"{n} planted channel indices pass in every seed (the copies pass "
+                 f"{_num(planted.get('control_base_rate'), 3)} of all channels so), planted model > copies: "
+                 f"one-sided exact p {_p(planted.get('control_planted_p'))}")
+    text += "."
+    lines = [text]
+    if planted.get("eq3_verdict"):
+        lines += ["", f"- Eq. 3 positive control: {planted['eq3_verdict']}"]
+    return lines
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     r"""The "What the demo finds" tables of a summary, as Markdown.
 
@@ -309,6 +347,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
     if blocks or summary.get("ablations"):
         lines += ["**Method card** — can each finding be believed? One mark per check and block:", ""]
         lines += card_markdown(method_card(summary)).rstrip("\n").splitlines() + [""]
+    planted = summary.get("planted")
+    if planted:
+        lines += _planted_lines(planted) + [""]
     if blocks:
         lines += _blocks_table(blocks) + [""]
     ablations = summary.get("ablations") or []

@@ -35,6 +35,8 @@ def test_untrained_check(controls, mark):
     ({"recall": 0.85, "false_positive_rate": 0.0}, "fail"),
     ({"recall": 1.0, "false_positive_rate": 0.1}, "fail"),
     ({"recall": 1.0, "false_positive_rate": 0.0, "control_passing": 1}, "fail"),
+    ({"recall": 1.0, "false_positive_rate": 0.0, "control_passing": 1, "control_planted_p": 0.01}, "pass"),
+    ({"recall": 1.0, "false_positive_rate": 0.0, "control_passing": 0, "control_planted_p": 0.2}, "fail"),
     ({"recall": 1.0, "false_positive_rate": 0.0, "eq3_detected": False}, "fail"),
     (None, "inconclusive"),
 ])
