@@ -12,6 +12,9 @@ r"""apps: whole workflows composed from the layers below; each backs one ``rsi``
                         ``apps.bench``; ``from rsi_plugin.apps.bench import bench``)
 :mod:`.inspect`         :func:`block_table` (``rsi inspect``): a model's residual blocks, node
                         paths and shapes, the ``Post == act(In + Pre)`` check
+:mod:`.planted`         :func:`run_planted_control`: the planted positive control of a run (the
+                        same scan of ``load_model("planted")`` and its untrained copies, its
+                        Eq. 3 positive control; ``rsi demo`` runs it)
 :mod:`.timing`          sound wall-clock timing of interleaved cases (for bench, benchmarks/)
 ======================  ====================================================================
 """
@@ -25,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "channel_grids": "fig1",
     "block_table": "inspect",
     "time_cases": "timing",
+    "run_planted_control": "planted", "PlantedControlConfig": "planted",
 }
 
 __all__ = sorted(_EXPORTS)
