@@ -45,7 +45,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["Check", "CHECKS", "RULES", "MARKS", "method_card", "card_frame", "card_markdown",
+__all__ = ["Check", "CHECKS", "RULES", "MARKS", "method_card", "card_frame", "card_markdown", "card_reading",
            "ALPHA", "STABLE_JACCARD", "UNSTABLE_JACCARD", "FLIP_PASS", "FLIP_FAIL", "RECALL_MIN", "FALSE_POSITIVE_MAX"]
 
 #: family-wise level of the tests the card reads (Bonferroni over the scaled conditions for Eq. 3)
@@ -259,8 +259,24 @@ def card_frame(card: Sequence[Check]) -> pd.DataFrame:
     return frame.loc[order, [CHECKS[k] for k in CHECKS if CHECKS[k] in frame.columns]]
 
 
+def card_reading(card: Sequence[Check]) -> str:
+    r"""The card in one sentence per check: in how many blocks it passed, failed or was
+    inconclusive (generated, so that a README's plain reading cannot drift from its run)."""
+    blocks = list(dict.fromkeys(c.block for c in card))
+    parts = []
+    for key, title in CHECKS.items():
+        marks = [c.mark for c in card if c.check == key]
+        if key == "planted":
+            parts.append(f"{title}: {marks[0] if marks else 'not run'} (one result for the run)")
+            continue
+        counts = {m: marks.count(m) for m in MARKS if marks.count(m)}
+        parts.append(f"{title}: " + ", ".join(f"{m} in {n}" for m, n in counts.items()) + f" of {len(blocks)} blocks")
+    return "In short — " + "; ".join(parts) + "."
+
+
 def card_markdown(card: Sequence[Check]) -> str:
-    """The card as a Markdown table followed by the rules, one line each (ends with a newline)."""
+    """The card as a Markdown table, its reading in one line (:func:`card_reading`) and the
+    rules, one line each (ends with a newline)."""
     if not card:
         return "No block was scanned or ablated: the method card is empty.\n"
     frame = card_frame(card)
@@ -271,6 +287,6 @@ def card_markdown(card: Sequence[Check]) -> str:
             mark, _, detail = str(value).partition(": ")
             cells.append(f"**{mark}**: {detail}")
         lines.append(f"| {block} | " + " | ".join(cells) + " |")
-    lines += ["", "How each mark is given:", ""]
+    lines += ["", card_reading(card), "", "How each mark is given:", ""]
     lines += [f"- *{CHECKS[k]}* — {RULES[k]}" for k in CHECKS]
     return "\n".join(lines) + "\n"

@@ -71,6 +71,10 @@ def test_demo_writes_every_stage(demo_dir):
     sensitivity = pd.read_csv(demo_dir / "scan" / "sensitivity_summary.csv", dtype={"block": str})
     assert set(sensitivity["block"]) == set(summary["block"]) | {"all"}
     assert "sensitivity" in settings["wall_time_s"]
+    # the planted positive control ran for real even in the smoke run (its FZs are not capped at 8 steps)
+    planted = json.loads((demo_dir / "planted" / "planted.json").read_text())
+    assert planted["recall"] >= 0.9 and planted["false_positive_rate"] <= 0.05
+    assert results["planted"]["recall"] == planted["recall"] and "planted" in settings["wall_time_s"]
 
 
 def test_grid_rows_are_the_first_seeds_rows_of_the_channel_set():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rsi_plugin.outputs.method_card import CHECKS, RULES, card_frame, card_markdown, method_card
+from rsi_plugin.outputs.method_card import CHECKS, RULES, card_frame, card_markdown, card_reading, method_card
 
 
 def _marks(summary, block="2.1"):
@@ -107,3 +107,13 @@ def test_card_lists_every_block_and_check_and_states_each_rule_once():
     assert text.count("| 2.1 |") == 1 and "**inconclusive**: not run" in text
     assert all(c.mark in ("pass", "inconclusive", "fail") for c in card)
     assert card_markdown([]).startswith("No block")
+
+
+def test_reading_counts_the_marks_of_each_check():
+    summary = {"blocks": [_block(controls={"trained": 5, "counts": [0, 1], "p": 0.01}),
+                          _block(block="3.1", controls={"trained": 0, "counts": [1, 1], "p": 1.0}),
+                          _block(block="4.1")]}
+    text = card_reading(method_card(summary))
+    assert "trained vs untrained: pass in 1, inconclusive in 1, fail in 1 of 3 blocks" in text
+    assert "planted recovery: inconclusive (one result for the run)" in text
+    assert text in card_markdown(method_card(summary))
