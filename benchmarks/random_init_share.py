@@ -2,7 +2,7 @@
 ``rsi scan --model resnet18`` (random init: no ImageNet weights are reachable here), writes the
 per-block shares with their Wilson 95 % intervals to JSON, and renders the README table from
 that JSON (between ``<!-- random-init-share:start -->`` and ``<!-- random-init-share:end -->``;
-``tests/test_readme_random_init.py`` fails when the two disagree).
+``tests/benchmark_scripts/test_random_init_share.py`` fails when the two disagree).
 
     rsi scan --model resnet18 --blocks 2.1 3.1 --channels $(seq -s ' ' 0 8 120) --out r18 --threads 1
     python benchmarks/random_init_share.py r18 --json benchmarks/results/resnet18_random_init.json --update-readme README.md

@@ -51,7 +51,7 @@ def _one_line(error: BaseException) -> str:
 #: ``rsi_plugin.cli.<name>`` is imported only when that subcommand runs.
 COMMANDS: dict[str, str] = {
     "inspect": "table of every residual block: In/Pre/Post paths, sizes, Post == activation(In + Pre)",
-    "demo": "scan blocks (tiny: layers 1-3 by default), draw Fig.-1 grids, run the scale-ablation sweep on the "
+    "demo": "scan blocks (tiny: 1.1 2.0 2.1 3.1 by default) with untrained and planted controls, draw Fig.-1 grids, run the scale-ablation sweep on the "
             "two blocks with the most passing channels, write report.html",
     "scan": "find scale-invariant channels (Eq. 1 and 2) from feature visualisations or natural images; "
             "writes scan.csv and summary.csv",

@@ -8,7 +8,7 @@ from rsi_plugin.cli.args import THREADS_HELP, add_variant_argument, set_threads,
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("demo", help="scan blocks (tiny: layers 1-3 by default), draw Fig.-1 grids, run the "
+    parser = sub.add_parser("demo", help="scan blocks (tiny: 1.1 2.0 2.1 3.1 by default) with untrained and planted controls, draw Fig.-1 grids, run the "
                                          "scale-ablation sweep on the two blocks with the most passing channels, "
                                          "write report.html")
     parser.add_argument("--out", default="rsi-demo", help="run folder (default rsi-demo; rerun to resume)")
@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", default=None,
                         help="ImageNet-layout validation folder (needed for models other than tiny)")
     parser.add_argument("--blocks", nargs="+", default=None,
-                        help="blocks to scan, or 'all' (default for tiny: layers 1-3, 1.0 1.1 2.0 2.1 3.0 3.1, the "
-                             "scope that fits 15 minutes on 2 CPU cores (measured 10 min 18 s, scan 6.4 min); all "
-                             "eight blocks: scan estimated at ~17-20 minutes there, plus the ablation; other models: all)")
+                        help="blocks to scan, or 'all' (default for tiny: 1.1 2.0 2.1 3.1, the blocks where the paper "
+                             "reports invariant channels, the scope that fits 15 minutes on 2 CPU cores with the "
+                             "controls; layers 1-3 with the controls took ~28 min there; other models: all)")
     parser.add_argument("--steps", type=int, default=None,
                         help="cap on the feature-visualisation steps, each FZ stops at its plateau (default 2560, the paper's count; quick 8)")
     parser.add_argument("--seeds", type=int, default=None, help="FZ seeds per channel (default 3; quick 2)")
@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--controls", type=int, default=None, metavar="K",
                         help="untrained copies of the model scanned the same way, the model-randomisation "
                              "control (default 2; quick 1; 0: none)")
+    parser.add_argument("--control-seeds", type=int, default=None, metavar="N",
+                        help="FZ seeds the untrained copies are rendered with; the trained model is compared on "
+                             "the same seeds (default 1, the first)")
     parser.add_argument("--no-planted", action="store_true",
                         help="skip the planted positive control (a model with known scale-invariant channels)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     blocks = None if args.blocks is None else "all" if args.blocks == ["all"] else args.blocks
     overrides = {k: v for k, v in {"steps": args.steps, "seeds": args.seeds, "trials": args.trials,
                                    "samples": args.samples, "null_sets": args.null_sets,
-                                   "blocks": blocks, "controls": args.controls}.items() if v is not None}
+                                   "blocks": blocks, "controls": args.controls,
+                                   "control_seeds": args.control_seeds}.items() if v is not None}
     common = dict(model=args.model, weights=args.weights, data=args.data, tolerance=args.tolerance, seed=args.seed,
                   adaptive=not args.no_adaptive, channel_set=args.channel_set, variant=args.variant,
                   planted=not args.no_planted,

@@ -83,6 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "--control random-init:2 cascade:2.1")
     ct.add_argument("--control-seed", type=int, default=CONTROL_SEED,
                     help=f"seed of the first control copy; copy k gets this + k (default {CONTROL_SEED})")
+    ct.add_argument("--control-seeds", type=int, default=None, metavar="N",
+                    help="render the copies with the first N FZ seeds only (cheaper); the trained model is then "
+                         "compared on those seeds too (default: every seed)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--threads", type=int, default=None,
                         help=THREADS_HELP)
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                         natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
                         cache_dir=str(files.fz_cache), force=args.force, batch_size=args.batch_size, seed=args.seed,
                         seeds=seeds, robust_share=args.robust_share, adaptive=args.adaptive,
-                        controls=controls, control_seed=args.control_seed)
+                        controls=controls, control_seed=args.control_seed, control_seeds=args.control_seeds)
     data = None
     if args.source != "fz" and args.data is not None:  # the images rsi demo searches too
         data = natural_images(model, args.data, batch_size=args.batch_size, limit=args.limit)

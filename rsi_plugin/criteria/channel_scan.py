@@ -163,6 +163,10 @@ class ScanConfig:
             (randomised from the top down to block ``B``). Empty (default): none.
         control_seed (int): seed of the first control copy; copy ``k`` (over all specs, in
             order) is initialised with ``control_seed + k``.
+        control_seeds (int, optional): render the copies with the first ``control_seeds`` of
+            ``seeds`` only (a cheaper control); the comparison then judges the trained model on
+            those seeds too (:func:`rsi_plugin.criteria.controls.compare_to_controls`), so both
+            sides meet the same rule. ``None`` (default): every seed.
     """
 
     featureviz: FeatureVizConfig = field(default_factory=FeatureVizConfig)
@@ -188,6 +192,7 @@ class ScanConfig:
     adaptive_eq2: float = ADAPTIVE_EQ2
     controls: Sequence[str] = ()
     control_seed: int = CONTROL_SEED
+    control_seeds: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.featureviz, FeatureVizConfig):
@@ -235,6 +240,10 @@ class ScanConfig:
             raise ConfigError(f"adaptive_eq2 must be > 0, got {self.adaptive_eq2!r}")
         object.__setattr__(self, "controls", tuple(str(spec) for spec in parse_controls(self.controls)))
         plan_controls(self.controls, self.control_seed)  # checks the seed
+        if self.control_seeds is not None and (isinstance(self.control_seeds, bool) or not isinstance(
+                self.control_seeds, (int, np.integer)) or not 1 <= self.control_seeds <= len(self.seeds)):
+            raise ConfigError(f"control_seeds must be None or an integer from 1 to the number of seeds "
+                              f"({len(self.seeds)}), got {self.control_seeds!r}")
         given = [v for v in (self.paper_compat, self.featureviz.paper_compat) if v is not None]
         if given:  # an explicit paper_compat on either level holds for both (True if either is)
             compat = bool(any(given))
@@ -502,6 +511,8 @@ def _scan_controls(module: nn.Module, chosen: list[ResidualBlock], config: ScanC
     from rsi_plugin.core.randomize import init_rule
 
     same = dataclasses.replace(config, controls=())
+    if config.control_seeds is not None:
+        same = dataclasses.replace(same, seeds=config.seeds[:config.control_seeds])
     centers = {}
     if _zooms_about_rf(same):  # S about the trained model's centres: the copies see the same transform
         centers = {b.name: receptive_field_center(module, b, "pre", image_size=same.featureviz.image_size)
@@ -530,7 +541,7 @@ def _scan_controls(module: nn.Module, chosen: list[ResidualBlock], config: ScanC
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["control", "control_seed"])
     info = model_info(module)
     table.attrs.update({"model": info.name, "weights": info.weights, "controls": described,
-                        "seeds": list(config.seeds), "robust_share": config.robust_share})
+                        "seeds": list(same.seeds), "robust_share": config.robust_share})
     return table
 
 
@@ -643,7 +654,12 @@ def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = N
     summary = block_summary(table, share)
     if controls is not None:
         channels = mark_control_channels(channels, controls, share)
-        comparison = compare_to_controls(table, controls, share)
+        # the trained side as compared (on the copies' seeds: ScanConfig.control_seeds), named so
+        # that it cannot be read as the robust count over every seed
+        comparison = compare_to_controls(table, controls, share).rename(
+            columns={"trained": "control_trained", "determined": "control_trained_determined"})
+        if "seed" in controls.columns:
+            comparison["control_compared_seeds"] = " ".join(str(int(v)) for v in sorted(controls["seed"].unique()))
         keys = [k for k in ("source", "transform", "block") if k in summary.columns]
         added = [c for c in comparison.columns if c.startswith("control")]
         summary = summary.merge(comparison[keys + added], on=keys, how="left", validate="one_to_one")

@@ -331,6 +331,10 @@ def compare_to_controls(trained: pd.DataFrame, controls: pd.DataFrame | None, sh
         share (float): the robust share (1: every seed).
         alpha (float): level of the one-sided test (0.05).
 
+    The trained rows are restricted to the seeds the copies were rendered with (all of them
+    unless ``ScanConfig.control_seeds`` rendered the copies with fewer), so that "robust" means
+    the same on both sides.
+
     Returns:
         DataFrame, one row per (source, transform, block) of ``trained``: the group keys, then
         :data:`COMPARISON_COLUMNS`: ``channels``, ``trained`` (robust count), ``trained_share``,
@@ -348,6 +352,10 @@ def compare_to_controls(trained: pd.DataFrame, controls: pd.DataFrame | None, sh
     share = check_share(share)
     if not 0 < alpha < 1:
         raise RSIError(f"alpha must be in (0, 1), got {alpha!r}")
+    if controls is not None and len(controls) and "seed" in controls.columns and "seed" in trained.columns:
+        # both sides judged on the same seeds: copies rendered with fewer seeds
+        # (ScanConfig.control_seeds) meet the trained model on those seeds only
+        trained = trained[trained["seed"].isin(set(controls["seed"].astype(int)))]
     keys = _keys(trained)
     mine = channel_table(trained, share)
     theirs = _control_channels(controls, share) if controls is not None and len(controls) else None

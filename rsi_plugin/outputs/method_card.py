@@ -25,8 +25,9 @@ The card reads only the results summary (:func:`rsi_plugin.outputs.summary.summa
 a README block generated from a summary file shows exactly the card of the run that wrote it.
 Keys it reads, each optional (a check whose input is missing is ``inconclusive``, "not run"):
 
-* ``blocks[i]["controls"]``: ``trained`` (the trained count), ``counts`` (one per untrained
-  copy), ``p`` (the one-sided test's p-value), ``verdict`` (text);
+* ``blocks[i]["controls"]``: ``trained`` (the trained count, on the seeds compared), ``counts``
+  (one per untrained copy), ``p`` (the one-sided test's p-value), ``verdict`` (text), ``seeds``
+  (the seeds compared, e.g. ``"0"``);
 * ``blocks[i]["robust"]``, ``any_seed``, ``seeds``, ``jaccard_mean``;
 * ``blocks[i]["sensitivity"]``: per alternative (``"zoom_center"``, ``"png"``) a dict with
   ``rows`` and ``verdict_flips``;
@@ -75,7 +76,8 @@ CHECKS: dict[str, str] = {
 """Check key -> its column title."""
 
 RULES: dict[str, str] = {
-    "untrained": ("pass: the trained network's robust count exceeds every untrained copy's and the one-sided exact "
+    "untrained": ("pass: the trained network's count of robust channels, on the seeds the copies were rendered "
+                  "with, exceeds every untrained copy's and the one-sided exact "
                   f"test over channels (each counted once) gives p < {ALPHA:g}; fail: some untrained copy passes as "
                   "many channels or more; inconclusive: more than every copy but the test does not agree, or no "
                   "untrained copy was scanned."),
@@ -129,7 +131,9 @@ def _untrained(block: Mapping[str, Any]) -> tuple[str, str]:
     trained, counts, p = controls.get("trained"), list(controls["counts"]), controls.get("p")
     if trained is None:
         return "inconclusive", "no trained count"
-    detail = f"{trained} vs {', '.join(str(c) for c in counts)} (p {_num(p)})"
+    seeds = controls.get("seeds")
+    on = "" if seeds in (None, "") else f" on seed{'s' if len(str(seeds).split()) > 1 else ''} {seeds}"
+    detail = f"{trained} vs {', '.join(str(c) for c in counts)}{on} (p {_num(p)})"
     if any(c is None for c in counts):
         return "inconclusive", detail + "; a copy did not finish"
     if trained <= max(counts):

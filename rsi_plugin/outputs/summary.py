@@ -90,12 +90,14 @@ def _controls(record: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | N
     if not isinstance(names, str) or not names.strip():
         return None
     counts = [int(c) for c in str(record.get("control_counts", "")).split()]
-    trained = record.get("robust", record.get("passing"))
+    # the trained count as the comparison made it (on the seeds the copies were rendered with);
+    # tables written before control_seeds existed compared every seed: the robust count
+    trained = record.get("control_trained", record.get("robust", record.get("passing")))
     return {"names": names.split(), "counts": counts, "trained": None if trained is None else int(trained),
             "mean": record.get("control_mean"), "max": record.get("control_max"),
             "passing": record.get("control_passing"), "determined": record.get("control_determined"),
             "p": record.get("control_p"), "rank_p": record.get("control_rank_p"),
-            "verdict": record.get("control_verdict")}
+            "verdict": record.get("control_verdict"), "seeds": record.get("control_compared_seeds")}
 
 
 def _block_rows(scan) -> list[dict[str, Any]]:
@@ -264,7 +266,11 @@ def _blocks_table(blocks: list[dict[str, Any]]) -> list[str]:
     if any(b.get("undetermined") is not None for b in blocks):
         lines.append("| undetermined | " + " | ".join(_num(b.get("undetermined")) for b in blocks) + " |")
     if any(b.get("controls") for b in blocks):
-        lines.append("| robust in each untrained copy | " + " | ".join(
+        seeds = next((b["controls"].get("seeds") for b in blocks if b.get("controls")), None)
+        on = "" if seeds is None else f" (seed{'s' if len(str(seeds).split()) > 1 else ''} {seeds})"
+        lines.append(f"| robust, trained, as compared{on} | " + " | ".join(
+            str(b["controls"].get("trained")) if b.get("controls") else "–" for b in blocks) + " |")
+        lines.append(f"| robust in each untrained copy{on} | " + " | ".join(
             ", ".join(str(c) for c in b["controls"]["counts"]) if b.get("controls") else "–" for b in blocks) + " |")
         lines.append("| trained > untrained: one-sided exact p | " + " | ".join(
             _p(b["controls"].get("p")) if b.get("controls") else "–" for b in blocks) + " |")

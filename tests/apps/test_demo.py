@@ -122,7 +122,7 @@ def test_default_scope_is_layers_1_to_3_of_tiny_and_all_elsewhere(tmp_path):
     from rsi_plugin.cli import build_parser
     from rsi_plugin.apps.demo import TINY_DEFAULT_BLOCKS
 
-    assert DemoConfig().validated().blocks == list(TINY_DEFAULT_BLOCKS) == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1"]
+    assert DemoConfig().validated().blocks == list(TINY_DEFAULT_BLOCKS) == ["1.1", "2.0", "2.1", "3.1"]
     assert DemoConfig(blocks="all").validated().blocks == "all"
     assert DemoConfig(model="resnet18", data=str(tmp_path)).validated().blocks == "all"
     assert DemoConfig.quick_run(str(tmp_path)).validated().blocks == "all"  # the smoke run covers every block

@@ -232,7 +232,10 @@ def test_the_planted_channel_passes_in_the_trained_network_not_in_its_random_cop
     summary = read_table(out / "summary.csv")
     old = list(block_summary(table).columns)
     assert list(summary.columns[:len(old)]) == old
-    assert list(summary.columns[len(old):]) == [c for c in ctl.COMPARISON_COLUMNS if c.startswith("control")]
+    renamed = {"trained": "control_trained", "determined": "control_trained_determined"}
+    assert list(summary.columns[len(old):]) == [renamed.get(c, c) for c in ctl.COMPARISON_COLUMNS
+                                                if c.startswith("control") or c in renamed] + ["control_compared_seeds"]
+    assert summary["control_trained"].tolist() == [compared.trained]
     assert summary.loc[0, "control_verdict"] == compared.control_verdict
     channels = read_table(out / "scan_channels.csv").set_index("channel")
     assert list(channels.columns[-2:]) == ["controls_passing", "passes_in_control"]
@@ -296,3 +299,17 @@ def test_cli_scan_with_controls(tmp_path, capsys):
         assert main(bad + [spec]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("rsi scan: error:") and message in err
+
+
+def test_control_seeds_renders_the_copies_with_fewer_seeds_and_compares_on_those(planted, tmp_path):
+    config = ScanConfig(featureviz=PLANTED_QUICK, seeds=(0, 1), controls=("random-init:1",), control_seeds=1,
+                        cache_dir=tmp_path / "fz")
+    table = scan(planted, "1.0", config, progress=False)
+    rows = control_rows(table)
+    assert sorted(table["seed"].unique()) == [0, 1] and sorted(rows["seed"].unique()) == [0]
+    compared = compare_to_controls(table, rows).iloc[0]
+    first = table[table["seed"] == 0]  # the trained side judged on seed 0 only, as the copy was
+    assert compared.trained == int((first.verdict == "pass").sum())
+    assert compared.determined == int((first.verdict != "undetermined").sum())
+    with pytest.raises(RSIError, match="control_seeds must be"):
+        ScanConfig(seeds=(0, 1), controls=("random-init",), control_seeds=3)
