@@ -65,6 +65,7 @@ from rsi_plugin.core.data import (
 )
 from rsi_plugin.ablation.distributed import all_reduce_sum, barrier, rank_and_world
 from rsi_plugin.ablation.eq3 import CONDITIONS, RESULT_COLUMNS, eq3_summary
+from rsi_plugin.core.evalmode import runs_in_eval_mode
 from rsi_plugin.core.images import model_info
 from rsi_plugin.ablation.means import (
     SWEEP_NODES,
@@ -378,6 +379,7 @@ def _gather_skipped(loader: ValidationLoader) -> SkippedFiles:
     return merged
 
 
+@runs_in_eval_mode
 def sweep(
     model: nn.Module,
     data: Any,
@@ -397,8 +399,10 @@ def sweep(
     figures. Finished work is kept in ``out_dir`` and skipped when the sweep is run again.
 
     Args:
-        model (nn.Module): a model with residual blocks, in eval mode, carrying ``rsi_info``
-            (sizes and normalisation; ImageNet defaults otherwise).
+        model (nn.Module): a model with residual blocks, carrying ``rsi_info`` (sizes and
+            normalisation; ImageNet defaults otherwise). It is evaluated in eval mode whatever
+            its mode (BatchNorm with its running statistics) and given back in its own mode,
+            buffers unchanged.
         data: a :class:`~rsi_plugin.core.data.ValidationLoader` or anything
             :func:`~rsi_plugin.core.data.validation_loader` takes: an ImageNet-layout folder, a
             Dataset of ``(image, label)``, or tensors ``(images [N, 3, H, W] in [0, 1],

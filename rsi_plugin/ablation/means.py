@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from rsi_plugin.core.data import ValidationLoader, validation_loader
+from rsi_plugin.core.evalmode import runs_in_eval_mode
 from rsi_plugin.ablation.distributed import all_reduce_sum
 from rsi_plugin.core.images import model_info, normalize
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
@@ -62,6 +63,7 @@ def prepare_batch(images: torch.Tensor, model: nn.Module, p: float = 0.0, varian
     return normalize(scale_crop(images, p, output_size=size, variant=variant), module)
 
 
+@runs_in_eval_mode
 def channel_means(
     model: nn.Module,
     loader: Any,
@@ -85,7 +87,8 @@ def channel_means(
     the means of one process.
 
     Args:
-        model (nn.Module): a model with residual blocks.
+        model (nn.Module): a model with residual blocks, evaluated in eval mode and given
+            back in its own mode, buffers unchanged.
         loader: a :class:`~rsi_plugin.core.data.ValidationLoader` or anything
             :func:`~rsi_plugin.core.data.validation_loader` takes (a folder, a Dataset, a pair
             ``(images, labels)``), yielding [0, 1] images at the resize size.
@@ -142,6 +145,7 @@ def condition_masks(conditions: Sequence[Sequence[int]], num_channels: int) -> t
     return masks
 
 
+@runs_in_eval_mode
 def ablate_conditions(
     model: nn.Module,
     images: torch.Tensor,
@@ -166,7 +170,8 @@ def ablate_conditions(
     ``rsi.ablate(m, x, b, chs, values[chs])``.
 
     Args:
-        model (nn.Module or NNsight): a model with residual blocks (eval mode).
+        model (nn.Module or NNsight): a model with residual blocks, evaluated in eval mode
+            and given back in its own mode, buffers unchanged.
         images (Tensor): model-ready batch ``[B, 3, H, W]``.
         block (str): block name, e.g. ``"3.1"``.
         conditions (sequence of sequences of int): the channels of each condition.

@@ -25,6 +25,7 @@ The library's own traces cannot run inside yours (nnsight has one trace at a tim
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from typing import Any, Sequence
 
@@ -51,6 +52,20 @@ __all__ = ["NestedTraceError", "BlockNodes", "block_nodes", "in_trace", "check_n
 #: Keyword arguments an nnsight trace of a :class:`rsi_plugin.access.remote.VisionModel` takes
 #: for itself (any other keyword reaches the model's ``forward``).
 TRACE_OPTIONS: tuple[str, ...] = ("remote", "backend", "blocking", "job_id", "verbose")
+
+
+_WARNED_TRAIN: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+
+def _warn_if_training(module: Any) -> None:
+    """Warn once per model when a user's own trace runs a model in train mode: the library's
+    own calls evaluate in eval mode, but a trace of yours runs the model as you left it."""
+    if isinstance(module, nn.Module) and any(m.training for m in module.modules()) and module not in _WARNED_TRAIN:
+        _WARNED_TRAIN.add(module)
+        warnings.warn(
+            "rsi.block_nodes: the model is in train mode, so your trace computes BatchNorm with the batch's "
+            "statistics and updates its running buffers; call model.eval() first (rsi.capture / rsi.ablate "
+            "do so themselves). This warning is shown once per model.", UserWarning, stacklevel=3)
 
 
 class NestedTraceError(RuntimeError):
@@ -262,6 +277,12 @@ def block_nodes(model: nn.Module | Any, block: str | ResidualBlock) -> BlockNode
     Raises:
         ValueError: an unknown block (listing the valid ones), or a submodule's envoy.
         TypeError: neither a module nor an nnsight wrapper.
+
+    Warns:
+        UserWarning: once per model, when the model is in train mode (your trace runs it as
+            you left it: BatchNorm on the batch's statistics, its buffers updated), unlike
+            :func:`rsi_plugin.capture` and :func:`rsi_plugin.ablate`, which evaluate in eval mode.
     """
     envoy = _envoy(model)
+    _warn_if_training(unwrap(envoy))
     return BlockNodes(envoy, get_block(residual_blocks(unwrap(envoy)), block))

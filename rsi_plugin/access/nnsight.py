@@ -35,6 +35,7 @@ from rsi_plugin.core.blocks import (
 )
 from rsi_plugin.errors import InputTypeError, RSIError, ShapeError, UnknownNameError
 from rsi_plugin.core.channels import channel_values, check_channels
+from rsi_plugin.core.evalmode import runs_in_eval_mode
 
 __all__ = ["wrap", "capture", "ablate", "node_gradient", "iter_batches", "check_images", "channel_values",
            "envoy_at"]
@@ -141,6 +142,7 @@ def _take(envoy: Any, plan: ReadPlan, center: bool) -> dict[tuple[str, str], Any
     return got
 
 
+@runs_in_eval_mode
 def capture(
     model: nn.Module | Envoy,
     images: Images,
@@ -161,8 +163,9 @@ def capture(
     Runs under ``torch.no_grad()``.
 
     Args:
-        model (nn.Module or NNsight): a model with residual blocks, in the mode you want
-            (``load_model`` returns eval mode).
+        model (nn.Module or NNsight): a model with residual blocks. It is evaluated in eval
+            mode (BatchNorm with its running statistics, as in ``model.eval()``) whatever its
+            mode, and given back in its own mode with its buffers unchanged.
         images (Tensor, list or DataLoader): model-ready input ``[N, 3, H, W]``, a list of
             batches or single images, or a DataLoader of ``images`` or ``(images, labels)``.
         blocks (str or list of str): block names (``"2.1"``) or ``"all"``.
@@ -203,6 +206,7 @@ def capture(
     return {key: torch.cat(values) for key, values in parts.items()}
 
 
+@runs_in_eval_mode
 def ablate(
     model: nn.Module | Envoy,
     images: Images,
@@ -223,7 +227,8 @@ def ablate(
     Runs under ``torch.no_grad()``.
 
     Args:
-        model (nn.Module or NNsight): a model with residual blocks.
+        model (nn.Module or NNsight): a model with residual blocks, evaluated in eval mode
+            and given back in its own mode, buffers unchanged (as in :func:`capture`).
         images (Tensor, list or DataLoader): model-ready input, as in :func:`capture`.
         block (str): block name, e.g. ``"3.1"``.
         channels (sequence of int): channels to overwrite; empty means no intervention.
