@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from rsi_plugin.core.specs import BlockSpec, activation_fn, model_specs
-from rsi_plugin.errors import RSIError, UnknownNameError
+from rsi_plugin.errors import InputTypeError, RSIError, UnknownNameError
 from rsi_plugin.core.wrapped import unwrap
 
 __all__ = [
@@ -241,22 +241,40 @@ def residual_blocks(model: nn.Module, specs: Sequence[BlockSpec] | None = None) 
 def get_block(model_or_blocks: nn.Module | Sequence[ResidualBlock], name: str | ResidualBlock) -> ResidualBlock:
     """Look a block up by its name (``"2.1"``).
 
+    Block ids are strings, never numbers: ``2.1`` is refused rather than read as ``"2.1"``,
+    because a float cannot tell ``"3.1"`` from ``"3.10"`` (resnet101 has both).
+
     Raises:
+        TypeError: (:class:`~rsi_plugin.errors.InputTypeError`) for a name that is not a string,
+            showing the string to write instead.
         ValueError: for an unknown name, listing the valid ones.
     """
     if isinstance(name, ResidualBlock):
         return name
     blocks = model_or_blocks if isinstance(model_or_blocks, (list, tuple)) else residual_blocks(model_or_blocks)
+    _check_block_id(name, blocks)
     for block in blocks:
-        if block.name == str(name):
+        if block.name == name:
             return block
     raise UnknownNameError(f"unknown block {name!r}; valid blocks: {', '.join(b.name for b in blocks)}")
+
+
+def _check_block_id(name: object, blocks: Sequence[ResidualBlock]) -> None:
+    """Refuse a block id that is not a string (``2.1``, ``3``), showing its string form."""
+    if isinstance(name, str):
+        return
+    raise InputTypeError(
+        f"block ids are strings: use {str(name)!r}, not {name!r} (a number cannot tell '3.1' from "
+        f"'3.10'); valid blocks: {', '.join(b.name for b in blocks)}")
 
 
 def resolve_blocks(model: nn.Module, blocks: str | Sequence[str] | None = "all") -> list[ResidualBlock]:
     """Blocks selected by name: ``"all"`` / ``None`` for every block, one name, or a list.
 
+    Names are strings (``"2.1"``); numbers such as ``2.1`` are refused (see :func:`get_block`).
+
     Raises:
+        TypeError: (:class:`~rsi_plugin.errors.InputTypeError`) for a block id that is not a string.
         ValueError: for an unknown name, listing the valid ones.
     """
     every = residual_blocks(model)
@@ -264,6 +282,8 @@ def resolve_blocks(model: nn.Module, blocks: str | Sequence[str] | None = "all")
         return every
     if isinstance(blocks, (str, ResidualBlock)):
         blocks = [blocks]
+    elif not isinstance(blocks, Iterable):
+        _check_block_id(blocks, every)
     chosen = [get_block(every, b) for b in blocks]
     if not chosen:
         raise UnknownNameError(f"no block given; valid blocks: {', '.join(b.name for b in every)}")
