@@ -17,12 +17,13 @@ The equations themselves (tensors in, tensors out) are :mod:`rsi_plugin.criteria
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pandas as pd
 import torch
-from captum.attr import Attribution
+from captum.attr import Attribution, NoiseTunnel
 from captum.log import log_usage
 from torch import Tensor, nn
 
@@ -138,9 +139,34 @@ def _per_channel_images(x: Tensor, name: str) -> Tensor:
                      f"(k images per channel), got {tuple(x.shape)}")
 
 
-def _rows_per_channel(rows: int, channels: int) -> int:
-    """``r`` when ``rows == r * channels`` (Captum's ``repeat_interleave`` of each input row), else 1."""
-    return rows // channels if channels and rows > channels and rows % channels == 0 else 1
+#: ``rows_per_channel`` when :class:`captum.attr.NoiseTunnel` calls :meth:`ScaleInvariance.attribute`:
+#: ``r`` is its batch of samples, read from the number of rows.
+_FROM_NOISE_TUNNEL = "noise_tunnel"
+
+
+def _called_by_noise_tunnel(si: Any) -> bool:
+    """Whether the caller of :meth:`ScaleInvariance.attribute` is a ``NoiseTunnel`` wrapping ``si``
+    (it calls ``attribute.__wrapped__`` from its own method, so its frame is the caller's)."""
+    frame = inspect.currentframe()
+    try:
+        caller = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+        owner = caller.f_locals.get("self") if caller is not None else None
+        return isinstance(owner, NoiseTunnel) and owner.attribution_method is si
+    finally:
+        del frame
+
+
+def _rows_per_channel(rows_per_channel: Any, rows: int, channels: int) -> int:
+    """``r``, the rows per channel: 1 by default, the caller's ``rows_per_channel``, or under
+    NoiseTunnel ``rows // channels`` (checked against the shapes by the caller)."""
+    if rows_per_channel is None:
+        return 1
+    if rows_per_channel == _FROM_NOISE_TUNNEL:
+        return max(rows // channels, 1) if channels else 1
+    if isinstance(rows_per_channel, bool) or not isinstance(rows_per_channel, int) or rows_per_channel < 1:
+        raise RSIError(f"rows_per_channel must be a positive int (r consecutive rows per channel, Captum's "
+                       f"NoiseTunnel layout) or None (one row per channel), got {rows_per_channel!r}")
+    return rows_per_channel
 
 
 def _pick(acts: Tensor, channels: Tensor, k: int) -> Tensor:
@@ -183,13 +209,16 @@ class ScaleInvariance(Attribution):
 
     @log_usage(part_of_slo=True)
     def attribute(self, inputs: tuple[Tensor, Tensor], channels: Sequence[int] | Tensor | None = None,
-                  **kwargs: Any) -> Tensor:
+                  rows_per_channel: int | None = None, **kwargs: Any) -> Tensor:
         r"""Both criteria for each channel on its own pair of images, as margins; keeps
         nothing (:meth:`evaluate` returns the details).
 
         Args:
             inputs (tuple of two Tensors): ``(x_in, x_pre)``, as in :meth:`evaluate`.
             channels (sequence of int or Tensor, optional): as in :meth:`evaluate`.
+            rows_per_channel (int, optional): as in :meth:`evaluate`. When
+                ``captum.attr.NoiseTunnel`` wrapping this object calls it, its layout (each
+                row repeated ``nt_samples_batch_size`` times) is accepted without it.
             **kwargs: the other arguments of :meth:`evaluate` (``transform``,
                 ``tolerance``, ``batch_size``) and nnsight trace options.
 
@@ -199,7 +228,10 @@ class ScaleInvariance(Attribution):
             ``-inf`` for a ratio <= 0 or undefined). A channel passes exactly when both
             are > 0. Equal to ``self.evaluate(...).margins``.
         """
-        return self.evaluate(inputs, channels=channels, **kwargs).margins.to(inputs[0].device)
+        if rows_per_channel is None and _called_by_noise_tunnel(self):
+            rows_per_channel = _FROM_NOISE_TUNNEL  # type: ignore[assignment]
+        return self.evaluate(inputs, channels=channels, rows_per_channel=rows_per_channel,
+                             **kwargs).margins.to(inputs[0].device)
 
     @runs_in_eval_mode
     def evaluate(
@@ -209,6 +241,7 @@ class ScaleInvariance(Attribution):
         transform: str | Transform = "scale",
         tolerance: float = TOLERANCE,
         batch_size: int | None = None,
+        rows_per_channel: int | None = None,
         **trace_kwargs: Any,
     ) -> CriteriaResult:
         r"""Evaluate both criteria for each channel on its own pair of images.
@@ -234,6 +267,10 @@ class ScaleInvariance(Attribution):
                 of ``S``.
             tolerance (float): ``t`` of Eq. (2), > 1; the paper's 1.5.
             batch_size (int, optional): images per forward pass (all at once by default).
+            rows_per_channel (int, optional): ``r`` consecutive rows of ``x_in`` / ``x_pre``
+                per channel (Captum's ``repeat_interleave`` layout), each scored on its own:
+                ``r * K`` rows in, ``[r * K, 2]`` out. ``None`` (default): exactly one row per
+                channel; any other row count is a :class:`~rsi_plugin.errors.ShapeError`.
             **trace_kwargs: nnsight trace options (``remote=``, ``backend=``, ``blocking=``,
                 ``job_id=``, ``verbose=``), passed on to :func:`rsi_plugin.capture`.
 
@@ -242,9 +279,11 @@ class ScaleInvariance(Attribution):
             returns), ``.table()`` (one row per channel), ``.summary()``.
 
         Captum's perturbation wrappers (``NoiseTunnel``) repeat each input row ``r`` times
-        (``repeat_interleave``): inputs with ``r * K`` rows for ``K`` channels are read as
+        (``repeat_interleave``): :meth:`attribute` called by a ``NoiseTunnel`` that wraps this
+        object (or with ``rows_per_channel=r``) reads ``r * K`` rows for ``K`` channels as
         ``r`` consecutive rows per channel, each scored on its own (``[r * K, 2]``), which
-        ``NoiseTunnel`` then averages per channel (through :meth:`attribute`). Captum keywords that do not apply raise:
+        ``NoiseTunnel`` then averages per channel. Otherwise extra rows are an error, never
+        reinterpreted. Captum keywords that do not apply raise:
         ``target=`` (the scores are per channel of the block, not per output class),
         ``baselines=`` / ``return_convergence_delta=`` (no baseline and no completeness
         property), ``additional_forward_args=`` (the model takes images only).
@@ -252,8 +291,9 @@ class ScaleInvariance(Attribution):
         Raises:
             TypeError: ``inputs`` is not a pair of tensors; a keyword that is not an nnsight
                 trace option (e.g. Captum's ``target=``).
-            ValueError: shapes that do not match the channels; a bad tolerance or
-                transform name.
+            ShapeError (a ValueError): row counts other than ``r * K`` (the message names the
+                expected count). ValueError: a bad tolerance, transform name or
+                ``rows_per_channel``.
             IndexError: a channel out of range.
         """
         check_trace_options(trace_kwargs, "ScaleInvariance.attribute()/evaluate()")
@@ -264,12 +304,17 @@ class ScaleInvariance(Attribution):
                             f"(one per channel), got {type(inputs).__name__}")
         x_in = _per_channel_images(inputs[0], "x_in")
         x_pre = _per_channel_images(inputs[1], "x_pre")
-        index = self._channels(channels, x_in.shape[0])
-        rows = _rows_per_channel(x_in.shape[0], len(index))
+        index = self._channels(channels)
+        rows = _rows_per_channel(rows_per_channel, x_in.shape[0], len(index))
         for name, x in (("x_in", x_in), ("x_pre", x_pre)):
-            if x.shape[0] != len(index) * rows:
-                raise ShapeError(f"{name} holds images for {x.shape[0]} channels, but {len(index)} channels "
-                                 f"are analysed ({'all of block ' + self.block.name if channels is None else 'channels='})")
+            expected = len(index) * rows
+            if x.shape[0] != expected:
+                which = f"all {len(index)} of block {self.block.name}" if channels is None else f"{len(index)} of channels="
+                per = (f"{rows} rows per channel, rows_per_channel={rows}" if rows > 1 else
+                       "one per channel; pass rows_per_channel=r for r consecutive rows per channel, "
+                       "Captum's NoiseTunnel layout")
+                raise ShapeError(f"{name} has {x.shape[0]} rows, but {which} channels are analysed: expected "
+                                 f"{expected} row{'s' if expected != 1 else ''} ({per})")
         index = index.repeat_interleave(rows)  # r rows per channel (Captum's NoiseTunnel layout)
         k_in, k_pre = x_in.shape[1], x_pre.shape[1]
         flat_in = x_in.flatten(0, 1)
@@ -303,11 +348,8 @@ class ScaleInvariance(Attribution):
             images_per_channel=k_in,
         )
 
-    def _channels(self, channels: Sequence[int] | Tensor | None, default: int) -> Tensor:
+    def _channels(self, channels: Sequence[int] | Tensor | None) -> Tensor:
         num = self.block.channels
         if channels is None:
-            if default % num:
-                raise RSIError(f"x_in holds images for {default} channels but block {self.block.name} has "
-                                 f"{num}; pass channels= to analyse a subset")
             return torch.arange(num)
         return torch.tensor(check_channels(channels, num, where=f"block {self.block.name}"), dtype=torch.long)

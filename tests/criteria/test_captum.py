@@ -12,6 +12,7 @@ from torchvision.models.resnet import BasicBlock, ResNet
 
 import rsi_plugin as rsi
 from rsi_plugin.criteria.captum import ScaleInvariance
+from rsi_plugin.errors import RSIError, ShapeError
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +86,33 @@ def test_rows_repeated_per_channel_are_scored_one_by_one(small):
     si = ScaleInvariance(small, "2.0")
     chans = [3, 7, 11]
     x_in, x_pre = _pairs(6, 1)  # two rows per channel, in repeat_interleave order
-    scores = si.attribute((x_in, x_pre), channels=chans)
+    scores = si.attribute((x_in, x_pre), channels=chans, rows_per_channel=2)
     assert scores.shape == (6, 2)
-    assert si.evaluate((x_in, x_pre), channels=chans).table()["channel"].tolist() == [3, 3, 7, 7, 11, 11]
+    table = si.evaluate((x_in, x_pre), channels=chans, rows_per_channel=2).table()
+    assert table["channel"].tolist() == [3, 3, 7, 7, 11, 11]
     for row in range(6):
         alone = si.attribute((x_in[row:row + 1], x_pre[row:row + 1]), channels=[chans[row // 2]])
-        torch.testing.assert_close(scores[row:row + 1], alone, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(scores[row:row + 1], alone, atol=1e-4, rtol=1e-4)  # batch of 6 vs 1
     with pytest.raises(ValueError, match="x_pre"):
-        si.attribute((x_in, x_pre[:3]), channels=chans)
+        si.attribute((x_in, x_pre[:3]), channels=chans, rows_per_channel=2)
+
+
+def test_extra_rows_are_a_shape_error_unless_repeated_layout_is_asked(small):
+    # issue 21 item 3: extra rows were silently read as NoiseTunnel copies
+    si = ScaleInvariance(small, "2.0")  # 128 channels
+    x_in, x_pre = _pairs(256, 1)  # images for a 256-channel block
+    with pytest.raises(ShapeError, match="expected 128 rows"):
+        si.attribute((x_in, x_pre))
+    with pytest.raises(ShapeError, match="expected 1 row"):
+        si.attribute((x_in[:2], x_pre[:2]), channels=[5])
+    with pytest.raises(ShapeError, match="expected 3 rows"):
+        si.evaluate((x_in[:6], x_pre[:6]), channels=[1, 2, 3])
+    with pytest.raises(ShapeError, match="expected 6 rows"):
+        si.attribute((x_in[:4], x_pre[:4]), channels=[1, 2, 3], rows_per_channel=2)
+    with pytest.raises(RSIError, match="rows_per_channel"):
+        si.attribute((x_in[:2], x_pre[:2]), channels=[5], rows_per_channel=0)
+    both = si.attribute((x_in[:2], x_pre[:2]), channels=[5], rows_per_channel=2)
+    assert both.shape == (2, 2)
 
 
 def test_noise_tunnel_over_the_input_images(small):
@@ -110,7 +130,7 @@ def test_noise_tunnel_over_the_input_images(small):
     torch.manual_seed(7)  # NoiseTunnel's draws, one normal per input, in order
     noisy = [x.repeat_interleave(samples, 0) + torch.normal(0, torch.full((4 * samples, 3, 32, 32), stdev))
              for x in (x_in, x_pre)]
-    per_row = si.attribute(tuple(noisy), channels=chans)
+    per_row = si.attribute(tuple(noisy), channels=chans, rows_per_channel=samples)
     expected = per_row.view(4, samples, 2).mean(1)
     assert smooth.shape == (4, 2)
     torch.testing.assert_close(smooth, expected, atol=1e-5, rtol=1e-5)
