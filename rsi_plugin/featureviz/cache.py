@@ -7,8 +7,8 @@ Layout under a cache directory::
     <cache_dir>/<model fingerprint>/<block>/<node>/<config hash>/config.json # what the hash stands for
 
 A record (``torch.save`` of a dict) holds the float image ``[3, H, W]`` in [0, 1], the
-achieved activation, the objective per step, the keys it was stored under and a checksum
-of all of these. Its tensors are stored as compact copies (a view of a whole batch would
+achieved activation, the objective per step, the keys it was stored under, the SHA-256 of
+its PNG's bytes (``"png_sha256"``) and a checksum of all of these. Its tensors are stored as compact copies (a view of a whole batch would
 make ``torch.save`` write the batch's storage: 32x the bytes at 32 channels a batch).
 Every file is written to a temporary name in the same directory and moved into place with
 :func:`os.replace`, so a record either exists whole or not at all; the PNG is written
@@ -18,8 +18,11 @@ What a reader trusts: :func:`read_record` returns ``None`` (the channel is recom
 for a record that is missing, unreadable, written under other keys, whose checksum does
 not match (flipped bytes), or whose values are implausible (:func:`check_record`: a
 non-finite value, an image outside [0, 1], an activation beyond
-:data:`MAX_ABS_ACTIVATION`). A missing or damaged PNG beside a good record is written
-again from the record.
+:data:`MAX_ABS_ACTIVATION`). A PNG beside a good record that is missing, damaged or not the
+record's own (its SHA-256 differs from ``"png_sha256"``: e.g. another channel's PNG copied
+over it) is written again from the record. Records written before ``"png_sha256"`` existed
+still load (the PNG is then only checked to decode at the image's size); the field does not
+enter the cache key (the config hash and the record's path are unchanged).
 
 Concurrent runs: :class:`RecordLocks` takes one lock per record (``.c00042.lock``, an
 OS file lock that a killed process releases), so two processes rendering into one cache
@@ -107,11 +110,31 @@ def record_path(cache_dir: str | os.PathLike, fingerprint: str, block: str, node
     return record_dir(cache_dir, fingerprint, block, node, chash) / f"c{int(channel):05d}.pt"
 
 
-def _write_png(image: torch.Tensor, path: str) -> None:
+def _png_bytes(image: torch.Tensor) -> bytes:
+    """The 8-bit PNG of an image ``[3, H, W]`` in [0, 1], as bytes."""
+    import io
+
     from PIL import Image
 
     array = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    Image.fromarray(np.ascontiguousarray(array.permute(1, 2, 0).numpy())).save(path, format="PNG")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array.permute(1, 2, 0).numpy())).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_png_bytes(data: bytes, path: Path) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return _sha256(path.read_bytes())
+    except OSError:
+        return None
 
 
 def _compact(value: Any) -> Any:
@@ -188,16 +211,18 @@ def write_record(path: Path, record: dict[str, Any], config: Mapping[str, Any] |
     Args:
         path (Path): the ``.pt`` path from :func:`record_path`.
         record (dict): must hold ``"image"`` (Tensor ``[3, H, W]`` in [0, 1]); tensors are
-            stored on the CPU as compact copies, with a ``"checksum"`` of the whole
-            record (:func:`record_checksum`).
+            stored on the CPU as compact copies, with the PNG's SHA-256 (``"png_sha256"``)
+            and a ``"checksum"`` of the whole record (:func:`record_checksum`).
         config (mapping, optional): written once per directory as ``config.json``.
 
     Returns:
         Path of the PNG.
     """
     png = path.with_suffix(".png")
-    atomic_write(png, lambda tmp: _write_png(record["image"], tmp))
+    data = _png_bytes(record["image"])
+    _write_png_bytes(data, png)
     stored = {k: _compact(v) for k, v in record.items() if k != "checksum"}
+    stored["png_sha256"] = _sha256(data)
     stored["checksum"] = record_checksum(stored)
     atomic_write(path, lambda tmp: torch.save(stored, tmp))
     if config is not None:
@@ -214,7 +239,8 @@ def read_record(path: Path, expect: Mapping[str, Any] | None = None) -> dict[str
 
     A record passes when it loads, its checksum matches (:func:`record_checksum`), its
     channel is the one in its file name, it holds ``expect``, and :func:`check_record`
-    finds nothing wrong. A missing or damaged PNG beside a good record is written again.
+    finds nothing wrong. A PNG beside a good record that is missing, damaged or not its own
+    (SHA-256 other than the record's ``"png_sha256"``) is written again from the record.
 
     Args:
         path (Path): the ``.pt`` path.
@@ -246,9 +272,19 @@ def read_record(path: Path, expect: Mapping[str, Any] | None = None) -> dict[str
         logger.warning("ignoring feature-visualisation record %s, recomputing it: %s", path, problem)
         return None
     png = path.with_suffix(".png")
-    if not _png_ok(png, record["image"]):
-        logger.warning("writing the missing or damaged PNG %s again from its record", png)
-        atomic_write(png, lambda tmp: _write_png(record["image"], tmp))
+    expected = record.get("png_sha256")
+    if expected is None:  # a record from before the PNG checksum: check that the PNG decodes
+        if not _png_ok(png, record["image"]):
+            logger.warning("writing the missing or damaged PNG %s again from its record", png)
+            _write_png_bytes(_png_bytes(record["image"]), png)
+        return record
+    found = _file_sha256(png)
+    if found != expected:
+        data = _png_bytes(record["image"])
+        if found != _sha256(data):  # (equal: the same pixels encoded by another Pillow version)
+            logger.warning("writing the PNG %s again from its record: it is %s", png,
+                           "missing" if found is None else "not the record's own (checksum differs)")
+            _write_png_bytes(data, png)
     return record
 
 

@@ -61,6 +61,40 @@ def test_missing_or_truncated_png_beside_a_good_record_is_written_again(tiny, tm
         torch.testing.assert_close(pixels, first.images[c], atol=1 / 255, rtol=0)
 
 
+def test_png_swapped_for_another_channels_is_written_again(tiny, tmp_path):
+    # issue 21 item 8: a whole, decodable PNG of the right size but another channel's
+    import hashlib
+
+    first = _render(tiny, tmp_path)
+    records = _records(tmp_path)
+    png0, png1 = first.paths[0], first.paths[1]
+    own = png0.read_bytes()
+    assert own != png1.read_bytes()
+    record = torch.load(records[0], weights_only=True)
+    assert record["png_sha256"] == hashlib.sha256(own).hexdigest()
+    png0.write_bytes(png1.read_bytes())
+    again = _render(tiny, tmp_path)
+    assert again.computed == []  # the record was good: nothing optimised again
+    assert png0.read_bytes() == own
+    assert again.paths[0] == png0
+
+
+def test_record_without_png_checksum_still_loads(tiny, tmp_path):
+    from rsi_plugin.featureviz.cache import record_checksum
+
+    first = _render(tiny, tmp_path)
+    path = _records(tmp_path)[2]
+    old = torch.load(path, weights_only=True)
+    old.pop("png_sha256")
+    old.pop("checksum")
+    old["checksum"] = record_checksum(old)  # a record written before the field existed
+    torch.save(old, path)
+    before = path.stat().st_mtime_ns
+    again = _render(tiny, tmp_path)
+    assert again.computed == []
+    assert torch.equal(again.images[2], first.images[2])
+    assert path.stat().st_mtime_ns == before  # the same cache key: the old record is read, not replaced
+
 def test_flipped_bytes_in_a_record_are_detected_and_recomputed(tiny, tmp_path):
     first = _render(tiny, tmp_path)
     path = _records(tmp_path)[2]
