@@ -350,19 +350,49 @@ def add_fz_verdict(table: pd.DataFrame, in_status: Sequence[str], pre_status: Se
     return table
 
 
+def _per_channel(table: pd.DataFrame, keys: list[str], counts: list[str]) -> pd.DataFrame:
+    """One row per channel of a multi-seed table: ``passes`` / ``eq1`` / ``eq2`` hold when they
+    hold in every seed; ``verdict`` is ``"pass"``, ``"fail"`` (fails in some seed) or
+    ``"undetermined"`` (fails in none, undetermined in some)."""
+    frame = table.assign(passes=table["passes"].astype(bool),
+                         **{c: table[c].astype(bool) for c in counts})
+    agg: dict[str, str] = {"passes": "all", **{c: "all" for c in counts}}
+    groups = frame.groupby(keys + ["channel"], sort=False)
+    out = groups.agg(agg)
+    if "verdict" in table.columns:
+        verdict = frame["verdict"].astype(str)
+        failed = frame.assign(_fail=verdict.eq("fail") | (~frame["passes"] & verdict.ne("undetermined")),
+                              _undetermined=verdict.eq("undetermined"))
+        flags = failed.groupby(keys + ["channel"], sort=False)[["_fail", "_undetermined"]].any()
+        out["verdict"] = [
+            "pass" if p else "undetermined" if (u and not f) else "fail"
+            for p, f, u in zip(out["passes"], flags["_fail"], flags["_undetermined"])]
+    return out.reset_index()
+
+
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     r"""Per block: how many channels were analysed and how many pass (the numbers of the
     paper's §3, e.g. "2.1 with 23 (~18%)").
 
+    Counts channels, not rows: a table with a ``seed`` column (one row per channel and seed,
+    as ``rsi.scan`` with several seeds writes it) is first reduced to one row per channel.
+    A channel passes when it is robust: it passes in every seed it was rendered in (the
+    adaptive rule may have stopped it after fewer seeds), as
+    :func:`rsi_plugin.criteria.seeds.channel_table` defines it with ``share=1``; likewise
+    ``eq1`` / ``eq2`` hold for a channel when they hold in each of its seeds, and a channel
+    is undetermined when it fails in no seed but is undetermined in some.
+
     Args:
         table (DataFrame): rows with ``block``, ``passes`` (and ``eq1``, ``eq2``); grouped
-            also by ``source`` and ``transform`` when present.
+            also by ``source`` and ``transform`` when present; one row per seed of a channel
+            when it has ``seed`` and ``channel``.
 
     Returns:
-        DataFrame with the group keys, ``channels`` (rows), ``passing`` (rows that pass),
-        ``share = passing / channels``, ``eq1`` / ``eq2`` (rows where each holds) when
-        the table has those columns, and ``undetermined`` (rows whose verdict is
-        ``"undetermined"``: an FZ that is not ``"ok"``) when it has ``verdict``.
+        DataFrame with the group keys, ``channels`` (distinct channels), ``passing``
+        (channels that pass), ``share = passing / channels``, ``eq1`` / ``eq2`` (channels
+        where each holds) when the table has those columns, and ``undetermined`` (channels
+        whose verdict is ``"undetermined"``: an FZ that is not ``"ok"``) when it has
+        ``verdict``.
 
     Raises:
         ValueError: if ``block`` or ``passes`` is missing.
@@ -373,6 +403,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
                          "(the output of rsi.scan or ScaleInvariance(...).evaluate(...).table())")
     keys = [c for c in ("source", "transform") if c in table.columns] + ["block"]
     counts = [c for c in ("eq1", "eq2") if c in table.columns]
+    if {"seed", "channel"} <= set(table.columns):
+        table = _per_channel(table, keys, counts)
     rows = []
     for group, part in table.groupby(keys, sort=False):
         group = group if isinstance(group, tuple) else (group,)

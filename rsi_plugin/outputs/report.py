@@ -136,7 +136,8 @@ def _scan_section(scan: ScanOutput, contents: RunContents, page: Page, many: boo
     table = scan.table.drop(columns=[c for c in scan.table.columns if c.endswith("_path")])
     shown = table.head(MAX_TABLE_ROWS)
     more = f" (first {MAX_TABLE_ROWS} of {len(table)} rows)" if len(table) > len(shown) else f" ({len(table)} rows)"
-    page.add(f"<details><summary>Full scan table{escape(more)}: one row per (source, block, channel); "
+    per = "(source, block, channel, seed)" if "seed" in table.columns else "(source, block, channel)"
+    page.add(f"<details><summary>Full scan table{escape(more)}: one row per {per}; "
              f"passing rows shaded. FZ paths are in {page.link(names.table)}.</summary>"
              f'<div class="scroll">'
              f'{html_table(shown, row_class=lambda r: "pass" if bool(r.get("passes", False)) else "")}</div></details>')
@@ -161,14 +162,20 @@ def _find_fz(value: Any, scan_dir: Path, root: Path) -> Path | None:
 
 
 def _passing_counts(scans: Sequence[ScanOutput]) -> dict[str, int]:
-    """Passing channels (FZ rows) per block, from the first scan holding each block."""
+    """Passing channels (FZ rows) per block, from the first scan holding each block.
+
+    Counts channels, not rows: with several seeds a channel passes when it passes in every
+    seed it was rendered in (robust, as :func:`rsi_plugin.criteria.seeds.channel_table`)."""
     counts: dict[str, int] = {}
     for scan in scans:
         rows = scan.table
         if "source" in rows.columns:
             rows = rows[rows["source"].astype(str) == "fz"]
         for block, part in rows.groupby(rows["block"].astype(str), sort=False):
-            counts.setdefault(str(block), int(part["passes"].sum()))
+            passes = truthy(part["passes"])
+            if "channel" in part.columns:
+                passes = passes.groupby(part["channel"].astype(int), sort=False).all()
+            counts.setdefault(str(block), int(passes.sum()))
     return counts
 
 
@@ -198,7 +205,7 @@ def _grids_section(contents: RunContents, page: Page) -> None:
                 a = _find_fz(row.in_fz_path, scan.dir, contents.root)
                 b = _find_fz(row.pre_fz_path, scan.dir, contents.root)
                 if a is not None and b is not None:
-                    found.append((int(row.channel), a, b))
+                    found.append((int(row.channel), getattr(row, "seed", None), a, b))
             if not found:
                 continue
             if pairs == 0:
@@ -206,12 +213,16 @@ def _grids_section(contents: RunContents, page: Page) -> None:
                          "Pre (right) centre-neuron FZs of each passing channel, as the scan rendered them.</p>")
             shown = found[:MAX_FZ_PAIRS]
             more = f" (first {len(shown)} of {len(found)})" if len(found) > len(shown) else ""
-            page.section(f"Block {block}: {len(found)} channel(s){more}", level=3, toc=False)
+            channels = len({f[0] for f in found})
+            seeded = "seed" in part.columns
+            pairs_of = f", {len(found)} (channel, seed) pair(s)" if seeded and len(found) != channels else ""
+            page.section(f"Block {block}: {channels} channel(s){pairs_of}{more}", level=3, toc=False)
             page.add('<div class="gallery">')
-            for channel, a, b in shown:
+            for channel, seed, a, b in shown:
                 ua, ub = page.rel(a), page.rel(b)
+                label = f"channel {channel}, seed {int(seed)}" if seeded and not pd.isna(seed) else f"channel {channel}"
                 page.add(f'<figure class="pair"><div class="pair-row"><img src="{escape(ua)}" alt="In FZ"><img '
-                         f'src="{escape(ub)}" alt="Pre FZ"></div><figcaption>channel {channel}: In | Pre</figcaption>'
+                         f'src="{escape(ub)}" alt="Pre FZ"></div><figcaption>{label}: In | Pre</figcaption>'
                          "</figure>")
             page.add("</div>")
             pairs += len(shown)

@@ -359,3 +359,16 @@ def test_summarize_groups_by_source_and_checks_columns():
     assert summary[["source", "channels", "passing"]].values.tolist() == [["fz", 3, 2], ["natural", 3, 1]]
     with pytest.raises(ValueError, match="passes"):
         summarize(table.drop(columns="passes"))
+
+
+def test_summarize_counts_channels_not_channel_seed_rows():
+    # 6 channels x 3 seeds: channel 9 passes in every seed (robust), channel 3 in seed 0 only
+    rows = [{"block": "2.1", "channel": c, "seed": s, "passes": c == 9 or (c == 3 and s == 0),
+             "eq1": c in (3, 9), "eq2": c == 9 or s == 0}
+            for s in (0, 1, 2) for c in (0, 1, 2, 3, 4, 9)]
+    summary = summarize(pd.DataFrame(rows))
+    assert summary.loc[0, ["channels", "passing", "eq1", "eq2"]].tolist() == [6, 1, 2, 1]
+    assert summary.loc[0, "share"] == pytest.approx(1 / 6)
+    # a channel that was rendered in one seed only (adaptive stop) is judged on that seed
+    stopped = pd.DataFrame(rows[:6] + [{"block": "2.1", "channel": 9, "seed": 1, "passes": True}])
+    assert summarize(stopped).loc[0, ["channels", "passing"]].tolist() == [6, 2]

@@ -558,3 +558,39 @@ def test_report_leads_with_the_method_card_and_reads_the_sensitivity_file(run, n
         assert text.count(escape(rule)) == 1
     markdown = render_markdown(summary)
     assert markdown.index("Method card") < markdown.index("| block |")
+
+
+def test_report_of_a_multi_seed_scan_counts_channels_and_labels_seeds(tmp_path, no_model):
+    # 6 channels x 3 seeds of block 2.1, scan.csv only: channel 9 passes in every seed
+    # (robust), channel 3 in seed 0 only; a Fig.-1 grid of channel 9
+    from PIL import Image
+
+    root = tmp_path / "run"
+    fz = root / "scan" / "fz"
+    fz.mkdir(parents=True)
+    rows = []
+    for seed in (0, 1, 2):
+        for channel in (0, 1, 2, 3, 4, 9):
+            row = {"source": "fz", "transform": "none", "block": "2.1", "channel": channel, "seed": seed,
+                   "passes": channel == 9 or (channel == 3 and seed == 0)}
+            for node in ("in", "pre"):
+                path = fz / f"{node}_{channel}_{seed}.png"
+                Image.new("RGB", (4, 4)).save(path)
+                row[f"{node}_fz_path"] = path.relative_to(root / "scan").as_posix()
+            rows.append(row)
+    pd.DataFrame(rows).to_csv(root / "scan" / "scan.csv", index=False)
+    text = write_report(root).read_text(encoding="utf-8")
+    links = parse(text)
+    summary = table_with(links, ["source", "transform", "block", "channels", "passing"])
+    heads = summary["head"]
+    assert [(r[heads.index("channels")], r[heads.index("passing")]) for r in summary["rows"]] == [("6", "1")]
+    assert "one row per (source, block, channel, seed)" in text
+    # FZ pairs: 2 channels (9 and 3) in 4 (channel, seed) pairs, each labelled with its seed
+    assert "Block 2.1: 2 channel(s), 4 (channel, seed) pair(s)" in text
+    assert "channel 9, seed 1: In | Pre" in text and "channel 3, seed 0: In | Pre" in text
+    # with the grid of channel 9: "1 of 1 passing channel(s)" (channel 3 is not robust)
+    figures = root / "figures"
+    figures.mkdir(exist_ok=True)
+    Image.new("RGB", (4, 4)).save(figures / grid_filename("2.1", 9))
+    text = write_report(root).read_text(encoding="utf-8")
+    assert "Block 2.1: 1 of 1 passing channel(s)" in text
