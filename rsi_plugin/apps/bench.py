@@ -23,6 +23,7 @@ from torch import nn
 
 from rsi_plugin.core.images import model_info
 from rsi_plugin.core.blocks import NODES, get_block, residual_blocks
+from rsi_plugin.core.choices import BENCH_CASES as _BENCH_CASES
 from rsi_plugin.apps.timing import environment, time_cases, write_json
 from rsi_plugin.access.nnsight import ablate, capture, wrap
 from rsi_plugin.errors import RSIError, UnknownNameError
@@ -43,11 +44,9 @@ class BenchCase:
     reference: Callable[[torch.Tensor], Any]
 
 
-#: case names, in the order they run within a round
-BENCH_CASES: tuple[str, ...] = (
-    "plain", "plain_again", "hooks_read", "nnsight_empty", "capture_one", "capture_one_full",
-    "capture_all", "capture_all_full", "ablate_post", "ablate_sum", "remote_local",
-)
+#: case names, in the order they run within a round (defined in rsi_plugin.core.choices,
+#: which the CLI reads without importing this module)
+BENCH_CASES: tuple[str, ...] = _BENCH_CASES
 #: cases against a real NDIF server, added by ``remote=URL`` (``rsi bench --remote URL``)
 REMOTE_CASES: tuple[str, ...] = ("remote_empty", "remote_capture", "remote_ablate")
 

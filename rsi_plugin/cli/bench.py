@@ -9,7 +9,7 @@ from rsi_plugin.errors import RSIError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rsi_plugin.apps.bench import BENCH_CASES
+    from rsi_plugin.core.choices import BENCH_CASES
 
     parser = sub.add_parser("bench", help="time plain forward vs hooks vs nnsight capture/ablate, per batch size")
     parser.add_argument("--model", default="resnet18", help="resnet18, resnet50, tiny, ... or a .pth path")

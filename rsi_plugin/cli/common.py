@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from rsi_plugin.core.models import MODEL_NAMES
+from rsi_plugin.core.choices import MODEL_NAMES
 from rsi_plugin.errors import PathError
 
 

@@ -25,7 +25,7 @@ from rsi_plugin.paper import FZ_STEPS, TOLERANCE, VARIANTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rsi_plugin.criteria.controls import CONTROL_SEED
+    from rsi_plugin.core.choices import CONTROL_SEED
 
     parser = sub.add_parser("scan", help="find scale-invariant channels (Eq. 1 and 2) from feature visualisations "
                                          "or natural images; writes scan.csv and summary.csv")

@@ -24,8 +24,8 @@ HELP = "verdict flips of a finished scan under analysis choices (zoom centre, 8-
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from rsi_plugin.core.models import MODEL_NAMES
-    from rsi_plugin.criteria.sensitivity import CHOICES
+    from rsi_plugin.core.choices import MODEL_NAMES
+    from rsi_plugin.core.choices import SENSITIVITY_CHOICES as CHOICES
 
     parser = sub.add_parser("sensitivity", help=HELP)
     parser.add_argument("dir", metavar="RUN_DIR_OR_SCAN_DIR",

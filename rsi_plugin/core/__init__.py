@@ -7,6 +7,8 @@ r"""core: models, residual blocks and their nodes, images and transforms. Import
                         node names :data:`NODES` (In, Pre, Sum, Post) and :class:`NodeSite`
 :mod:`.models`          :func:`load_model`: torchvision's ResNet family and the bundled ``tiny``
 :mod:`.modelinfo`       :class:`ModelInfo`: what a model expects of its input (``rsi_info``)
+:mod:`.choices`         the names the CLI offers (:data:`MODEL_NAMES`, bench cases, ...),
+                        importable without torch so that ``rsi <cmd> --help`` stays fast
 :mod:`.images`          :func:`normalize` / :func:`denormalize` with the model's statistics
 :mod:`.transforms`      the paper's ``S``, the sweep crop :func:`scale_crop`, :func:`get_transform`
 :mod:`.channels`        :func:`check_channels`, the one validator of ``channels=``

@@ -18,6 +18,8 @@ import torchvision
 from torch import nn
 
 from rsi_plugin.core.modelinfo import ModelInfo
+from rsi_plugin.core.choices import MODEL_NAMES as _MODEL_NAMES
+from rsi_plugin.core.choices import RESNET_FAMILY as _RESNET_FAMILY
 from rsi_plugin.errors import MissingFileError, RSIError, UnknownNameError, WeightsError
 
 __all__ = ["RESNET_FAMILY", "MODEL_NAMES", "load_model", "load_state_dict_file", "hub_cache_path", "check_device",
@@ -25,10 +27,9 @@ __all__ = ["RESNET_FAMILY", "MODEL_NAMES", "load_model", "load_state_dict_file",
 
 logger = logging.getLogger(__name__)
 
-RESNET_FAMILY: tuple[str, ...] = (
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "resnext50_32x4d",
-)
-MODEL_NAMES: tuple[str, ...] = ("tiny",) + RESNET_FAMILY + ("planted",)
+# defined in rsi_plugin.core.choices, which the CLI reads without importing torch
+RESNET_FAMILY: tuple[str, ...] = _RESNET_FAMILY
+MODEL_NAMES: tuple[str, ...] = _MODEL_NAMES
 
 
 class DeviceError(RSIError, RuntimeError):

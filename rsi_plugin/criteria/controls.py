@@ -79,6 +79,7 @@ import numpy as np
 import pandas as pd
 
 from rsi_plugin.errors import ConfigError, RSIError
+from rsi_plugin.core.choices import CONTROL_SEED as _CONTROL_SEED
 
 if TYPE_CHECKING:
     from torch import nn
@@ -106,8 +107,9 @@ __all__ = [
 
 #: the kinds of control copies
 CONTROL_KINDS: tuple[str, ...] = ("random-init", "cascade")
-#: seed of the first control copy (copy ``k`` gets ``CONTROL_SEED + k``)
-CONTROL_SEED: int = 1000
+#: seed of the first control copy (copy ``k`` gets ``CONTROL_SEED + k``); defined in
+#: :mod:`rsi_plugin.core.choices` so that the CLI reads it without importing this module
+CONTROL_SEED: int = _CONTROL_SEED
 #: level of the one-sided test in the verdict
 ALPHA: float = 0.05
 ABOVE = "above the untrained network"

@@ -69,6 +69,7 @@ from rsi_plugin.core.wrapped import unwrap
 from rsi_plugin.criteria.captum import ScaleInvariance
 from rsi_plugin.criteria.channel_scan import ScanConfig, _block_transform
 from rsi_plugin.criteria.equations import add_fz_verdict, node_sites
+from rsi_plugin.core.choices import SENSITIVITY_CHOICES
 from rsi_plugin.errors import ConfigError, DataError, InputTypeError, MissingFileError, UnknownNameError
 from rsi_plugin.featureviz.cache import model_fingerprint, read_record
 
@@ -78,7 +79,7 @@ __all__ = ["CHOICES", "SENSITIVITY_COLUMNS", "SUMMARY_COLUMNS", "CachedFZs", "re
 logger = logging.getLogger(__name__)
 
 #: the analysis choices :func:`choice_sensitivity` can switch
-CHOICES: tuple[str, ...] = ("zoom_center", "png")
+CHOICES: tuple[str, ...] = SENSITIVITY_CHOICES  # defined in rsi_plugin.core.choices (read by the CLI)
 #: what each FZ-side alternative is called in the ``baseline`` / ``alternative`` columns
 FLOAT_IMAGE = "float"
 PNG_IMAGE = "png (8-bit)"
