@@ -19,9 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.harness import environment, finish, parse, parser  # noqa: E402
+from rsi_plugin.paper import SWEEP_SCALES  # noqa: E402
 
 STRENGTHS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 1.0)
-SCALES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+SCALES = SWEEP_SCALES
 
 
 def one_run(strength: float, replicate: int, samples: int, trials: int, null_sets: int,

@@ -27,8 +27,11 @@ def shares(scan_dir: str | Path) -> dict:
 
     from rsi_plugin.criteria.seeds import wilson_interval
 
-    table = pd.read_csv(Path(scan_dir) / "scan.csv", dtype={"block": str})
-    settings = pd.read_parquet(Path(scan_dir) / "scan.parquet").attrs if (Path(scan_dir) / "scan.parquet").is_file() else {}
+    from rsi_plugin.core.runfolder import ScanFiles
+
+    files = ScanFiles(Path(scan_dir))
+    table = pd.read_csv(files.table, dtype={"block": str})
+    settings = pd.read_parquet(files.parquet).attrs if files.parquet.is_file() else {}
     blocks = []
     for block, part in table.groupby("block", sort=True):
         determined = part["verdict"] != "undetermined"

@@ -40,6 +40,7 @@ import pandas as pd
 from rsi_plugin.core.atomic import atomic_write_text
 from rsi_plugin.core.runfolder import PlantedFiles
 from rsi_plugin.errors import RSIError
+from rsi_plugin.paper import SWEEP_SCALES
 
 __all__ = ["PlantedControlConfig", "run_planted_control", "recovery", "eq3_detected"]
 
@@ -71,7 +72,7 @@ class PlantedControlConfig:
     samples: int = 1000
     trials: int = 10
     null_sets: int = 200
-    scales: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    scales: tuple[float, ...] = SWEEP_SCALES
     tolerance: float | str = "auto"
     seed: int = 0
     eq3: bool = True
