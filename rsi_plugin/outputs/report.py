@@ -360,7 +360,7 @@ def _glance_section(contents: RunContents, page: Page) -> None:
 
 def _card_section(contents: RunContents, page: Page) -> None:
     """The first screen: the method card, per block one mark per check, and the rules."""
-    from rsi_plugin.outputs.method_card import CHECKS, RULES, card_frame, method_card
+    from rsi_plugin.outputs.method_card import CHECKS, RULES, card_frame, card_reading, method_card
     from rsi_plugin.outputs.summary import summarize_contents
 
     try:
@@ -386,6 +386,7 @@ def _card_section(contents: RunContents, page: Page) -> None:
                                      for c in frame.columns) + "</tr>" for r in frame.to_dict("records"))
     head = "".join(f"<th>{escape(c)}</th>" for c in frame.columns)
     page.add(f'<div class="wide"><table class="card"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
+    page.add(f'<p class="verdict">{escape(card_reading(card))}</p>')
     page.add("<ul class=\"rules\">" + "".join(f"<li><b>{escape(CHECKS[k])}</b>: {escape(RULES[k])}</li>" for k in CHECKS)
              + "</ul>")
 

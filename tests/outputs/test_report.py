@@ -534,7 +534,7 @@ def test_cli_report(run, tmp_path, capsys, no_model):
 
 def test_report_leads_with_the_method_card_and_reads_the_sensitivity_file(run, no_model, tmp_path):
     from rsi_plugin.outputs.html import escape
-    from rsi_plugin.outputs.method_card import CHECKS, RULES
+    from rsi_plugin.outputs.method_card import CHECKS, RULES, card_reading, method_card
     from rsi_plugin.outputs.summary import render_markdown, summarize_run
 
     copy = tmp_path / "run"
@@ -556,6 +556,7 @@ def test_report_leads_with_the_method_card_and_reads_the_sensitivity_file(run, n
     assert all(rows[b][1].startswith("inconclusive") for b in rows)  # no untrained copy in this run
     for rule in RULES.values():
         assert text.count(escape(rule)) == 1
+    assert escape(card_reading(method_card(summary))) in text
     markdown = render_markdown(summary)
     assert markdown.index("Method card") < markdown.index("| block |")
 
