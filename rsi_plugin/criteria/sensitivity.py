@@ -74,7 +74,7 @@ from rsi_plugin.errors import ConfigError, DataError, InputTypeError, MissingFil
 from rsi_plugin.featureviz.cache import model_fingerprint, read_record
 
 __all__ = ["CHOICES", "SENSITIVITY_COLUMNS", "SUMMARY_COLUMNS", "CachedFZs", "read_cached_fzs", "config_from_table",
-           "choice_sensitivity", "sensitivity_summary", "sensitivity_by_block", "write_sensitivity"]
+           "choice_sensitivity", "sensitivity_summary", "write_sensitivity"]
 
 logger = logging.getLogger(__name__)
 
@@ -527,26 +527,6 @@ def sensitivity_summary(frame: pd.DataFrame) -> pd.DataFrame:
     out = [counts(block, choice, part) for (block, choice), part in data.groupby(["block", "choice"], sort=False)]
     out += [counts(ALL_BLOCKS, choice, part) for choice, part in data.groupby("choice", sort=False)]
     return pd.DataFrame(out, columns=list(SUMMARY_COLUMNS))
-
-
-def sensitivity_by_block(summary: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
-    r"""The summary as :mod:`rsi_plugin.outputs.method_card` reads it: block -> choice ->
-    ``{"rows", "verdict_flips", "eq1_flips", "eq2_flips"}`` (the ``"all"`` rows left out).
-
-    Args:
-        summary (DataFrame): :func:`sensitivity_summary` (or ``sensitivity_summary.csv``).
-
-    Returns:
-        dict.
-    """
-    out: dict[str, dict[str, dict[str, int]]] = {}
-    for row in summary.itertuples(index=False):
-        if str(row.block) == ALL_BLOCKS:
-            continue
-        out.setdefault(str(row.block), {})[str(row.choice)] = {
-            "rows": int(row.rows), "verdict_flips": int(row.verdict_flips), "eq1_flips": int(row.eq1_flips),
-            "eq2_flips": int(row.eq2_flips)}
-    return out
 
 
 def write_sensitivity(model: nn.Module, table: pd.DataFrame, config: ScanConfig | None, out_dir: str | os.PathLike,

@@ -29,7 +29,7 @@ import pandas as pd
 from rsi_plugin.core.atomic import atomic_write_text
 from rsi_plugin.errors import MissingFileError, RSIError
 
-__all__ = ["START", "END", "marker_lines", "summarize_run", "summarize_contents", "write_summary", "read_summary", "render_markdown", "readme_block",
+__all__ = ["START", "END", "marker_lines", "summarize_run", "sensitivity_by_block", "summarize_contents", "write_summary", "read_summary", "render_markdown", "readme_block",
            "update_readme", "check_readme", "FORMAT"]
 
 START = "<!-- results:start -->"
@@ -66,21 +66,33 @@ def _clean(value: Any) -> Any:
     return str(value)
 
 
+def sensitivity_by_block(summary: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
+    r"""A sensitivity summary as the method card reads it: block -> analysis choice ->
+    ``{"rows", "verdict_flips", "eq1_flips", "eq2_flips"}``, the ``"all"`` rows left out.
+
+    Args:
+        summary (DataFrame): :func:`rsi_plugin.criteria.sensitivity.sensitivity_summary`, or
+            ``sensitivity_summary.csv`` read back.
+
+    Returns:
+        dict.
+    """
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for row in summary.to_dict("records"):
+        if str(row["block"]) == "all":
+            continue
+        out.setdefault(str(row["block"]), {})[str(row["choice"])] = {
+            k: int(row[k]) for k in ("rows", "verdict_flips", "eq1_flips", "eq2_flips") if k in row}
+    return out
+
+
 def _sensitivity(scan_dir: Path) -> dict[str, dict[str, dict[str, int]]]:
-    """Block -> analysis choice -> flip counts, from ``sensitivity_summary.csv`` when the scan has one."""
+    """:func:`sensitivity_by_block` of the scan's ``sensitivity_summary.csv``, or ``{}`` without one
+    (read here rather than through criteria.sensitivity, which imports torch: rsi report stays light)."""
     from rsi_plugin.core.runfolder import ScanFiles
 
     path = ScanFiles(scan_dir).sensitivity_summary
-    if not path.is_file():
-        return {}
-    frame = pd.read_csv(path, dtype={"block": str})
-    out: dict[str, dict[str, dict[str, int]]] = {}
-    for row in frame.to_dict("records"):
-        if row["block"] == "all":
-            continue
-        out.setdefault(row["block"], {})[str(row["choice"])] = {
-            k: int(row[k]) for k in ("rows", "verdict_flips", "eq1_flips", "eq2_flips") if k in row}
-    return out
+    return sensitivity_by_block(pd.read_csv(path, dtype={"block": str})) if path.is_file() else {}
 
 
 def _controls(record: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | None:

@@ -171,19 +171,14 @@ def test_verdict_on_constructed_tables():
 # (each module's reset_parameters: the planted stem filters and bn2's bias of 2000 are gone)
 # must not pass it. The FZs run to a plateau (a short plateau window keeps the test fast).
 
-PLANTED_BIAS = 2000.0
 PLANTED_QUICK = FeatureVizConfig(image_size=32, steps=128, lr=0.2, jitter=0, channels_per_batch=8, plateau_window=16)
 
 
 @pytest.fixture(scope="module")
 def planted() -> nn.Module:
-    from test_criteria import PlantedNet
+    from test_scan import biased_planted_net
 
-    net = PlantedNet()
-    with torch.no_grad():
-        net.layer1[0].bn2.bias[0] = PLANTED_BIAS
-        net.layer1[0].bn2.bias[4] = PLANTED_BIAS
-    return net
+    return biased_planted_net()
 
 
 def test_the_planted_channel_passes_in_the_trained_network_not_in_its_random_copies(planted, tmp_path, monkeypatch):

@@ -305,8 +305,9 @@ PLANTED_CONVERGED = FeatureVizConfig(image_size=32, steps=256, lr=0.2, jitter=0,
 PLANTED_FZ = FeatureVizConfig(image_size=32, steps=8, jitter=0, channels_per_batch=8)  # resume checks only
 
 
-@pytest.fixture(scope="module")
-def planted() -> nn.Module:
+def biased_planted_net() -> nn.Module:
+    """test_criteria's planted network with bn2's bias of channels 0 and 4 raised (see above);
+    test_controls_scan and test_sensitivity build theirs from it."""
     from test_criteria import PlantedNet
 
     net = PlantedNet()
@@ -314,6 +315,11 @@ def planted() -> nn.Module:
         net.layer1[0].bn2.bias[0] = PLANTED_BIAS
         net.layer1[0].bn2.bias[4] = PLANTED_BIAS
     return net
+
+
+@pytest.fixture(scope="module")
+def planted() -> nn.Module:
+    return biased_planted_net()
 
 
 @pytest.fixture(scope="module")

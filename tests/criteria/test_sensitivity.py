@@ -27,16 +27,16 @@ from rsi_plugin.criteria.sensitivity import (
     SUMMARY_COLUMNS,
     choice_sensitivity,
     read_cached_fzs,
-    sensitivity_by_block,
     sensitivity_summary,
     write_sensitivity,
 )
 from rsi_plugin.core.images import normalize
+from rsi_plugin.outputs.summary import sensitivity_by_block
 from rsi_plugin.errors import ConfigError, MissingFileError, UnknownNameError
 from rsi_plugin.featureviz import optimize as featureviz
 
 from test_criteria import PlantedNet
-from test_scan import PLANTED_BIAS, PLANTED_CONVERGED
+from test_scan import PLANTED_CONVERGED, biased_planted_net
 
 #: Pre of channel 5 gets this bias: its FZ-driven Eq. 1 value then lies below 0 with S about
 #: the receptive-field centre (16, 16) and above 0 about the image centre (15.5, 15.5) (about
@@ -46,10 +46,8 @@ BETWEEN_CENTRES_BIAS = -33.5
 
 @pytest.fixture(scope="module")
 def planted() -> torch.nn.Module:
-    net = PlantedNet()
+    net = biased_planted_net()
     with torch.no_grad():
-        net.layer1[0].bn2.bias[0] = PLANTED_BIAS
-        net.layer1[0].bn2.bias[4] = PLANTED_BIAS
         net.layer1[0].bn2.bias[5] = BETWEEN_CENTRES_BIAS
     return net
 
