@@ -4,7 +4,9 @@ Mean-ablates a block's scale-invariant channels (from a scan CSV or a list) and 
 screened random channels, at every scale of the sweep, and writes to ``--out``:
 ``ablation.csv`` (one row per condition, trial and scale), ``eq3.csv`` and ``eq3.png`` (Fig. 2),
 ``accuracy.png``, ``draws.csv`` (screened random sets), ``means.csv`` and ``sweep.json``. A rerun
-with the same settings resumes. Under ``torchrun --nproc_per_node K -m rsi_plugin.cli ablate ...``
+with the same settings resumes. A scan CSV is checked against the model ablated: a scan of
+another model or other weights is refused unless ``--allow-model-mismatch``
+(:func:`check_scan_model`). Under ``torchrun --nproc_per_node K -m rsi_plugin.cli ablate ...``
 the data is split across the K processes.
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from rsi_plugin.cli.args import add_variant_argument, tolerance
 from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 from rsi_plugin.core.runfolder import SweepFiles
-from rsi_plugin.errors import MissingFileError, RSIError
+from rsi_plugin.errors import ConfigError, MissingFileError, RSIError
 from rsi_plugin.paper import SWEEP_SCALES, VARIANTS
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="a scan CSV (rows with block == --block and passes true) or channel numbers")
     parser.add_argument("--source", default=None,
                         help="rows of this source (fz, natural) when the scan CSV holds several")
+    parser.add_argument("--allow-model-mismatch", action="store_true",
+                        help="ablate even when the scan CSV records another model or other weights than "
+                             "--model/--weights/--seed load (refused by default)")
     parser.add_argument("--channel-set", default="robust",
                         help="which passing channels of a multi-seed scan CSV: robust (pass in every seed, "
                              "default), any (pass in at least one seed) or seed:K (pass in seed K)")
@@ -80,6 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _is_table(values: list[str]) -> bool:
+    """``--channels`` names a table (one ``.csv`` or existing file), not channel numbers."""
+    return len(values) == 1 and (values[0].lower().endswith(".csv") or Path(values[0]).is_file())
+
+
 def parse_channels(values: list[str], block: str, source: str | None = None,
                    channel_set: str = "robust") -> list[int]:
     """Channels from ``--channels``: one CSV path, or integers (``1 9 23`` or ``1,9,23``).
@@ -93,7 +103,7 @@ def parse_channels(values: list[str], block: str, source: str | None = None,
         FileNotFoundError: a ``.csv`` that does not exist.
         ValueError: neither a CSV nor integers; missing columns; no passing channel.
     """
-    if len(values) == 1 and (values[0].lower().endswith(".csv") or Path(values[0]).is_file()):
+    if _is_table(values):
         return _channels_from_csv(Path(values[0]), block, source, channel_set)
     items = [v for value in values for v in value.split(",") if v.strip()]
     try:
@@ -133,6 +143,76 @@ def _channels_from_csv(path: Path, block: str, source: str | None, channel_set: 
     return found
 
 
+def recorded_model(path: Path) -> tuple[str, str] | None:
+    """``(model, weights)`` a scan CSV was made with, as its folder records them: the
+    attributes of ``scan.parquet`` beside ``scan.csv`` (``rsi scan``, with pyarrow), else the
+    ``settings.json`` of the run folder above it (``rsi demo``). ``None`` when neither records it
+    (a hand-made channel table)."""
+    import json
+
+    from rsi_plugin.cli.sensitivity import _parquet_attrs
+    from rsi_plugin.core.runfolder import RunLayout, ScanFiles
+
+    files = ScanFiles(path.parent)
+    if path.name == files.table.name:
+        attrs = _parquet_attrs(files.parquet)
+        if attrs.get("model") and attrs.get("weights"):
+            return str(attrs["model"]), str(attrs["weights"])
+        run = RunLayout(path.parent.parent)
+        if run.scan.dir == path.parent and run.settings.is_file():
+            try:
+                settings = json.loads(run.settings.read_text())
+            except ValueError:
+                return None
+            if isinstance(settings, dict) and settings.get("model") and settings.get("model_weights"):
+                return str(settings["model"]), str(settings["model_weights"])
+    return None
+
+
+def _same_weights(a: str, b: str) -> bool:
+    """Two ``rsi_info.weights`` strings name the same weights: equal, or files with equal bytes
+    (the same ``.pth`` under two spellings, the bundled tiny file of two checkouts)."""
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if not (pa.is_file() and pb.is_file()):
+        return False
+    if pa.stat().st_size != pb.stat().st_size:
+        return False
+    import hashlib
+
+    return hashlib.sha256(pa.read_bytes()).digest() == hashlib.sha256(pb.read_bytes()).digest()
+
+
+def check_scan_model(path: Path, model, allow: bool = False) -> None:
+    """Refuse to ablate the channels of a scan made on another model (issue 21 item 5).
+
+    The channel numbers of a scan mean something only for the weights it scanned: another
+    model, other weights or another random-init seed have other scale-invariant channels. The
+    scan's recorded ``(model, weights)`` (:func:`recorded_model`) must equal the loaded model's
+    ``rsi_info``; ``allow`` (``--allow-model-mismatch``) turns the refusal into a warning. A
+    table that records no model is used with a log line saying it was not checked.
+
+    Raises:
+        ConfigError: a mismatch without ``allow``.
+    """
+    recorded = recorded_model(path)
+    info = model.rsi_info
+    if recorded is None:
+        logger.info("%s records no model; the channels are taken as channels of %s (%s weights) unchecked",
+                    path, info.name, info.weights)
+        return
+    name, weights = recorded
+    if name == info.name and _same_weights(weights, str(info.weights)):
+        return
+    text = (f"{path} is a scan of {name} ({weights} weights) but this ablation loads {info.name} "
+            f"({info.weights} weights)")
+    if not allow:
+        raise ConfigError(f"{text}; pass the scan's --model/--weights/--seed, or --allow-model-mismatch to "
+                          "ablate these channel numbers anyway")
+    print(f"WARNING: {text}; ablating its channel numbers anyway (--allow-model-mismatch)", file=sys.stderr)
+
+
 def _default_data(args: argparse.Namespace, model):
     if args.data is not None:
         return args.data
@@ -164,6 +244,8 @@ def _run(args: argparse.Namespace) -> int:
 
     channels = parse_channels(args.channels, args.block, args.source, args.channel_set)
     model = load_model_from_args(args)
+    if _is_table(args.channels):
+        check_scan_model(Path(args.channels[0]), model, allow=args.allow_model_mismatch)
     batch_conditions = False if args.naive else (args.stack if args.stack else True)
     config = SweepConfig(scales=tuple(args.scales), trials=args.trials, seed=args.seed, tolerance=args.tolerance,
                          max_draws=args.max_draws, null_sets=args.null_sets, variant=args.variant,
