@@ -37,7 +37,7 @@ from rsi_plugin.core.images import model_info
 from rsi_plugin.errors import DataError, InputTypeError, MissingFileError, RSIError
 
 __all__ = ["SkippedFiles", "ValidationLoader", "validation_loader", "image_folder", "check_labels", "describe",
-           "IMAGE_EXTENSIONS", "model_class_names", "map_class_folders"]
+           "IMAGE_EXTENSIONS", "model_class_names", "map_class_folders", "imagenet_wnids"]
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +224,26 @@ def model_class_names(model: nn.Module | None) -> tuple[str, ...] | None:
     return None
 
 
+def imagenet_wnids() -> tuple[str, ...]:
+    """ImageNet-1k's 1000 WordNet ids in label order (``n01440764`` = label 0, ``tench``).
+
+    Shipped with the package (``rsi_plugin/data/imagenet1k_wnids.txt``; the order of the
+    ILSVRC-2012 class index that torchvision's and timm's ImageNet weights use), so a folder
+    holding a subset of ImageNet's synset folders maps by id offline.
+
+    Returns:
+        tuple of 1000 str.
+    """
+    from importlib.resources import files
+
+    text = files("rsi_plugin").joinpath("data", IMAGENET_WNIDS_FILE).read_text(encoding="ascii")
+    return tuple(text.split())
+
+
+#: the package data file of :func:`imagenet_wnids`
+IMAGENET_WNIDS_FILE = "imagenet1k_wnids.txt"
+
+
 def map_class_folders(folders: list[str], num_classes: int, class_names: tuple[str, ...] | list[str] | None = None,
                       root: str | os.PathLike = "") -> dict[str, int]:
     """The model's label of each class folder.
@@ -232,17 +252,19 @@ def map_class_folders(folders: list[str], num_classes: int, class_names: tuple[s
     ``"tench"``); a number prefix that agrees with the name after it (``"05_star"``, as
     :func:`rsi_plugin.zoo.export_imagefolder` writes; any ``"NN_..."`` when no names are
     known); a bare number (``"5"``). Folders that are all of a model's classes in sorted
-    order — ImageNet's 1000 WordNet-id folders ``n01440764`` ... ``n15075141``, torchvision's
-    class order, or any ``num_classes`` folders of a model without class names — keep
-    their sorted position. Anything else (a subset of WordNet-id folders, names the model
-    does not have) is an error rather than a silent relabelling.
+    order — any ``num_classes`` folders of a model without class names — keep their
+    sorted position. ImageNet-1k WordNet-id folders (``n01440764`` ...) of a 1000-class
+    model map by id through :func:`imagenet_wnids`, so any subset of them keeps its true
+    labels (unless ``class_names`` gives WordNet ids of its own, which then decide).
+    Anything else (names the model does not have, WordNet ids outside ImageNet-1k) is an
+    error rather than a silent relabelling.
 
     Args:
         folders (list of str): class folder names, sorted.
         num_classes (int): the model's number of classes.
         class_names (sequence of str, optional): the model's class names in label order
-            (:func:`model_class_names`; for a subset of ImageNet pass the 1000 WordNet ids
-            in label order, e.g. from ``LOC_synset_mapping.txt``).
+            (:func:`model_class_names`; WordNet ids here replace the shipped ImageNet-1k
+            list, e.g. for a model trained with another class order).
         root (path): the data folder, for messages.
 
     Returns:
@@ -253,6 +275,9 @@ def map_class_folders(folders: list[str], num_classes: int, class_names: tuple[s
             with one label.
     """
     names = list(class_names) if class_names is not None else None
+    user_gave_wnids = names is not None and any(_WNID.match(str(n)) for n in names)
+    if num_classes == 1000 and not user_gave_wnids and folders and all(_WNID.match(f) for f in folders):
+        names = list(imagenet_wnids())  # ImageNet-1k synset folders map by id, any subset of them
     lookup: dict[str, int] = {}
     if names is not None:
         for i, name in enumerate(names):
@@ -273,8 +298,7 @@ def map_class_folders(folders: list[str], num_classes: int, class_names: tuple[s
             unmapped.append(folder)
         else:
             mapping[folder] = label
-    if unmapped and len(folders) == num_classes and (
-            names is None or all(_WNID.match(f) for f in folders)):
+    if unmapped and len(folders) == num_classes and names is None:
         return {folder: i for i, folder in enumerate(sorted(folders))}  # the full set: sorted order
     ambiguous = [f for f in unmapped if lookup.get(f) == -1]
     if ambiguous:
@@ -283,9 +307,9 @@ def map_class_folders(folders: list[str], num_classes: int, class_names: tuple[s
     if unmapped:
         shown = ", ".join(unmapped[:5]) + (f" (+{len(unmapped) - 5} more)" if len(unmapped) > 5 else "")
         if names is not None and all(_WNID.match(f) for f in unmapped):
-            hint = (f"WordNet-id folders map by sorted position only when all {num_classes} classes are "
-                    "present; for a subset, name the folders by class (e.g. '{0}' or '000_{0}') or pass "
-                    "class_names= (the model's WordNet ids in label order)".format(names[0]))
+            hint = ("WordNet-id folders map by id: to ImageNet-1k's 1000 ids (rsi_plugin.core.data."
+                    "imagenet_wnids()) for a 1000-class model, else to the WordNet ids given as class_names=; "
+                    "these are not among them (pass class_names= with the model's WordNet ids in label order)")
         elif names is not None:
             sample = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
             hint = f"valid class names: {sample} (or 'NN_name' / a label number)"

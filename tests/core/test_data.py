@@ -250,15 +250,17 @@ def test_folders_that_cannot_be_mapped_are_a_clear_error(tmp_path, names, match)
         validation_loader(root, load_model("tiny"))
 
 
-def test_imagenet_folders_map_by_category_and_a_wnid_subset_is_refused(tmp_path):
+def test_imagenet_folders_map_by_category_and_a_wnid_subset_by_id(tmp_path):
     from rsi_plugin import load_model
 
     resnet = load_model("resnet18", weights=None)
     named = _class_folders(tmp_path / "named", ["goldfish", "tench"], per_class=1)
     assert sorted(_labels(validation_loader(named, resnet))) == [0, 1]
     wnids = _class_folders(tmp_path / "wnids", ["n01443537"], per_class=1)
+    assert _labels(validation_loader(wnids, resnet)) == [1]  # goldfish, by the shipped ImageNet-1k ids
+    unknown = _class_folders(tmp_path / "unknown", ["n00000001"], per_class=1)
     with pytest.raises(ValueError, match="WordNet"):
-        validation_loader(wnids, resnet)
+        validation_loader(unknown, resnet)
     given = ["n0000%04d" % i for i in range(999)] + ["n01443537"]  # class_names= maps a subset
     assert _labels(validation_loader(wnids, resnet, class_names=given)) == [999]
 
