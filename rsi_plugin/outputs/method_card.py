@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["Check", "CHECKS", "RULES", "MARKS", "method_card", "card_frame", "card_markdown", "card_reading",
+__all__ = ["Check", "CHECKS", "RULES", "MARKS", "method_card", "row_label", "card_frame", "card_markdown", "card_reading",
            "ALPHA", "STABLE_JACCARD", "UNSTABLE_JACCARD", "FLIP_PASS", "FLIP_FAIL", "RECALL_MIN", "FALSE_POSITIVE_MAX"]
 
 #: family-wise level of the tests the card reads (Bonferroni over the scaled conditions for Eq. 3)
@@ -229,6 +229,13 @@ def _choices(block: Mapping[str, Any]) -> tuple[str, str]:
     return "inconclusive", detail
 
 
+def row_label(row: Mapping[str, Any]) -> str:
+    """The name a summary row is shown under: its block, preceded by its scan folder when the
+    run directory holds several scans (``"beta/scan 1.1"``; the row then has a ``"scan"`` key)."""
+    block = str(row.get("block", "?"))
+    return f"{row['scan']} {block}" if row.get("scan") else block
+
+
 def method_card(summary: Mapping[str, Any]) -> list[Check]:
     r"""The card of a run: one :class:`Check` per (block, check).
 
@@ -238,10 +245,11 @@ def method_card(summary: Mapping[str, Any]) -> list[Check]:
 
     Returns:
         list of :class:`Check`, blocks in the summary's order (ablated blocks that were not
-        scanned appended), checks in the order of :data:`CHECKS`.
+        scanned appended), checks in the order of :data:`CHECKS`. With several scans the
+        block of each check is :func:`row_label` (scan folder and block).
     """
-    blocks = {str(b["block"]): b for b in summary.get("blocks") or []}
-    ablations = {str(a["block"]): a for a in summary.get("ablations") or []}
+    blocks = {row_label(b): b for b in summary.get("blocks") or []}
+    ablations = {row_label(a): a for a in summary.get("ablations") or []}
     names = list(blocks) + [b for b in ablations if b not in blocks]
     planted = _planted(summary.get("planted"))
     card = []

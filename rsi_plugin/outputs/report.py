@@ -325,8 +325,11 @@ def _glance_section(contents: RunContents, page: Page) -> None:
     except (KeyError, ValueError, TypeError) as error:  # a partial run must still get a report
         logger.warning("no overview: %s", error)
         return
-    blocks = {b["block"]: b for b in summary["blocks"]}
-    ablations = {a["block"]: a for a in summary["ablations"]}
+    from rsi_plugin.outputs.method_card import row_label
+
+    blocks = {row_label(b): b for b in summary["blocks"]}
+    ablations = {row_label(a): a for a in summary["ablations"]}
+    many = any("scan" in r for r in [*blocks.values(), *ablations.values()])
     if not blocks and not ablations:
         return
     page.section("At a glance")
@@ -335,10 +338,15 @@ def _glance_section(contents: RunContents, page: Page) -> None:
         if text:
             page.add(f'<div class="banner">{escape(text)}</div>')
     rows = []
-    for name in sorted(set(blocks) | set(ablations), key=block_key):
+    names = list(blocks) + [n for n in ablations if n not in blocks]
+    if not many:
+        names = sorted(names, key=block_key)
+    for name in names:
         b, a = blocks.get(name, {}), ablations.get(name)
         jaccard = b.get("jaccard_mean")
-        row = {"block": name, "channels": b.get("channels"),
+        owner = b or a or {}
+        row = {"scan": owner.get("scan", "–"), "model": owner.get("model", "–"),
+               "block": owner.get("block", name), "channels": b.get("channels"),
                "robust": b.get("robust", b.get("passing")), "any seed": b.get("any_seed"),
                "undetermined": b.get("undetermined"),
                "seed Jaccard": "–" if jaccard is None else
@@ -351,10 +359,14 @@ def _glance_section(contents: RunContents, page: Page) -> None:
     if not seeded:
         frame = frame.rename(columns={"robust": "passing"})
     frame = frame.drop(columns=[c for c in ("any seed", "undetermined") if frame[c].isna().all()])
+    frame = frame.drop(columns=[c for c in ("scan", "model") if not many or (frame[c] == "–").all()])
+    several = (" Every scan below the run directory has its own rows, named by its folder (scan) and model."
+               if many else "")
     page.add('<p class="caption">Per block: channels passing both criteria (robust: in every seed, when the scan '
              "has seeds; any seed; undetermined: an In or Pre FZ was not valid), the agreement of the passing sets "
              "between seeds (Jaccard), the random control sets kept by the screening, and whether the Eq. 3 "
-             "scale-specific deficit is distinguishable from a null of random same-size sets.</p>")
+             "scale-specific deficit is distinguishable from a null of random same-size sets."
+             f"{escape(several)}</p>")
     page.add(html_table(frame))
 
 

@@ -184,6 +184,13 @@ def summarize_run(run_dir: str | os.PathLike) -> dict[str, Any]:
         ``trials_asked``, ``trials_kept``, ``draws``, ``tolerance``, ``scales`` with Eq. 3
         and its tests, ``verdict``).
 
+        Every scan below ``run_dir`` is summarised, in path order. With more than one, each
+        block row also has ``scan`` (its folder relative to ``run_dir``, e.g. ``"beta/scan"``)
+        and ``model`` (when the scan recorded it), each sweep the ``scan`` that holds its block
+        (the nearest by path), and the Markdown and the report name rows as ``"<scan> <block>"``
+        (:func:`rsi_plugin.outputs.method_card.row_label`), as ``pandas.concat(keys=...)``
+        keeps the frames apart. A single scan's rows have no ``scan`` key.
+
     Raises:
         FileNotFoundError: not a directory. ValueError: no scan and no sweep below it.
     """
@@ -200,13 +207,42 @@ def summarize_contents(contents) -> dict[str, Any]:
     settings = {k: contents.settings[k] for k in _SETTING_KEYS if k in contents.settings}
     settings.setdefault("model", contents.model)
     settings.setdefault("weights", contents.weights)
-    blocks = _block_rows(contents.scans[0]) if contents.scans else []
+    many = len(contents.scans) > 1
+    blocks = []
+    for scan in contents.scans:
+        rows = _block_rows(scan)
+        if many:  # every scan, each row labelled by its folder (and model, when recorded)
+            for row in rows:
+                row["scan"] = _folder(scan.dir, contents.root)
+                if scan.attrs.get("model"):
+                    row["model"] = scan.attrs["model"]
+        blocks += rows
     ablations = [_ablation(s) for s in contents.sweeps]
+    if many:
+        for sweep, ablation in zip(contents.sweeps, ablations):
+            owner = _owner(sweep.dir, ablation["block"], contents.scans)
+            if owner is not None:
+                ablation["scan"] = _folder(owner.dir, contents.root)
     out = {"format": FORMAT, "settings": settings, "blocks": blocks, "ablations": ablations}
     planted = _planted(contents.root)
     if planted is not None:
         out["planted"] = planted
     return _clean(out)
+
+
+def _folder(folder: Path, root: Path) -> str:
+    """A scan folder's name in a summary: its path relative to the run directory."""
+    relative = Path(folder).relative_to(root).as_posix()
+    return "." if relative in ("", ".") else relative
+
+
+def _owner(sweep_dir: Path, block: str, scans) -> Any:
+    """The scan a sweep of ``block`` belongs to: among the scans holding the block, the one
+    whose folder shares the longest path with the sweep's; None when no scan holds it."""
+    holding = [s for s in scans if block in set(s.table["block"].astype(str))]
+    if not holding:
+        return None
+    return max(holding, key=lambda s: len(os.path.commonpath([os.path.abspath(s.dir), os.path.abspath(sweep_dir)])))
 
 
 _PLANTED_KEYS = ("block", "planted", "seeds", "recall", "false_positive_rate", "planted_rows", "other_rows",
@@ -267,7 +303,9 @@ def _pct(scale: Any) -> str:
 
 
 def _blocks_table(blocks: list[dict[str, Any]]) -> list[str]:
-    names = [b["block"] for b in blocks]
+    from rsi_plugin.outputs.method_card import row_label
+
+    names = [row_label(b) for b in blocks]
     lines = ["| block | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     seeded = any(b.get("robust") is not None for b in blocks)
     first = "robust / channels" if seeded else "passing / channels"
@@ -297,6 +335,8 @@ def _blocks_table(blocks: list[dict[str, Any]]) -> list[str]:
 
 
 def _eq3_tables(ablations: list[dict[str, Any]]) -> list[str]:
+    from rsi_plugin.outputs.method_card import row_label
+
     scales = sorted({s["scale"] for a in ablations for s in a["scales"] if s["scale"] != 0})
     header = "| | " + " | ".join(_pct(s) for s in scales) + " |"
     rule = "|---|" + "---|" * len(scales)
@@ -314,17 +354,17 @@ def _eq3_tables(ablations: list[dict[str, Any]]) -> list[str]:
             deficit, detectable = s.get("deficit"), s.get("detectable_deficit")
             power_cells.append(f"{_num(deficit, 4)} / " + ("none detectable" if detectable is None else
                                                            f"< {detectable:.4f}"))
-        ratio.append(f"| block {a['block']} | " + " | ".join(cells) + " |")
+        ratio.append(f"| block {row_label(a)} | " + " | ".join(cells) + " |")
         first = next((s for s in a["scales"] if s.get("scale") not in (0, 0.0)), a["scales"][0] if a["scales"] else {})
         distinct = first.get("distinct_random")
         paired = "paired permutation / sign p" + ("" if distinct is None else f" ({distinct} distinct sets)")
-        tests.append(f"| block {a['block']}: {paired} | " + " | ".join(p_cells) + " |")
+        tests.append(f"| block {row_label(a)}: {paired} | " + " | ".join(p_cells) + " |")
         exact = ", all there are: exact" if first.get("exact_null") else ""
         n_null = (f"{first['distinct_null']} distinct sets{exact}" if first.get("distinct_null") is not None
                   else f"{first.get('n_null', 0)} sets")  # a summary from before distinct draws
-        tests.append(f"| block {a['block']}: null p ({n_null}) | " + " | ".join(null_cells) + " |")
+        tests.append(f"| block {row_label(a)}: null p ({n_null}) | " + " | ".join(null_cells) + " |")
         if any("detectable_deficit" in s for s in a["scales"]):
-            tests.append(f"| block {a['block']}: deficit D / detectable when D | " + " | ".join(power_cells) + " |")
+            tests.append(f"| block {row_label(a)}: deficit D / detectable when D | " + " | ".join(power_cells) + " |")
     return ratio + [""] + tests
 
 
@@ -360,6 +400,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
     """
     from rsi_plugin.outputs.method_card import card_markdown, method_card
 
+    from rsi_plugin.outputs.method_card import row_label
+
     lines: list[str] = []
     blocks = summary.get("blocks") or []
     if blocks or summary.get("ablations"):
@@ -387,11 +429,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
             how = f"tolerance {_num(tolerance, 4)}" + (f" (setting {setting})" if str(setting) == "auto" else "")
             short = "" if kept is None or asked is None or kept >= asked else " — **fewer than asked**"
             n = a.get("channels")
-            lines.append(f"- block {a['block']} ({n} channel{'' if n == 1 else 's'}): {kept} of {asked} kept from "
+            lines.append(f"- block {row_label(a)} ({n} channel{'' if n == 1 else 's'}): {kept} of {asked} kept from "
                          f"{a.get('draws')} draws, {how}{short}")
         lines.append("")
         lines.append("Eq. 3 (mean acc(invariant) / acc(random) ± standard error over the kept sets; no-scale ratio "
-                     + ", ".join(f"{_num(a['scales'][0].get('no_scale_ratio'))} at {a['block']}"
+                     + ", ".join(f"{_num(a['scales'][0].get('no_scale_ratio'))} at {row_label(a)}"
                                  for a in ablations if a["scales"]) + "):")
         lines.append("")
         lines += _eq3_tables(ablations)
