@@ -233,7 +233,29 @@ def write_record(path: Path, record: dict[str, Any], config: Mapping[str, Any] |
     return png
 
 
-def read_record(path: Path, expect: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+def _load_failure(path: Path, error: Exception) -> tuple[str, str]:
+    """``(kind, reason)`` for a record ``torch.load`` could not read: ``"empty"``, ``"truncated"``
+    (a zip archive without its end: an interrupted copy, a full disk) or ``"unreadable"``."""
+    import zipfile
+
+    try:
+        size = path.stat().st_size
+    except OSError as stat_error:
+        return "unreadable", stat_error.strerror or type(stat_error).__name__
+    if size == 0:
+        return "empty", "0 bytes"
+    try:
+        with path.open("rb") as handle:
+            is_zip = handle.read(4) == b"PK\x03\x04"
+    except OSError as read_error:
+        return "unreadable", read_error.strerror or type(read_error).__name__
+    if is_zip and not zipfile.is_zipfile(path):
+        return "truncated", f"{size} bytes, the end of the archive is missing"
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return "unreadable", f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def read_record(path: Path, expect: Mapping[str, Any] | None = None, log: bool = True) -> dict[str, Any] | None:
     """Read a record; ``None`` when it is missing, unreadable, damaged or implausible, or
     does not match ``expect``: the caller recomputes it.
 
@@ -245,20 +267,28 @@ def read_record(path: Path, expect: Mapping[str, Any] | None = None) -> dict[str
     Args:
         path (Path): the ``.pt`` path.
         expect (mapping, optional): key/value pairs the record must hold (e.g. the config hash).
+        log (bool): log why a record is not used, as one warning ``cache record PATH is
+            KIND (REASON); recomputing``, KIND one of ``empty``, ``truncated``, ``unreadable``,
+            ``malformed``, ``stale`` (other keys), ``damaged`` (checksum, implausible values);
+            ``False`` when the caller already reported this file (a second read of it).
     """
+    def warn(kind: str, reason: str) -> None:
+        if log:
+            logger.warning("cache record %s is %s (%s); recomputing", path, kind, reason)
+
     if not path.is_file():
         return None
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a foreign or damaged file: recompute it
-        logger.warning("ignoring unreadable feature-visualisation record %s: %s", path, error)
+        warn(*_load_failure(path, error))
         return None
     if not isinstance(record, dict) or "image" not in record:
-        logger.warning("ignoring malformed feature-visualisation record %s", path)
+        warn("malformed", f"a {type(record).__name__}, not a dict holding an image")
         return None
     for key, value in (expect or {}).items():
         if record.get(key) != value:
-            logger.warning("ignoring record %s: %s is %r, expected %r", path, key, record.get(key), value)
+            warn("stale", f"its {key} is {record.get(key)!r}, expected {value!r}")
             return None
     problem = None
     if record.get("checksum") != record_checksum(record):
@@ -269,7 +299,7 @@ def read_record(path: Path, expect: Mapping[str, Any] | None = None) -> dict[str
     else:
         problem = check_record(record)
     if problem is not None:
-        logger.warning("ignoring feature-visualisation record %s, recomputing it: %s", path, problem)
+        warn("damaged", problem)
         return None
     png = path.with_suffix(".png")
     expected = record.get("png_sha256")
@@ -307,6 +337,7 @@ class RecordLocks:
         self.where = dict(where or {})
         self.expect = expect
         self._held: dict[int, Any] = {}
+        self._waited: set[int] = set()
 
     def __enter__(self) -> "RecordLocks":
         for folder in {path.parent for path in self.where.values()}:
@@ -330,7 +361,9 @@ class RecordLocks:
         Args:
             channels (iterable of int): channels without a usable record.
             reread (bool): read each record again once its lock is held (another process
-                may have finished it); ``False`` to recompute regardless (``force``).
+                may have finished it); ``False`` to recompute regardless (``force``). The
+                caller has read them just before, so a damaged record is not reported again,
+                unless it was written by the process :meth:`wait` waited for.
 
         Returns:
             ``(mine, done, busy)``: channels now locked by this process, to compute;
@@ -350,7 +383,9 @@ class RecordLocks:
             except Timeout:
                 busy.append(c)
                 continue
-            record = read_record(self.where[c], self.expect) if reread else None  # finished elsewhere since?
+            # finished elsewhere since? (quiet the first time: the caller has just read and reported
+            # this file; after waiting for another process it is that process's record)
+            record = read_record(self.where[c], self.expect, log=c in self._waited) if reread else None
             if record is not None:
                 lock.release()
                 done[c] = record
@@ -384,6 +419,7 @@ class RecordLocks:
         """Wait until no process holds the locks of ``channels``; returns them (claim
         them again: their records are read, or recomputed if the other process failed)."""
         channels = list(channels)
+        self._waited.update(channels)
         for c in channels:
             lock = self._lock(c)
             with lock:  # blocks while the other process computes the record

@@ -1,0 +1,52 @@
+"""The FZ cache's records on disk, issue 21: one clear warning per damaged record (truncated,
+empty, unreadable), a full disk as one :class:`~rsi_plugin.errors.RSIError` with nothing
+partial left, and no lock files left beside the records."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import rsi_plugin as rsi
+from rsi_plugin.featureviz.optimize import FeatureVizConfig
+
+BLOCK, NODE = "2.1", "pre"
+CONFIG = FeatureVizConfig(steps=2, image_size=32, jitter=0, channels_per_batch=4)
+CACHE_LOGGER = "rsi_plugin.featureviz.cache"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return rsi.load_model("tiny")
+
+
+def _render(model, cache, channels=(0, 1, 2)):
+    return rsi.render(model, BLOCK, NODE, list(channels), CONFIG, cache_dir=cache, progress=False)
+
+
+def _records(cache: Path) -> dict[int, Path]:
+    return {int(p.stem[1:]): p for p in cache.rglob("c*.pt")}
+
+
+def test_damaged_records_are_named_with_their_reason_once_each(tiny, tmp_path, caplog):
+    # issue 21 item 14: "[Errno 22] Invalid argument" for a truncated record, an empty reason
+    # for an empty one, every warning printed twice
+    _render(tiny, tmp_path)
+    records = _records(tmp_path)
+    records[0].write_bytes(records[0].read_bytes()[: records[0].stat().st_size // 2])
+    records[1].write_bytes(b"")
+    records[2].write_bytes(b"not a torch file at all, but long enough" * 40)
+    with caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
+        again = _render(tiny, tmp_path)
+    assert sorted(again.computed) == [0, 1, 2]
+    messages = [r.getMessage() for r in caplog.records if r.name == CACHE_LOGGER]
+    for c, kind in ((0, "truncated"), (1, "empty"), (2, "unreadable")):
+        mine = [m for m in messages if str(records[c]) in m]
+        assert len(mine) == 1, (c, messages)
+        assert mine[0].startswith(f"cache record {records[c]} is {kind} ("), mine[0]
+        assert mine[0].endswith("; recomputing"), mine[0]
+        reason = mine[0][mine[0].index("(") + 1: mine[0].rindex(")")]
+        assert reason.strip() and "Errno" not in reason, mine[0]
+    assert len(messages) == 3, messages
