@@ -5,10 +5,16 @@ not at all, and an interrupted run never leaves half a table, image or record be
 Files get the permissions ``open()`` would give them: ``0o666`` less the process's umask
 (``0o644`` under the usual umask ``022``), not the ``0o600`` of a bare temporary file, so a
 report folder can be served or shared. A temporary file left by a killed process is named
-``.<name>.<random>.tmp`` (:data:`TMP_SUFFIX`) and can be removed with :func:`remove_stale_tmp`."""
+``.<name>.<random>.tmp`` (:data:`TMP_SUFFIX`) and can be removed with :func:`remove_stale_tmp`.
+
+A write that fails because the disk is full (``ENOSPC``, or ``torch.save``'s
+``[enforce fail at inline_container.cc:...]``) removes its temporary file and raises
+:class:`~rsi_plugin.errors.PathError` ("could not write PATH: the disk is full ..."), which
+the ``rsi`` command prints as one line."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -78,17 +84,46 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as error:
+        _raise_if_disk_full(path, error)
+        raise
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, file_mode())  # mkstemp makes it 0o600 whatever the umask
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        _raise_if_disk_full(path, error)
         raise
     return path
+
+
+#: ``errno`` values of a write that failed for want of space (no space left, quota exceeded)
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+#: what ``torch.save`` says when the stream under it fails (a full disk): its C++ writer's
+#: messages carry no ``errno``
+TORCH_WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter failed")
+
+
+def _raise_if_disk_full(path: Path, error: BaseException) -> None:
+    """Raise :class:`~rsi_plugin.errors.PathError` (one line, naming ``path``) for a write that
+    failed because the disk is full: an ``OSError`` with ``ENOSPC``/``EDQUOT``, or the
+    ``RuntimeError`` of ``torch.save``'s zip writer (``[enforce fail at inline_container.cc:...]``)."""
+    from rsi_plugin.errors import PathError
+
+    if isinstance(error, PathError):
+        return
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        raise PathError(f"could not write {path}: the disk is full ({error.strerror or 'no space left'}); "
+                        "free some space or choose another folder") from error
+    if isinstance(error, RuntimeError) and any(marker in str(error) for marker in TORCH_WRITE_FAILURES):
+        raise PathError(f"could not write {path}: the disk is probably full (torch.save failed: "
+                        f"{str(error).splitlines()[0][:120]}); free some space or choose another folder") from error
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -217,6 +217,10 @@ def write_record(path: Path, record: dict[str, Any], config: Mapping[str, Any] |
 
     Returns:
         Path of the PNG.
+
+    Raises:
+        PathError: the disk is full (or ``torch.save`` could not write): one line naming the
+            file; no partial file is left (:func:`rsi_plugin.core.atomic.atomic_write`).
     """
     png = path.with_suffix(".png")
     data = _png_bytes(record["image"])

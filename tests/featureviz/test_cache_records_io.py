@@ -50,3 +50,41 @@ def test_damaged_records_are_named_with_their_reason_once_each(tiny, tmp_path, c
         reason = mine[0][mine[0].index("(") + 1: mine[0].rindex(")")]
         assert reason.strip() and "Errno" not in reason, mine[0]
     assert len(messages) == 3, messages
+
+
+TORCH_DISK_FULL = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1856 vs 1740")
+
+
+def test_full_disk_while_writing_a_record_is_one_rsi_error_and_leaves_nothing_partial(tiny, tmp_path, monkeypatch):
+    # issue 21 item 10: torch.save of a record on a full disk raised a raw RuntimeError
+    import torch
+
+    from rsi_plugin.errors import PathError, RSIError
+
+    def full_disk(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK\x03\x04 half a record")
+        raise TORCH_DISK_FULL
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(RSIError) as caught:
+        _render(tiny, tmp_path, channels=(0,))
+    assert isinstance(caught.value, PathError)
+    message = str(caught.value)
+    assert "\n" not in message and "disk" in message and "c00000.pt" in message, message
+    assert message.startswith("could not write "), message
+    assert list(tmp_path.rglob("*.pt")) == [] and list(tmp_path.rglob("*.tmp")) == []
+
+
+def test_enospc_in_an_atomic_write_is_a_path_error_and_leaves_nothing(tmp_path):
+    import errno
+
+    from rsi_plugin.core.atomic import atomic_write
+    from rsi_plugin.errors import PathError
+
+    def full(tmp):
+        Path(tmp).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(PathError, match=r"^could not write .*table\.csv: the disk is full"):
+        atomic_write(tmp_path / "table.csv", full)
+    assert list(tmp_path.iterdir()) == []
