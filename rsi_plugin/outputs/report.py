@@ -24,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 
-from rsi_plugin.core.atomic import atomic_write_text
 from rsi_plugin.core.runfolder import ABLATION_CELLS, REPORT, SCAN_TABLE, RunLayout, ScanFiles, SweepFiles
 from rsi_plugin.core.frames import truthy
 from rsi_plugin.outputs.contents import RunContents, ScanOutput, SweepOutput, block_key, discover
@@ -463,6 +462,8 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
 
     Raises:
         FileNotFoundError: ``run_dir`` is not a directory.
+        PathError: ``report.html`` could not be written (a full disk, a read-only folder); an
+            existing report is kept whole and no partial file is left.
         ValueError: ``run_dir`` holds neither a ``scan.csv`` nor a ``sweep.json`` below it,
             or an unreadable ``settings.json``.
     """
@@ -471,8 +472,10 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
         raise RSIError(f"{contents.root} holds no scan or ablation outputs: looked for scan.csv (from rsi scan; "
                          "columns block, channel, passes) and sweep.json (a sweep folder from rsi ablate) anywhere "
                          "below it")
+    from rsi_plugin.outputs.summary import write_output
+
     text = _render(contents, title)
     path = RunLayout(contents.root).report
-    atomic_write_text(path, text)
+    write_output(path, text)
     logger.info("wrote %s (%s)", path, f"{len(contents.scans)} scan(s), {len(contents.sweeps)} sweep(s)")
     return path

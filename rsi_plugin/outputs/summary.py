@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from rsi_plugin.core.atomic import atomic_write_text
-from rsi_plugin.errors import MissingFileError, RSIError
+from rsi_plugin.errors import MissingFileError, PathError, RSIError
 
 __all__ = ["START", "END", "marker_lines", "summarize_run", "sensitivity_by_block", "summarize_contents", "write_summary", "read_summary", "render_markdown", "readme_block",
            "update_readme", "check_readme", "FORMAT"]
@@ -261,9 +261,34 @@ def _planted(root: Path) -> dict[str, Any] | None:
     return {k: data[k] for k in _PLANTED_KEYS if k in data}
 
 
+def write_output(path: str | os.PathLike, text: str) -> Path:
+    """Write a text output of ``rsi report`` atomically (:func:`~rsi_plugin.core.atomic.atomic_write_text`).
+
+    Raises:
+        PathError: the write failed (a full disk, a read-only or unwritable folder); the
+            message names the file and the reason, and nothing partial is left: ``path``
+            keeps its previous content, if any.
+    """
+    import errno
+
+    path = Path(path)
+    try:
+        return atomic_write_text(path, text)
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        hint = ("free some disk space and rerun" if error.errno in (errno.ENOSPC, errno.EDQUOT)
+                else "give a folder you can write to")
+        raise PathError(f"could not write {path}: {reason}; nothing was written (an existing file is kept "
+                        f"unchanged): {hint}") from None
+
+
 def write_summary(summary: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write a summary as indented, key-sorted JSON (atomically; parent folders made)."""
-    return atomic_write_text(Path(path), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    """Write a summary as indented, key-sorted JSON (atomically; parent folders made).
+
+    Raises:
+        PathError: the file could not be written (:func:`write_output`).
+    """
+    return write_output(Path(path), json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def read_summary(path: str | os.PathLike) -> dict[str, Any]:
@@ -483,7 +508,7 @@ def update_readme(readme: str | os.PathLike, summary_path: str | os.PathLike) ->
     readme = Path(readme)
     before, _, after = _split(readme.read_text(), readme)
     block = readme_block(read_summary(summary_path))
-    return atomic_write_text(readme, before + block + after)
+    return write_output(readme, before + block + after)
 
 
 def check_readme(readme: str | os.PathLike, summary_path: str | os.PathLike) -> list[str]:
