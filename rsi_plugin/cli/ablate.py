@@ -112,6 +112,10 @@ def parse_channels(values: list[str], block: str, source: str | None = None,
         raise RSIError(f"--channels takes a scan CSV or channel numbers, got {' '.join(values)!r}") from None
 
 
+def _block_order(name: str) -> list[tuple[int, int, str]]:
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in name.split(".")]
+
+
 def _channels_from_csv(path: Path, block: str, source: str | None, channel_set: str = "robust") -> list[int]:
     import pandas as pd
 
@@ -135,6 +139,9 @@ def _channels_from_csv(path: Path, block: str, source: str | None, channel_set: 
             table = table[table["source"].astype(str) == source]
         elif len(sources) > 1:
             raise RSIError(f"{path} holds several sources ({', '.join(sources)}); pick one with --source")
+    scanned = sorted(set(table["block"].astype(str)), key=_block_order)
+    if str(block) not in scanned:
+        raise RSIError(f"block {block} was not scanned in {path}; scanned blocks: {', '.join(scanned) or 'none'}")
     found = select_channels(table, block, channel_set)
     if not found:
         blocks = sorted(set(table.loc[truthy(table["passes"]), "block"].astype(str)))

@@ -28,6 +28,20 @@ def tolerance(value: str) -> float | str:
     return number
 
 
+WEIGHTS_HELP = ("none (the default: seeded random init; for tiny its shipped weights), a torchvision enum name "
+                "such as IMAGENET1K_V1, or a path to a .pth state dict")
+
+
+def weights(value: str) -> str | None:
+    """``--weights``: ``none``/``None`` (or an empty string) is the default, no weights file;
+    anything else (an enum name or a path) is passed on as given.
+
+    ``--weights None`` is how a user spells the default shown in the help; it must not be read
+    as a file named ``None``.
+    """
+    return None if value.strip().lower() in ("", "none") else value
+
+
 def add_variant_argument(parser: argparse.ArgumentParser, governs: str) -> None:
     """``--variant text|code``: the paper's text or its code (:func:`rsi_plugin.paper.resolve`).
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rsi_plugin.cli.args import WEIGHTS_HELP, weights
 from rsi_plugin.errors import RSIError
 
 
@@ -13,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser("bench", help="time plain forward vs hooks vs nnsight capture/ablate, per batch size")
     parser.add_argument("--model", default="resnet18", help="resnet18, resnet50, tiny, ... or a .pth path")
-    parser.add_argument("--weights", default=None, help="weights for a named model (enum name or .pth)")
+    parser.add_argument("--weights", type=weights, default=None, help=WEIGHTS_HELP)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32], help="batch sizes (default 1 8 32)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per case and batch (default 5)")

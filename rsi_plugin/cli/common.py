@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from rsi_plugin.cli.args import WEIGHTS_HELP, weights
 from rsi_plugin.core.choices import MODEL_NAMES
 from rsi_plugin.errors import PathError
 
@@ -14,9 +15,7 @@ from rsi_plugin.errors import PathError
 def add_model_arguments(parser: argparse.ArgumentParser, default: str = "tiny") -> None:
     parser.add_argument("--model", default=default,
                         help=f"model name ({', '.join(MODEL_NAMES)}); default {default}")
-    parser.add_argument("--weights", default=None,
-                        help="None (random init; the shipped weights for tiny), a torchvision enum "
-                             "name such as IMAGENET1K_V1, or a path to a .pth state dict")
+    parser.add_argument("--weights", type=weights, default=None, help=WEIGHTS_HELP)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of random init and sampling")
 

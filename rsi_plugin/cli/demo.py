@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rsi_plugin.cli.args import THREADS_HELP, add_variant_argument, set_threads, tolerance
+from rsi_plugin.cli.args import WEIGHTS_HELP, THREADS_HELP, add_variant_argument, set_threads, tolerance, weights
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                          "write report.html")
     parser.add_argument("--out", default="rsi-demo", help="run folder (default rsi-demo; rerun to resume)")
     parser.add_argument("--model", default="tiny", help="model (default tiny, the bundled one)")
-    parser.add_argument("--weights", default=None, help="weights for --model (enum name or .pth path)")
+    parser.add_argument("--weights", type=weights, default=None, help=WEIGHTS_HELP)
     parser.add_argument("--data", default=None,
                         help="ImageNet-layout validation folder (needed for models other than tiny)")
     parser.add_argument("--blocks", nargs="+", default=None,

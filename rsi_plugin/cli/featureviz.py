@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(parser, default="tiny")
     parser.add_argument("--block", required=True, help="block name, e.g. 2.1")
     parser.add_argument("--node", default="pre", choices=("in", "pre", "sum", "post"), help="node (default pre)")
-    parser.add_argument("--channels", type=int, nargs="*", default=None,
-                        help="channels to render (default: all of the node's)")
+    parser.add_argument("--channels", type=int, nargs="+", default=None,
+                        help="channels to render, e.g. 0 5 9 (default, without the flag: all of the node's)")
     parser.add_argument("--steps", type=int, default=FZ_STEPS,
                         help=f"optimisation steps: the cap of the plateau stop (default {FZ_STEPS}, the paper's count)")
     parser.add_argument("--no-early-stop", action="store_true",

@@ -167,5 +167,6 @@ def run(args: argparse.Namespace) -> int:
         print(read_table(files.comparison).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for path in written:
         print("wrote", path)
-    print("feature visualisations in", files.fz_cache)
+    if args.source != "natural" and files.fz_cache.is_dir():  # a natural-image scan renders no FZ
+        print("feature visualisations in", files.fz_cache)
     return 0
