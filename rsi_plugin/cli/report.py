@@ -33,6 +33,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the report (and the summary / Markdown / README asked for).
+
+    DIR must be a folder this process can write into: a read-only one is refused before
+    any work (one line, exit status 2), as ``--out`` of the other subcommands is; so is
+    an unwritable ``--summary-json`` folder. A write that fails later (a full disk) leaves
+    the previous files whole (:func:`rsi_plugin.outputs.summary.write_output`).
+    """
+    from rsi_plugin.cli.common import check_output_dir, check_output_file
+
+    if Path(args.dir).is_dir():  # a missing DIR or a file is explained by write_report, not created
+        check_output_dir(args.dir, flag="DIR")
+    if args.summary_json:
+        check_output_file(args.summary_json, flag="--summary-json")
+
     from rsi_plugin.core.runfolder import RunLayout
     from rsi_plugin.outputs.report import write_report
 

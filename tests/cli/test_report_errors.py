@@ -45,3 +45,32 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_report(tmp_path, monkeypa
     assert main(["report", str(root), "--summary-json", str(root / "s.json")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not (root / "s.json").exists() and _leftovers(root) == []
+
+
+def test_a_read_only_run_directory_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    import os
+    import tempfile
+
+    root = _run_dir(tmp_path / "run")
+    # root ignores mode bits, so the folder also refuses temporary files as a read-only mount does
+    for name in ("mkstemp", "TemporaryFile", "NamedTemporaryFile"):
+        real = getattr(tempfile, name)
+
+        def refuse(*args, _real=real, **kwargs):
+            folder = kwargs.get("dir")
+            if folder is not None and Path(folder).resolve().is_relative_to(root.resolve()):
+                raise OSError(errno.EROFS, "Read-only file system")
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, name, refuse)
+    files = sorted(p.relative_to(root) for p in root.rglob("*"))
+    root.chmod(0o555)
+    try:
+        assert main(["report", str(root)]) == 2
+    finally:
+        root.chmod(0o755)
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("rsi report: error:") and str(root) in err and "not writable" in err
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == files  # nothing drawn, nothing written
+    assert os.access(root, os.W_OK)
