@@ -40,7 +40,7 @@ from rsi_plugin.core.runfolder import (
     SweepFiles,
 )
 from rsi_plugin.core.frames import truthy
-from rsi_plugin.errors import MissingFileError, RSIError
+from rsi_plugin.errors import MissingFileError, PathError, RSIError
 
 __all__ = ["discover", "RunContents", "ScanOutput", "SweepOutput", "block_key"]
 
@@ -234,10 +234,14 @@ def discover(run_dir: str | os.PathLike) -> RunContents:
         :class:`RunContents`.
 
     Raises:
-        FileNotFoundError: ``run_dir`` is not a directory.
+        FileNotFoundError: ``run_dir`` does not exist.
+        PathError: ``run_dir`` is a file (the message says so, and names its folder).
         ValueError: ``settings.json`` is not a JSON object.
     """
     root = Path(run_dir)
+    if root.exists() and not root.is_dir():
+        raise PathError(f"{root} is a file, not a directory: give the run directory, the folder holding scan.csv "
+                        f"and/or sweep folders below it (e.g. {root.parent})")
     if not root.is_dir():
         raise MissingFileError(f"run directory not found: {root}")
     settings: dict[str, Any] = {}

@@ -461,8 +461,8 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
         Path of ``report.html``.
 
     Raises:
-        FileNotFoundError: ``run_dir`` is not a directory.
-        PathError: ``report.html`` could not be written (a full disk, a read-only folder); an
+        FileNotFoundError: ``run_dir`` does not exist.
+        PathError: ``run_dir`` is a file, not a directory; or ``report.html`` could not be written (a full disk, a read-only folder); an
             existing report is kept whole and no partial file is left.
         ValueError: ``run_dir`` holds neither a ``scan.csv`` nor a ``sweep.json`` below it,
             or an unreadable ``settings.json``.

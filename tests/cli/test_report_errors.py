@@ -74,3 +74,15 @@ def test_a_read_only_run_directory_is_one_line_before_any_work(tmp_path, monkeyp
     assert err.startswith("rsi report: error:") and str(root) in err and "not writable" in err
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == files  # nothing drawn, nothing written
     assert os.access(root, os.W_OK)
+
+
+def test_a_file_instead_of_the_run_directory_is_named_a_file(tmp_path, capsys):
+    root = _run_dir(tmp_path / "run")
+    afile = root / "scan" / "scan.csv"
+    assert main(["report", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "is a file, not a directory" in err and "not found" not in err
+    assert str(root / "scan") in err  # the folder holding it, as the likely intent
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
