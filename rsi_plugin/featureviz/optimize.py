@@ -47,6 +47,7 @@ on the CPU only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -837,7 +838,9 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
                           for batch in (mine[i:i + cfg.channels_per_batch]
                                         for i in range(0, len(mine), cfg.channels_per_batch)))
             bar = tqdm(total=len(mine), disable=not progress, desc=f"FZ {target.name} {node}", unit="channel")
-            with bar:
+            # closing: an error while writing (a full disk) or in the callback closes the stream at once,
+            # which removes its hooks and restores the model (not whenever the generator is collected)
+            with bar, contextlib.closing(groups):
                 for batch, vis in groups:
                     for i, c in enumerate(batch):
                         used = int(vis.steps_used[i])

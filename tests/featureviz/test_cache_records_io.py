@@ -73,6 +73,9 @@ def test_full_disk_while_writing_a_record_is_one_rsi_error_and_leaves_nothing_pa
     assert "\n" not in message and "disk" in message and "c00000.pt" in message, message
     assert message.startswith("could not write "), message
     assert list(tmp_path.rglob("*.pt")) == [] and list(tmp_path.rglob("*.tmp")) == []
+    # the failed render removed its hooks and restored the model (no half-finished probe left)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in tiny.modules())
+    assert all(p.requires_grad for p in tiny.parameters())
 
 
 def test_enospc_in_an_atomic_write_is_a_path_error_and_leaves_nothing(tmp_path):
@@ -88,3 +91,4 @@ def test_enospc_in_an_atomic_write_is_a_path_error_and_leaves_nothing(tmp_path):
     with pytest.raises(PathError, match=r"^could not write .*table\.csv: the disk is full"):
         atomic_write(tmp_path / "table.csv", full)
     assert list(tmp_path.iterdir()) == []
+
