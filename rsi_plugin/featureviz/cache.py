@@ -24,8 +24,9 @@ over it) is written again from the record. Records written before ``"png_sha256"
 still load (the PNG is then only checked to decode at the image's size); the field does not
 enter the cache key (the config hash and the record's path are unchanged).
 
-Concurrent runs: :class:`RecordLocks` takes one lock per record (``.c00042.lock``, an
-OS file lock that a killed process releases), so two processes rendering into one cache
+Concurrent runs: :class:`RecordLocks` takes one lock per record (:class:`RecordLock`:
+``.c00042.lock``, an OS file lock that a killed process releases, its file removed by the
+holder on release), so two processes rendering into one cache
 split the channels between them and each waits for, then reads, the records the other
 is computing. Temporary files left by a killed writer are removed once their record's
 lock is held (:func:`rsi_plugin.core.atomic.remove_stale_tmp`).
@@ -33,6 +34,7 @@ lock is held (:func:`rsi_plugin.core.atomic.remove_stale_tmp`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -49,7 +51,7 @@ from rsi_plugin.core.atomic import TMP_SUFFIX, atomic_write, remove_stale_tmp
 from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["model_fingerprint", "config_hash", "record_path", "write_record", "read_record", "check_record",
-           "record_checksum", "RecordLocks", "MAX_ABS_ACTIVATION"]
+           "record_checksum", "RecordLock", "RecordLocks", "MAX_ABS_ACTIVATION"]
 
 MAX_ABS_ACTIVATION: float = 1e6
 """Largest plausible magnitude of a stored activation or objective value. A ResNet unit
@@ -326,6 +328,98 @@ def _lock_path(record: Path) -> Path:
     return record.parent / f".{record.stem}.lock"
 
 
+#: ``errno`` values of a file system that has no ``flock`` (some network mounts)
+_NO_FLOCK_ERRNOS = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL})
+
+
+class RecordLock:
+    """An exclusive lock on one record, through an OS file lock (``flock``) on ``path``, that
+    removes its file when released.
+
+    A killed holder's lock is released by the OS. Removing a lock file is safe because
+    of the lock-then-check protocol: the holder unlinks the file *while it still holds the
+    lock*, and a process that acquires the lock checks that ``path`` still names the file it
+    locked (same device and inode); if not (it had opened the file just removed), it
+    unlocks it and locks the path's new file. So two processes never both hold the lock
+    of one path. Where ``flock`` does not exist (Windows, some network file systems) it is
+    :class:`filelock.FileLock`, whose file stays (Windows removes its own).
+
+    Args:
+        path (Path): the lock file (created on acquire, removed on release).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._fallback: Any = None
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock; ``False`` when ``blocking`` is False and another holder has it."""
+        if self._fallback is not None:
+            return self._acquire_fallback(blocking)
+        try:
+            import fcntl
+        except ImportError:
+            return self._acquire_fallback(blocking)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except OSError as error:
+                os.close(fd)
+                if error.errno in _NO_FLOCK_ERRNOS:
+                    return self._acquire_fallback(blocking)
+                if error.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                    return False
+                raise
+            try:
+                held, named = os.fstat(fd), os.stat(self.path)
+                same = (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return True
+            os.close(fd)  # its holder removed this file after we opened it: lock the path's new one
+
+    def _acquire_fallback(self, blocking: bool) -> bool:
+        from filelock import FileLock, Timeout  # a dependency of torch
+
+        if self._fallback is None:
+            self._fallback = FileLock(str(self.path))
+        try:
+            self._fallback.acquire(blocking=blocking)
+        except Timeout:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Remove the lock file, then release the lock (a no-op when not held)."""
+        if self._fallback is not None:
+            if self._fallback.is_locked:
+                self._fallback.release()
+            return
+        if self._fd is None:
+            return
+        import fcntl
+
+        fd, self._fd = self._fd, None
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> "RecordLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
 class RecordLocks:
     """Per-record locks of one render call, so that concurrent runs share the work.
 
@@ -352,12 +446,10 @@ class RecordLocks:
     def __exit__(self, *exc: Any) -> None:
         self.release(list(self._held))
 
-    def _lock(self, channel: int):
-        from filelock import FileLock  # a dependency of torch
-
+    def _lock(self, channel: int) -> RecordLock:
         path = self.where[channel]
         path.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(_lock_path(path)))
+        return RecordLock(_lock_path(path))
 
     def claim(self, channels: Iterable[int], reread: bool = True) -> tuple[list[int], dict[int, dict[str, Any]], list[int]]:
         """Take, without waiting, the locks of the records still to compute.
@@ -374,17 +466,13 @@ class RecordLocks:
             channels whose record another process finished meanwhile (their records);
             channels another process holds the lock of (see :meth:`wait`).
         """
-        from filelock import Timeout
-
         channels = list(channels)
         if not self.where:
             return channels, {}, []
         mine, done, busy = [], {}, []
         for c in channels:
             lock = self._lock(c)
-            try:
-                lock.acquire(blocking=False)
-            except Timeout:
+            if not lock.acquire(blocking=False):
                 busy.append(c)
                 continue
             # finished elsewhere since? (quiet the first time: the caller has just read and reported

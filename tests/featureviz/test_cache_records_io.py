@@ -92,3 +92,39 @@ def test_enospc_in_an_atomic_write_is_a_path_error_and_leaves_nothing(tmp_path):
         atomic_write(tmp_path / "table.csv", full)
     assert list(tmp_path.iterdir()) == []
 
+
+def test_no_lock_files_are_left_beside_the_records(tiny, tmp_path):
+    # issue 21 item 19: one empty .cNNNNN.lock was left per record
+    _render(tiny, tmp_path)
+    _render(tiny, tmp_path, channels=(0, 1, 2, 3))  # cached ones read, one computed
+    assert len(_records(tmp_path)) == 4
+    assert list(tmp_path.rglob("*.lock")) == []
+
+
+def test_a_removed_lock_file_never_lets_two_holders_in(tmp_path):
+    # the holder removes the lock file on release; a waiter that had opened the removed file
+    # must lock the path's new file, so that it and a third process never both hold the lock
+    import threading
+    import time
+
+    from rsi_plugin.featureviz.cache import RecordLock
+
+    path = tmp_path / ".c00000.lock"
+    first = RecordLock(path)
+    assert first.acquire(blocking=False)
+    assert not RecordLock(path).acquire(blocking=False)
+    waiter, got = RecordLock(path), threading.Event()
+    thread = threading.Thread(target=lambda: (waiter.acquire(), got.set()))
+    thread.start()
+    time.sleep(0.2)  # (either order is correct: the waiter opens the old file or the new one)
+    first.release()
+    thread.join(timeout=30)
+    assert got.is_set()
+    assert path.exists()  # the waiter holds the path's current file
+    third = RecordLock(path)
+    assert not third.acquire(blocking=False)
+    waiter.release()
+    assert not path.exists()
+    assert third.acquire(blocking=False)
+    third.release()
+    assert list(tmp_path.iterdir()) == []
