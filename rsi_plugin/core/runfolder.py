@@ -11,6 +11,7 @@ the CLI) take the names from here. A demo run folder::
     RUN/results-summary.json        the headline numbers (rsi report --summary-json, rsi demo)
     RUN/scan/                       a scan folder (ScanFiles): scan.csv, scan.parquet,
                                     scan_channels.csv, summary.csv, paper_comparison.csv, fz/,
+                                    scan_settings.json (what the tables were scanned with),
                                     sensitivity.csv, sensitivity_summary.csv (rsi sensitivity),
                                     scan_controls.csv (a scan with controls)
     RUN/planted/                    the planted positive control (rsi demo; apps.planted):
@@ -69,6 +70,8 @@ SCAN_TABLE = "scan.csv"
 SCAN_PARQUET = "scan.parquet"
 SCAN_CHANNELS = "scan_channels.csv"
 SCAN_SUMMARY = "summary.csv"
+#: the settings the scan's tables were computed with (a later scan merges into them only when they match)
+SCAN_SETTINGS = "scan_settings.json"
 PAPER_COMPARISON = "paper_comparison.csv"
 FZ_CACHE_DIR = "fz"
 #: the analysis-choice sensitivity of a scan (:mod:`rsi_plugin.criteria.sensitivity`)
@@ -139,6 +142,13 @@ class ScanFiles(_Folder):
     def summary(self) -> Path:
         """``summary.csv``: one row per block."""
         return self.dir / SCAN_SUMMARY
+
+    @property
+    def settings(self) -> Path:
+        """``scan_settings.json``: the settings the tables were scanned with
+        (:func:`~rsi_plugin.criteria.channel_scan.write_scan` merges a scan of other blocks only
+        when they are the same)."""
+        return self.dir / SCAN_SETTINGS
 
     @property
     def comparison(self) -> Path:

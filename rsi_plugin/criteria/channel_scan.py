@@ -24,7 +24,15 @@ stopped rows carry ``adaptive_stop`` True). Per-channel pass rates, the robust s
 Jaccard and the permutation null are in :mod:`rsi_plugin.criteria.seeds`.
 
 **Files** (:func:`write_scan`, written atomically; the CLI rewrites them after each seed,
-so a killed multi-seed run keeps its finished seeds and a rerun renders only missing FZs):
+so a killed multi-seed run keeps its finished seeds and a rerun renders only missing FZs).
+A scan written into a folder that already holds one is **merged by block**, as
+``DataFrame.update`` keeps what it is not given: the rows of the blocks scanned again are
+replaced (all of them: a rescan with other ``channels`` keeps only the new ones), the rows
+of the other blocks are kept, and every derived table is recomputed from the merged rows.
+Merging needs the same settings (``scan_settings.json``, :data:`SCAN_SETTING_KEYS`); a
+scan with other settings that would leave rows of the old one is refused (an
+:class:`~rsi_plugin.errors.ConfigError` naming the settings that differ), never mixed and never
+silently dropped; ``write_scan(..., existing="replace")`` replaces the folder's tables instead:
 
 * ``scan.csv`` (and ``scan.parquet`` with pyarrow): the rows of :func:`scan`, ending with
   ``verdict``, ``seed``, ``layer`` and ``index`` (the integer parts of the block id). Block
@@ -40,6 +48,8 @@ so a killed multi-seed run keeps its finished seeds and a rerun renders only mis
   undetermined_mean, jaccard_mean/min/max, null_expected, null_low, null_high,
   null_p``).
 * ``paper_comparison.csv`` for resnet18 (:func:`rsi_plugin.paper.compare_to_paper`).
+* ``scan_settings.json``: the settings the rows were computed with (``attrs["settings"]`` of
+  :func:`scan`'s table).
 * with controls (``ScanConfig(controls=("random-init:2",))``, :mod:`rsi_plugin.criteria.controls`):
   ``scan_controls.csv``, the untrained copies' rows (``control``, ``control_seed``, then the
   columns of ``scan.csv``); after their existing columns ``summary.csv`` gets the comparison
@@ -101,7 +111,8 @@ from rsi_plugin.paper import Variant, check_variant
 from rsi_plugin.paper import resolve as resolve_variant
 from rsi_plugin.core.wrapped import unwrap
 
-__all__ = ["ScanConfig", "SOURCES", "scan", "scan_controls", "natural_data", "write_scan", "read_table", "SCAN_FILES"]
+__all__ = ["ScanConfig", "SOURCES", "scan", "scan_controls", "natural_data", "write_scan", "read_table", "SCAN_FILES",
+           "SCAN_SETTING_KEYS", "scan_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +120,14 @@ SOURCES: tuple[str, ...] = ("fz", "natural", "both")
 #: the tables :func:`write_scan` writes (block ids in them are strings)
 SCAN_FILES: tuple[str, ...] = SCAN_TABLES
 NATURAL_REDUCE: tuple[str, ...] = ("top1", "mean")
+#: what a scan's rows depend on (:func:`scan_settings`); scans merge into one folder only when
+#: these are equal. Not among them: ``channels`` (a subset), the cache, ``force``, batch sizes.
+SCAN_SETTING_KEYS: tuple[str, ...] = (
+    "model", "weights", "variant", "node_variant", "source", "transform", "tolerance", "zoom_center", "seeds",
+    "robust_share", "adaptive", "adaptive_eq1", "adaptive_eq2", "controls", "control_seed", "control_seeds",
+    "top_k", "natural_reduce", "natural_samples", "seed", "featureviz")
+#: FeatureVizConfig fields that do not change an FZ (the seed is in ``seeds``)
+_FZ_NOT_SETTINGS = ("seed", "channels_per_batch")
 
 
 @dataclass(frozen=True)
@@ -440,10 +459,54 @@ def scan(
     module = unwrap(model)
     chosen = resolve_blocks(module, blocks)
     controls = _check_controls(module, config, data)
-    table = _scan(module, chosen, dataclasses.replace(config, controls=()), data, progress, on_seed)
+    settings = scan_settings(module, config)
+
+    def seed_done(seed: int, rows: pd.DataFrame) -> None:  # the settings of the whole scan, controls included
+        rows.attrs["settings"] = settings
+        on_seed(seed, rows)
+
+    table = _scan(module, chosen, dataclasses.replace(config, controls=()), data, progress,
+                  None if on_seed is None else seed_done)
     if controls:
         attach_control_rows(table, _scan_controls(module, chosen, config, controls, data, progress))
+    table.attrs["settings"] = settings
     return table
+
+
+def scan_settings(model: nn.Module, config: ScanConfig) -> dict[str, Any]:
+    r"""What a scan's rows depend on, as JSON values (:data:`SCAN_SETTING_KEYS`): the model and
+    its weights and the resolved config, ``featureviz`` as a dict without its seed and batch
+    size; the natural-image settings only for ``source`` ``"natural"``/``"both"``, the adaptive
+    thresholds only with ``adaptive``, the control seeds only with controls.
+
+    Args:
+        model (nn.Module): the scanned model.
+        config (ScanConfig): its config.
+
+    Returns:
+        dict; :func:`scan` puts it in ``attrs["settings"]`` and :func:`write_scan` writes it
+        to ``scan_settings.json``.
+    """
+    import json
+
+    config = config.resolved()
+    info = model_info(model)
+    featureviz = {k: v for k, v in dataclasses.asdict(config.featureviz).items() if k not in _FZ_NOT_SETTINGS}
+    values: dict[str, Any] = {
+        "model": info.name, "weights": str(info.weights), "variant": config.variant,
+        "node_variant": config.node_variant, "source": config.source, "transform": transform_name(config.transform),
+        "tolerance": float(config.tolerance), "zoom_center": config.zoom_center, "seeds": list(config.seeds),
+        "robust_share": float(config.robust_share), "adaptive": bool(config.adaptive),
+        "controls": list(config.controls), "featureviz": featureviz}
+    if config.adaptive:
+        values.update(adaptive_eq1=float(config.adaptive_eq1), adaptive_eq2=float(config.adaptive_eq2))
+    if config.controls:
+        values.update(control_seed=int(config.control_seed), control_seeds=config.control_seeds)
+    if config.source != "fz":
+        values.update(top_k=config.top_k, natural_reduce=config.natural_reduce,
+                      natural_samples=config.natural_samples, seed=config.seed)
+    ordered = {k: values[k] for k in SCAN_SETTING_KEYS if k in values}
+    return json.loads(json.dumps(ordered, default=str))  # tuples as lists: equal to what the file reads back
 
 
 def _check_controls(module: nn.Module, config: ScanConfig, data: Any) -> list[Control]:
@@ -612,11 +675,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"block": str})
 
 
+WRITE_MODES: tuple[str, ...] = ("merge", "replace")
+
+
 def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = None,
-               controls: pd.DataFrame | None = None) -> list[Path]:
+               controls: pd.DataFrame | None = None, existing: str = "merge") -> list[Path]:
     r"""Write a scan's files atomically (see the module docstring): ``scan.csv`` (and
-    ``scan.parquet`` when pyarrow is installed), ``scan_channels.csv``, ``summary.csv``
-    and, for resnet18, ``paper_comparison.csv``.
+    ``scan.parquet`` when pyarrow is installed), ``scan_channels.csv``, ``summary.csv``,
+    ``scan_settings.json`` and, for resnet18, ``paper_comparison.csv``.
 
     With control rows (``controls``, or those ``table`` carries from a scan with
     ``ScanConfig(controls=...)``) also ``scan_controls.csv`` (the copies' rows), and after
@@ -625,27 +691,47 @@ def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = N
     ``controls_passing`` and ``passes_in_control``
     (:func:`rsi_plugin.criteria.controls.mark_control_channels`).
 
+    **A folder that already holds a scan** (``existing="merge"``, the default): the rows of
+    the blocks in ``table`` replace that folder's rows of those blocks, the rows of its other
+    blocks are kept (``scan.csv`` and ``scan_controls.csv``), and ``scan_channels.csv``,
+    ``summary.csv`` and ``paper_comparison.csv`` are recomputed from the merged rows, so
+    ``rsi scan --blocks 1.0`` then ``rsi scan --blocks 1.1`` into one ``--out`` holds both
+    blocks. Kept rows must come from the same settings (``scan_settings.json`` against
+    ``table.attrs["settings"]``, :func:`scan_settings`); otherwise nothing is written.
+    ``existing="replace"``: the folder's tables become ``table``'s alone.
+
     Args:
         table (DataFrame): what :func:`scan` returned.
         out_dir (str or Path): the folder (created).
         share (float, optional): the robust share; ``table.attrs["robust_share"]`` or 1.
         controls (DataFrame, optional): the control copies' rows (:func:`scan_controls`);
             default: :func:`rsi_plugin.criteria.controls.control_rows` of ``table``.
+        existing (str): ``"merge"`` (default) or ``"replace"``: what happens to the rows of
+            other blocks that the folder holds.
 
     Returns:
         list of the paths written.
+
+    Raises:
+        ConfigError: the folder holds rows of other blocks scanned with other settings (the
+            message names each setting that differs), or records no settings to compare.
     """
     import importlib.util
 
-    from rsi_plugin.core.atomic import atomic_write, atomic_write_csv
+    from rsi_plugin.core.atomic import atomic_write, atomic_write_csv, atomic_write_json
     from rsi_plugin.paper import compare_to_paper
     from rsi_plugin.criteria.seeds import block_summary, channel_table
 
+    if existing not in WRITE_MODES:
+        raise UnknownNameError(f"unknown existing={existing!r}; valid: {', '.join(WRITE_MODES)}")
     files = ScanFiles(Path(out_dir))
     files.dir.mkdir(parents=True, exist_ok=True)
     share = float(table.attrs.get("robust_share", 1.0)) if share is None else share
     if controls is None:
         controls = control_rows(table)
+    settings = table.attrs.get("settings")
+    if existing == "merge":
+        table, controls = _merge_existing(files, table, controls, settings)
 
     written = [atomic_write_csv(files.table, table)]
     if importlib.util.find_spec("pyarrow") is not None:
@@ -670,6 +756,80 @@ def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = N
     elif files.controls.exists():  # left by an earlier scan with controls: it would not match these tables
         files.controls.unlink()
         logger.info("removed %s (an earlier scan's control rows; this scan has none)", files.controls)
+    if settings is not None:
+        written.append(atomic_write_json(files.settings, settings))
+    elif files.settings.exists():  # an earlier scan's settings: they would not describe these rows
+        files.settings.unlink()
     if table.attrs.get("model") == "resnet18":
         written.append(atomic_write_csv(files.comparison, compare_to_paper(table, share=share)))
     return written
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _merge_existing(files: ScanFiles, table: pd.DataFrame, controls: pd.DataFrame | None,
+                    settings: dict[str, Any] | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """``table`` (and ``controls``) with the folder's rows of the other blocks added; a
+    :class:`ConfigError` when those rows come from other (or unrecorded) settings."""
+    import json
+
+    if not files.table.is_file():
+        return table, controls
+    old = read_table(files.table)
+    if "block" not in old.columns:
+        return table, controls
+    scanned = set(table["block"].astype(str))
+    kept = old[~old["block"].astype(str).isin(scanned)]
+    if kept.empty:
+        return table, controls
+    names = " ".join(dict.fromkeys(kept["block"].astype(str)))
+    how = (f"rescan those blocks with these settings too, write to another folder (--out), or "
+           f"delete {files.table.name} there (write_scan(..., existing='replace') replaces it)")
+    recorded = None
+    if files.settings.is_file():
+        try:
+            recorded = json.loads(files.settings.read_text())
+        except (OSError, ValueError):
+            recorded = None
+    if recorded is None or settings is None:
+        which = f"{files.settings} is missing or unreadable" if recorded is None else \
+            "the new table records none (it does not come from scan())"
+        raise ConfigError(f"{files.dir} already holds a scan of blocks {names}, and its settings cannot be "
+                          f"compared ({which}): merging might mix settings; {how}")
+    mine, theirs = _flat(json.loads(json.dumps(settings, default=str))), _flat(recorded)
+    differ = [key for key in dict.fromkeys([*theirs, *mine]) if theirs.get(key) != mine.get(key)]
+    if differ:
+        listed = "; ".join(f"{key}: {theirs.get(key)!r} there, {mine.get(key)!r} here" for key in differ)
+        raise ConfigError(f"{files.dir} already holds a scan of blocks {names} with other settings ({listed}): "
+                          f"its rows would be mixed with these; {how}")
+    logger.info("%s: keeping the rows of blocks %s, replacing those of %s", files.dir, names,
+                " ".join(sorted(scanned)))
+    merged = _in_block_order(pd.concat([kept, table], ignore_index=True))
+    merged.attrs.update(table.attrs)
+    if files.controls.is_file():
+        old_controls = read_table(files.controls)
+        kept_controls = old_controls[~old_controls["block"].astype(str).isin(scanned)]
+        if not kept_controls.empty:
+            parts = [kept_controls] + ([controls] if controls is not None and len(controls) else [])
+            described = controls.attrs.get("controls") if controls is not None else None
+            controls = _in_block_order(pd.concat(parts, ignore_index=True))
+            if described is not None:
+                controls.attrs["controls"] = described
+    return merged, controls
+
+
+def _in_block_order(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by block (layer, then index; stable, so the order within a block stays)."""
+    if not {"layer", "index"} <= set(table.columns):
+        return table
+    order = table[["layer", "index"]].apply(pd.to_numeric, errors="coerce")
+    ranks = order.assign(_row=range(len(table))).sort_values(["layer", "index", "_row"], kind="stable").index
+    return table.loc[ranks].reset_index(drop=True)

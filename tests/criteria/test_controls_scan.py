@@ -204,7 +204,11 @@ def test_the_planted_channel_passes_in_the_trained_network_not_in_its_random_cop
     plain = scan(planted, "1.0", ScanConfig(featureviz=PLANTED_QUICK, cache_dir=cache), progress=False)
     assert "controls" not in plain.attrs and "control_rows" not in plain.attrs
     pd.testing.assert_frame_equal(table.drop(columns="fz_computed"), plain.drop(columns="fz_computed"))
-    assert {k: v for k, v in table.attrs.items() if k not in ("controls", "control_rows")} == plain.attrs
+    own = ("controls", "control_rows", "settings")  # the settings name the controls (a folder merges by them)
+    assert {k: v for k, v in table.attrs.items() if k not in own} == {
+        k: v for k, v in plain.attrs.items() if k != "settings"}
+    assert table.attrs["settings"] == {**plain.attrs["settings"], "controls": ["random-init:2"],
+                                       "control_seed": 1000, "control_seeds": None}
     again = scan_controls(planted, "1.0", config, progress=False)  # the copies alone, cached
     pd.testing.assert_frame_equal(again[["control", "channel", "verdict", "ratio"]],
                                   rows[["control", "channel", "verdict", "ratio"]], check_dtype=False, rtol=1e-6)
