@@ -503,7 +503,8 @@ def sweep(
     kept = [d for d in draws if d.kept]
     if len(kept) < config.trials:
         logger.warning("screening of block %s kept %d of %d random sets after %d draws (max_draws=%d, "
-                       "tolerance=%s); Eq. 3 rests on %d set(s). Raise --max-draws or use --tolerance auto",
+                       "tolerance=%s); Eq. 3 rests on %d set(s). Raise max_draws (--max-draws) or use "
+                       "tolerance='auto' (--screen-tolerance auto)",
                        target.name, len(kept), config.trials, len(draws), config.max_draws, config.tolerance,
                        len(kept))
     randoms = [Condition("random", d.trial, d.channels) for d in kept]

@@ -25,7 +25,8 @@ from rsi_plugin.core.runfolder import RunLayout
 from rsi_plugin.errors import RSIError
 from rsi_plugin.paper import FZ_STEPS, SWEEP_SCALES, Variant, check_variant
 
-__all__ = ["DemoConfig", "run_demo", "channel_set_sizes", "pick_ablation_blocks", "TINY_DEFAULT_BLOCKS"]
+__all__ = ["DemoConfig", "run_demo", "channel_set_sizes", "pick_ablation_blocks", "TINY_DEFAULT_BLOCKS",
+           "smoke_channels", "step_cap_warning", "SMOKE_CHANNELS", "SMOKE_NOTE"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,12 @@ logger = logging.getLogger(__name__)
 #: this is what fits the 15-minute budget on 2 CPU cores; layers 1-3 with the controls took
 #: about 28 minutes there. ``rsi demo --blocks 1.0 1.1 2.0 2.1 3.0 3.1`` or ``--blocks all`` for more
 TINY_DEFAULT_BLOCKS: tuple[str, ...] = ("1.1", "2.0", "2.1", "3.1")
+#: channels per block a smoke run forces through the grids and the sweep (:func:`smoke_channels`)
+SMOKE_CHANNELS = 2
+#: what ``settings.json`` says of a smoke run (``smoke: true``, ``smoke_note``)
+SMOKE_NOTE = ("smoke run (rsi demo --quick): not a result. FZs capped at a few steps, few images and trials; "
+              "where no channel is in the ablated set, the grids and the ablation sweep take forced channels "
+              "(smoke_channels) so that every stage runs")
 
 
 @dataclass
@@ -56,7 +63,8 @@ class DemoConfig:
             (fixed) count, as a cap: on the bundled model every FZ of layers 1-3 plateaus before
             it, most by ~600 steps, and converged verdicts let the adaptive rule skip later
             seeds (a 512 cap left most layer-3 FZs unconverged and cost more).
-        seeds (int): FZ seeds (``seed, seed + 1, ...``); every number of the scan comes per
+        seeds (int or sequence of int): FZ seeds: a count ``N`` (``seed .. seed + N - 1``) or the
+            seeds themselves (as ``rsi scan --seeds``, :func:`demo_seeds`); every number of the scan comes per
             seed, the ablation takes the channels that pass in every seed (``robust``).
         adaptive (bool): after the first seed, render further seeds only for channels whose
             verdict is near a threshold (:func:`rsi_plugin.criteria.seeds.adaptive_stop`).
@@ -79,7 +87,12 @@ class DemoConfig:
             :func:`rsi_plugin.paper.resolve`).
         grids_per_block (int): at most this many Fig.-1 grids per block.
         seed (int): seed of the feature visualisations, random draws and generated data.
-        quick (bool): a smoke run: few steps, images and trials.
+        quick (bool): a smoke run (:meth:`quick_run`): few steps, images and trials, and
+            every stage runs: when no channel is in the ``channel_set`` of any block (at 8
+            steps every FZ is unconverged, so every verdict undetermined), the Fig.-1 grids and
+            the ablation sweep take :data:`SMOKE_CHANNELS` forced channels per block
+            (:func:`smoke_channels`, recorded as ``smoke_channels``). ``settings.json`` then
+            holds ``smoke: true`` and ``smoke_note``: its numbers are no result.
         controls (int): untrained copies of the model scanned exactly as the model is (the
             model-randomisation control, :mod:`rsi_plugin.criteria.controls`; ``0``: none). The
             method card's "trained vs untrained" check rests on them.
@@ -92,6 +105,7 @@ class DemoConfig:
             positive control. The method card's "planted recovery" check rests on it. Its FZs are
             capped at the paper's 2,560 steps whatever ``steps`` is (they plateau by ~200), so
             ``--quick`` checks the instrument for real.
+        device (str): where the model runs (``"cpu"``, ``"cuda"``), as ``load_model(device=)``.
     """
 
     out: str = "rsi-demo"
@@ -100,7 +114,7 @@ class DemoConfig:
     data: str | None = None
     blocks: Sequence[str] | str | None = None
     steps: int = FZ_STEPS
-    seeds: int = 3
+    seeds: int | Sequence[int] = 3
     adaptive: bool = True
     channel_set: str = "robust"
     trials: int = 10
@@ -117,19 +131,27 @@ class DemoConfig:
     controls: int = 2
     control_seeds: int | None = 1
     planted: bool = True
+    device: str = "cpu"
     timings: dict[str, float] = field(default_factory=dict, repr=False)
     started: str = field(default="", repr=False)
 
     @classmethod
     def quick_run(cls, out: str, **overrides: Any) -> "DemoConfig":
-        """The one-minute smoke settings."""
+        """The smoke-run settings (``quick=True``): every stage on every block, fast; no result."""
         settings = dict(out=out, blocks="all", steps=8, seeds=2, trials=2, samples=200, natural_samples=200,
                         null_sets=20, scales=(0.0, 0.2, 0.4), grids_per_block=2, quick=True, controls=1)
         settings.update(overrides)
         return cls(**settings)
 
     def validated(self) -> "DemoConfig":
+        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool):
+            seeds = list(self.seeds) if isinstance(self.seeds, Sequence) and not isinstance(self.seeds, str) else None
+            if (not seeds or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in seeds)
+                    or len(set(seeds)) != len(seeds)):
+                raise RSIError(f"seeds must be a positive integer (a count) or distinct seeds >= 0, got {self.seeds!r}")
         for name in ("steps", "seeds", "samples", "natural_samples", "grids_per_block"):
+            if name == "seeds" and not isinstance(self.seeds, int):
+                continue
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise RSIError(f"{name} must be a positive integer, got {value!r}")
@@ -186,6 +208,67 @@ def pick_ablation_blocks(summary: pd.DataFrame, how: int | Sequence[str], channe
     return [str(b) for b in ranked["block"].head(how)]
 
 
+def smoke_channels(table: pd.DataFrame, block: str, seed: int, k: int = SMOKE_CHANNELS) -> list[int]:
+    """The channels a smoke run forces through the grids and the sweep: of the ``seed`` rows
+    of ``block``, those meeting Eq. 1 and Eq. 2 as measured (``eq1``, ``eq2``, whatever the FZ
+    status) first, then by Eq. 2's margin, then the lower channel; at most ``k``, and at
+    most half the block's scanned channels (a random set of the same size must remain).
+
+    Args:
+        table (DataFrame): scan rows (``block, channel, seed, eq1, eq2``, optional ``eq2_margin``).
+        block (str): the block.
+        seed (int): the seed whose rows rank.
+        k (int): how many.
+
+    Returns:
+        list of channel indices (empty when the block has no row of that seed).
+    """
+    rows = table[table["block"].astype(str) == str(block)]
+    if "seed" in rows.columns:
+        rows = rows[rows["seed"] == seed]
+    if "source" in rows.columns:
+        rows = rows[rows["source"] == "fz"] if (rows["source"] == "fz").any() else rows
+    if rows.empty:
+        return []
+    ranked = rows.assign(
+        _both=(rows["eq1"].astype(bool) & rows["eq2"].astype(bool)).astype(int),
+        _margin=pd.to_numeric(rows["eq2_margin"], errors="coerce").fillna(-float("inf"))
+        if "eq2_margin" in rows.columns else 0.0,
+    ).sort_values(["_both", "_margin", "channel"], ascending=[False, False, True], kind="stable")
+    count = min(int(k), rows["channel"].nunique() // 2)
+    return [int(c) for c in ranked["channel"].drop_duplicates().head(count)]
+
+
+def step_cap_warning(table: pd.DataFrame, steps: int) -> str | None:
+    """A warning when the FZ step cap is below the plateau the model needs: more than half of
+    the feature visualisations (In and Pre of every FZ row) ended ``unconverged``
+    (:func:`rsi_plugin.featureviz.optimize.fz_status`: the objective had not plateaued at the
+    cap), which makes their channels undetermined; ``None`` otherwise.
+
+    Args:
+        table (DataFrame): scan rows with ``in_status`` and ``pre_status`` (FZ rows).
+        steps (int): the cap the scan ran with.
+
+    Returns:
+        the message, or ``None``.
+    """
+    rows = table[table["source"] == "fz"] if "source" in table.columns else table
+    columns = [c for c in ("in_status", "pre_status") if c in rows.columns]
+    if rows.empty or not columns:
+        return None
+    statuses = pd.concat([rows[c].astype(str) for c in columns], ignore_index=True)
+    capped = int((statuses == "unconverged").sum())
+    if capped * 2 <= len(statuses):
+        return None
+    used = pd.concat([pd.to_numeric(rows.loc[rows[c] == "ok", c.replace("status", "steps_used")], errors="coerce")
+                      for c in columns if c.replace("status", "steps_used") in rows.columns], ignore_index=True)
+    needed = (f"those that plateaued needed up to {int(used.max())} steps" if len(used.dropna())
+              else "none plateaued")
+    return (f"{capped} of {len(statuses)} feature visualisations reached the {int(steps)}-step cap without "
+            f"reaching their plateau ({needed}): the cap is below the plateau this model needs, so their "
+            f"channels are undetermined; raise the cap (the default {FZ_STEPS} is the paper's step count)")
+
+
 def _stage(config: DemoConfig, name: str, start: float) -> None:
     config.timings[name] = round(time.perf_counter() - start, 2)
     logger.info("demo stage %s: %.1f s", name, config.timings[name])
@@ -232,17 +315,27 @@ def _natural_images(config: DemoConfig, model):
     return natural_images(model, config.data, config.natural_samples, config.seed, limit=config.natural_samples)
 
 
-def _grid_rows(table: pd.DataFrame, config: DemoConfig) -> pd.DataFrame:
+def _grid_rows(table: pd.DataFrame, config: DemoConfig,
+               selected: dict[str, list[int]] | None = None) -> pd.DataFrame:
     """The rows the Fig.-1 grids draw: the first seed's rows (whose FZs the grids show),
-    ``passes`` set to membership of the demo's channel set, so a grid is drawn for every
-    channel the ablation takes."""
+    ``passes`` set to membership of the demo's channel set (or of ``selected``, block ->
+    channels), so a grid is drawn for every channel the ablation takes."""
     from rsi_plugin.criteria.seeds import select_channels
 
     rows = table[table["seed"] == config.seed].copy() if "seed" in table.columns else table.copy()
-    chosen = {(b, c) for b in rows["block"].astype(str).unique()
-              for c in select_channels(table, b, config.channel_set)}
+    if selected is None:
+        selected = {b: select_channels(table, b, config.channel_set) for b in rows["block"].astype(str).unique()}
+    chosen = {(str(b), int(c)) for b, channels in selected.items() for c in channels}
     rows["passes"] = [(str(b), int(c)) in chosen for b, c in zip(rows["block"], rows["channel"])]
     return rows
+
+
+def demo_seeds(config: DemoConfig) -> tuple[int, ...]:
+    """The FZ seeds of a run: ``seeds`` as a count -> ``seed .. seed + seeds - 1``; as a
+    sequence -> those seeds (as ``rsi scan --seeds``)."""
+    if isinstance(config.seeds, int):
+        return tuple(range(config.seed, config.seed + config.seeds))
+    return tuple(int(s) for s in config.seeds)
 
 
 def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
@@ -274,12 +367,12 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     run = RunLayout(out)
     begin = time.perf_counter()
-    model = load_model(config.model, weights=config.weights, seed=config.seed)
+    model = load_model(config.model, weights=config.weights, seed=config.seed, device=config.device)
     fz_config = FeatureVizConfig(steps=config.steps, seed=config.seed, variant=config.variant)
     cache = run.scan.fz_cache
 
     start = time.perf_counter()
-    seeds = tuple(range(config.seed, config.seed + config.seeds))
+    seeds = demo_seeds(config)
     controls = (f"random-init:{config.controls}",) if config.controls else ()
     scan_config = ScanConfig(featureviz=fz_config, variant=config.variant, cache_dir=str(cache), seed=config.seed,
                              seeds=seeds, adaptive=config.adaptive, controls=controls,
@@ -287,6 +380,9 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     table = scan(model, config.blocks, scan_config, progress=progress)
     write_scan(table, run.scan.dir)
     summary = pd.read_csv(run.scan.summary, dtype={"block": str})
+    capped = step_cap_warning(table, config.steps)
+    if capped:
+        logger.warning("%s", capped)
     _stage(config, "scan", start)
 
     start = time.perf_counter()
@@ -301,22 +397,31 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
             progress=progress)
         _stage(config, "planted", start)
 
+    scanned = list(dict.fromkeys(table["block"].astype(str)))
+    selected = {b: select_channels(table, b, config.channel_set) for b in scanned}
+    forced = None
+    if config.quick and not any(selected.values()):  # a smoke run still runs every stage
+        forced = selected = {b: smoke_channels(table, b, config.seed) for b in scanned}
+        logger.warning("smoke run: no channel is in the %r set at the %d-step cap; the grids and the ablation take "
+                       "forced channels (%s), not a result", config.channel_set, config.steps,
+                       "; ".join(f"{b}: {' '.join(map(str, c))}" for b, c in forced.items()))
+
     start = time.perf_counter()
     natural = _natural_images(config, model)
-    channel_grids(model, _grid_rows(table, config), run.figures, fz_config, cache, natural,
+    channel_grids(model, _grid_rows(table, config, selected), run.figures, fz_config, cache, natural,
                   max_per_block=config.grids_per_block, progress=progress)
     _stage(config, "figures", start)
 
     start = time.perf_counter()
     channels_of = {b.name: b.channels for b in residual_blocks(model)}
-    sizes = channel_set_sizes(table, summary["block"].astype(str).tolist(), config.channel_set)
+    sizes = pd.DataFrame({"block": scanned, "passing": [len(selected[b]) for b in scanned]})
     chosen = pick_ablation_blocks(sizes, config.ablation_blocks, channels_of)
     sweep_config = SweepConfig(scales=tuple(config.scales), trials=config.trials, seed=config.seed,
                                tolerance=config.tolerance, null_sets=config.null_sets, variant=config.variant)
     data = _sweep_data(config, model)
     eq3 = {}
     for block in chosen:
-        channels = select_channels(table, block, config.channel_set)
+        channels = selected[block] if block in selected else select_channels(table, block, config.channel_set)
         result = sweep(model, data, block, channels, sweep_config, out_dir=run.sweep(block).dir, progress=progress)
         eq3[block] = result.summary
     if not chosen:
@@ -326,12 +431,15 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
 
     start = time.perf_counter()
     config.timings["total_before_report"] = round(time.perf_counter() - begin, 2)
-    settings = _settings(config, model, {"ablation_blocks_chosen": chosen})
+    extra = {"ablation_blocks_chosen": chosen, "smoke": bool(config.quick),
+             "smoke_note": SMOKE_NOTE if config.quick else None, "smoke_channels": forced,
+             "step_cap_warning": capped}
+    settings = _settings(config, model, extra)
     write_json(run.settings, settings)
     report = write_report(out)
     write_summary(summarize_run(out), run.results_summary)
     _stage(config, "report", start)
-    settings = _settings(config, model, {"ablation_blocks_chosen": chosen})
+    settings = _settings(config, model, extra)
     settings["wall_time_s"]["total"] = round(time.perf_counter() - begin, 2)
     write_json(run.settings, settings)
     return {"out": out, "summary": summary, "eq3": eq3, "report": report, "settings": settings}

@@ -102,9 +102,23 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             continue
         if argv is None or name == chosen:
             importlib.import_module(f"{__name__}.{name}").register(sub)
+            _add_verbose(sub.choices[name])
         else:
             sub.add_parser(name, help=help_line, add_help=False)
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``-v`` after the subcommand too (``rsi scan -v ...``), and after a nested one
+    (``rsi serve start -v``). Its default is suppressed so that it never resets a ``-v``
+    given before the subcommand."""
+    if not any("-v" in action.option_strings for action in parser._actions):
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                            help="log at DEBUG level (also accepted before the subcommand)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in set(action.choices.values()):
+                _add_verbose(nested)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
-from rsi_plugin.cli.args import add_variant_argument, tolerance
+from rsi_plugin.cli.args import (add_deprecated_alias, add_threads_argument, add_variant_argument, screen_tolerance,
+                                 set_threads)
 from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 from rsi_plugin.core.runfolder import SweepFiles
 from rsi_plugin.errors import ConfigError, MissingFileError, RSIError
@@ -39,7 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "evaluation set of shapes)")
     parser.add_argument("--samples", type=int, default=1000, help="generated images for tiny without --data (default 1000)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the generated tiny evaluation set (default 0)")
-    parser.add_argument("--limit", type=int, default=None, help="use only N images, evenly spaced")
+    parser.add_argument("--images", type=int, default=None, metavar="N",
+                        help="use only N of the evaluation images, evenly spaced over them (default all; "
+                             "rsi scan --limit takes the first N)")
+    add_deprecated_alias(parser, "--limit", "--images", "images", type=int)
     parser.add_argument("--block", required=True, help="block name, e.g. 3.1")
     parser.add_argument("--channels", nargs="+", required=True,
                         help="a scan CSV (rows with block == --block and passes true) or channel numbers")
@@ -53,11 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "default), any (pass in at least one seed) or seed:K (pass in seed K)")
     parser.add_argument("--out", required=True, help="output folder (rerun to resume)")
     parser.add_argument("--trials", type=int, default=10, help="random control sets (default 10)")
-    parser.add_argument("--tolerance", type=tolerance, default=0.0,
-                        help="screening slack: keep a random set if its no-scale accuracy <= the invariant "
-                             "set's + this (default 0; the paper used 0.01 for block 3.1); 'auto': 0 when that "
-                             "keeps --trials sets within --max-draws, else the smallest tolerance that does "
-                             "(reported in eq3.csv)")
+    parser.add_argument("--screen-tolerance", type=screen_tolerance, default=0.0,
+                        help="screening slack, an accuracy difference in [0, 1]: keep a random set if its no-scale "
+                             "accuracy <= the invariant set's + this (default 0; the paper used 0.01 for block 3.1); "
+                             "'auto': 0 when that keeps --trials sets within --max-draws, else the smallest slack "
+                             "that does (reported in eq3.csv); not Eq. 2's t, which is rsi scan --tolerance")
+    add_deprecated_alias(parser, "--tolerance", "--screen-tolerance", "screen_tolerance", type=screen_tolerance)
     parser.add_argument("--max-draws", type=int, default=100, help="bound on random sets drawn (default 100)")
     parser.add_argument("--null-sets", type=int, default=200,
                         help="random same-size sets from all channels swept as the independent null of the "
@@ -81,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--screen-batch", type=int, default=None,
                         help="random sets screened per pass over the data (default --trials)")
     parser.add_argument("--checkpoint-every", type=int, default=20, help="save partial counts every N batches")
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -250,30 +256,31 @@ def _run(args: argparse.Namespace) -> int:
     from rsi_plugin.ablation.experiment import SweepConfig, sweep
 
     channels = parse_channels(args.channels, args.block, args.source, args.channel_set)
+    set_threads(args.threads)
     model = load_model_from_args(args)
     if _is_table(args.channels):
         check_scan_model(Path(args.channels[0]), model, allow=args.allow_model_mismatch)
     batch_conditions = False if args.naive else (args.stack if args.stack else True)
-    config = SweepConfig(scales=tuple(args.scales), trials=args.trials, seed=args.seed, tolerance=args.tolerance,
+    config = SweepConfig(scales=tuple(args.scales), trials=args.trials, seed=args.seed, tolerance=args.screen_tolerance,
                          max_draws=args.max_draws, null_sets=args.null_sets, variant=args.variant,
                          node=args.node, crop=args.crop,
                          batch_conditions=batch_conditions, screen_batch=args.screen_batch,
-                         batch_size=args.batch_size, workers=args.workers, limit=args.limit,
+                         batch_size=args.batch_size, workers=args.workers, limit=args.images,
                          checkpoint_every=args.checkpoint_every)
     data = _default_data(args, model)
     result = sweep(model, data, args.block, channels, config, out_dir=args.out, progress=not args.no_progress)
     if not is_main():
         return 0
     kept = result.kept
-    used = "" if args.tolerance != "auto" else f" -> {result.tolerance:.4g}"
+    used = "" if args.screen_tolerance != "auto" else f" -> {result.tolerance:.4g}"
     print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), block {args.block}, {args.variant} variant, "
           f"node {config.validated().node}, crop {config.validated().crop}: "
           f"{len(channels)} scale-invariant channels vs {kept} of {args.trials} random sets "
-          f"({len(result.draws)} drawn, tolerance {args.tolerance}{used})")
+          f"({len(result.draws)} drawn, screen tolerance {args.screen_tolerance}{used})")
     if result.starved:
         print(f"WARNING: screening kept only {kept} of the {args.trials} random sets asked within --max-draws "
-              f"{args.max_draws} (tolerance {args.tolerance}{used}): Eq. 3 and Fig. 2 rest on {kept} set(s)"
-              f"{' and have no error bars' if kept < 2 else ''}. Use --tolerance auto or raise --max-draws.",
+              f"{args.max_draws} (screen tolerance {args.screen_tolerance}{used}): Eq. 3 and Fig. 2 rest on {kept} set(s)"
+              f"{' and have no error bars' if kept < 2 else ''}. Use --screen-tolerance auto or raise --max-draws.",
               file=sys.stderr)
     n = int(result.results["n_images"].max()) if len(result.results) else 0
     print(f"{n} images; {result.skipped.summary()}")

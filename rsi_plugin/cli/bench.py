@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rsi_plugin.cli.args import WEIGHTS_HELP, weights
+from rsi_plugin.cli.args import WEIGHTS_HELP, add_deprecated_alias, weights
 from rsi_plugin.errors import RSIError
 
 
@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="time plain forward vs hooks vs nnsight capture/ablate, per batch size")
     parser.add_argument("--model", default="resnet18", help="resnet18, resnet50, tiny, ... or a .pth path")
     parser.add_argument("--weights", type=weights, default=None, help=WEIGHTS_HELP)
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32], help="batch sizes (default 1 8 32)")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[1, 8, 32], metavar="N",
+                        help="images per batch, one or several sizes to time (default 1 8 32)")
+    add_deprecated_alias(parser, "--batch", "--batch-size", "batch_size", type=int, nargs="+", metavar="N")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per case and batch (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        frame = bench(args.model, batches=args.batch, device=args.device, repeats=args.repeats, warmup=args.warmup,
+        frame = bench(args.model, batches=args.batch_size, device=args.device, repeats=args.repeats, warmup=args.warmup,
                       cases=args.cases, block=args.block, weights=args.weights, remote=args.remote)
     finally:
         torch.set_num_threads(threads)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from rsi_plugin.cli.args import WEIGHTS_HELP, THREADS_HELP, add_variant_argument, set_threads, tolerance, weights
+from rsi_plugin.cli.args import (WEIGHTS_HELP, add_deprecated_alias, add_threads_argument, add_variant_argument,
+                                 screen_tolerance, set_threads, weights)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="rsi-demo", help="run folder (default rsi-demo; rerun to resume)")
     parser.add_argument("--model", default="tiny", help="model (default tiny, the bundled one)")
     parser.add_argument("--weights", type=weights, default=None, help=WEIGHTS_HELP)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--data", default=None,
                         help="ImageNet-layout validation folder (needed for models other than tiny)")
     parser.add_argument("--blocks", nargs="+", default=None,
@@ -22,15 +24,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "controls; layers 1-3 with the controls took ~28 min there; other models: all)")
     parser.add_argument("--steps", type=int, default=None,
                         help="cap on the feature-visualisation steps, each FZ stops at its plateau (default 2560, the paper's count; quick 8)")
-    parser.add_argument("--seeds", type=int, default=None, help="FZ seeds per channel (default 3; quick 2)")
-    parser.add_argument("--no-adaptive", action="store_true",
-                        help="render every seed for every channel (default: later seeds only near a threshold)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
+                        help="FZ seeds: one number N runs seeds --seed .. --seed+N-1; several numbers are the seeds "
+                             "themselves, as in rsi scan (default 3; quick 2)")
+    parser.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=True,
+                        help="after the first seed, render further seeds only for channels near a threshold "
+                             "(default: on here, off in rsi scan; --no-adaptive renders every seed for every channel)")
     parser.add_argument("--channel-set", default="robust",
                         help="channels ablated: robust (pass in every seed, default), any, or seed:K")
     parser.add_argument("--trials", type=int, default=None, help="random control sets per block (default 10; quick 2)")
-    parser.add_argument("--tolerance", type=tolerance, default="auto",
-                        help="screening slack of the random sets: a number (0: the paper's rule) or auto "
-                             "(default: 0 when that keeps --trials sets, else the smallest tolerance that does)")
+    parser.add_argument("--screen-tolerance", type=screen_tolerance, default="auto",
+                        help="screening slack of the random sets, an accuracy difference in [0, 1] (0: the paper's "
+                             "rule) or auto (default: 0 when that keeps --trials sets, else the smallest slack that "
+                             "does); not Eq. 2's t, which is rsi scan --tolerance")
+    add_deprecated_alias(parser, "--tolerance", "--screen-tolerance", "screen_tolerance", type=screen_tolerance)
     parser.add_argument("--ablate", nargs="+", default=None, metavar="BLOCK",
                         help="blocks to ablate (default: the two with the most passing channels)")
     parser.add_argument("--samples", type=int, default=None, help="generated evaluation images (default 1000)")
@@ -46,8 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="skip the planted positive control (a model with known scale-invariant channels)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     add_variant_argument(parser, "the scan's nodes, the FZ jitter and Pre reading, the ablated node and the crop")
-    parser.add_argument("--threads", type=int, default=None,
-                        help=THREADS_HELP)
+    add_threads_argument(parser)
     parser.add_argument("--quick", action="store_true",
                         help="a one-minute smoke run (few steps, images, trials; every block unless --blocks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -60,12 +66,13 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
 
     blocks = None if args.blocks is None else "all" if args.blocks == ["all"] else args.blocks
-    overrides = {k: v for k, v in {"steps": args.steps, "seeds": args.seeds, "trials": args.trials,
+    seeds = None if args.seeds is None else args.seeds[0] if len(args.seeds) == 1 else tuple(args.seeds)
+    overrides = {k: v for k, v in {"steps": args.steps, "seeds": seeds, "trials": args.trials,
                                    "samples": args.samples, "null_sets": args.null_sets,
                                    "blocks": blocks, "controls": args.controls,
                                    "control_seeds": args.control_seeds}.items() if v is not None}
-    common = dict(model=args.model, weights=args.weights, data=args.data, tolerance=args.tolerance, seed=args.seed,
-                  adaptive=not args.no_adaptive, channel_set=args.channel_set, variant=args.variant,
+    common = dict(model=args.model, weights=args.weights, data=args.data, tolerance=args.screen_tolerance, seed=args.seed,
+                  adaptive=args.adaptive, device=args.device, channel_set=args.channel_set, variant=args.variant,
                   planted=not args.no_planted,
                   ablation_blocks=args.ablate if args.ablate else 2)
     config = (DemoConfig.quick_run(args.out, **common, **overrides) if args.quick

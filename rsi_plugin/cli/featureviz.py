@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rsi_plugin.cli.args import add_variant_argument
+from rsi_plugin.cli.args import add_deprecated_alias, add_threads_argument, add_variant_argument, set_threads
 from rsi_plugin.cli.common import add_model_arguments, load_model_from_args
 from rsi_plugin.paper import FZ_LR, FZ_STEPS, VARIANTS
 
@@ -38,13 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_variant_argument(parser, "--jitter-schedule and --paper-compat")
     parser.add_argument("--jitter-schedule", default=None, choices=VARIANTS,
                         help="the paper's jitter from its text or its code (default: --variant)")
-    parser.add_argument("--batch", type=int, default=32, help="channels per batch (default 32)")
+    parser.add_argument("--channels-per-batch", type=int, default=32,
+                        help="channels optimised together (default 32), as rsi scan")
+    add_deprecated_alias(parser, "--batch", "--channels-per-batch", "channels_per_batch", type=int)
     parser.add_argument("--fz-seed", type=int, default=0, help="seed of the visualisations (default 0)")
     parser.add_argument("--paper-compat", action=argparse.BooleanOptionalAction, default=None,
                         help="read Pre as Lucent does (aliased to Post), to compare with the paper's FZs "
                              "(default: with --variant code)")
     parser.add_argument("--out", required=True, help="cache directory for PNGs and records")
     parser.add_argument("--force", action="store_true", help="recompute cached channels")
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -54,10 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = FeatureVizConfig(
         image_size=args.size, steps=args.steps, lr=args.lr, objective=args.objective, jitter=args.jitter,
-        variant=args.variant, jitter_schedule=args.jitter_schedule, seed=args.fz_seed, channels_per_batch=args.batch,
+        variant=args.variant, jitter_schedule=args.jitter_schedule, seed=args.fz_seed, channels_per_batch=args.channels_per_batch,
         paper_compat=args.paper_compat, early_stop=not args.no_early_stop, scale_jitter=not args.no_scale_jitter,
         pre_activation=not args.no_pre_activation,
     )
+    set_threads(args.threads)
     model = load_model_from_args(args)
     result = render(model, args.block, args.node, channels=args.channels, config=config, cache_dir=args.out,
                     force=args.force, progress=not args.no_progress)

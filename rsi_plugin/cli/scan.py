@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     nat = parser.add_argument_group("natural images")
     nat.add_argument("--data", default=None,
                      help="ImageNet-layout folder of natural images (default for tiny: generated shapes)")
-    nat.add_argument("--limit", type=int, default=None, help="use only this many images of --data")
+    nat.add_argument("--limit", type=int, default=None, metavar="N",
+                     help="use only the first N images of --data (rsi ablate --images takes N evenly spaced)")
     nat.add_argument("--samples", type=int, default=1000, help="generated images for tiny (default 1000)")
     nat.add_argument("--top-k", type=int, default=9, help="top images per channel (default 9)")
     nat.add_argument("--natural-reduce", choices=("top1", "mean"), default="top1",
@@ -72,9 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sd.add_argument("--robust-share", type=float, default=1.0,
                     help="a channel is robust when it passes in at least this share of its seeds "
                          "(default 1: every seed)")
-    sd.add_argument("--adaptive", action="store_true",
+    sd.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=False,
                     help="after the first seed, render further seeds only for channels near a threshold "
-                         "(rsi_plugin.criteria.seeds.adaptive_stop)")
+                         "(rsi_plugin.criteria.seeds.adaptive_stop) (default: off here, on in rsi demo)")
     ct = parser.add_argument_group("controls (model randomisation)")
     ct.add_argument("--control", action="extend", nargs="+", default=None, metavar="SPEC",
                     help="also scan untrained copies of the model the same way and compare: random-init:K (K copies "

@@ -94,7 +94,7 @@ def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
 
 
 def test_cli_bench_writes_json_and_plot(tmp_path, capsys):
-    code = main(["bench", "--model", "resnet18", "--batch", "1", "--repeats", "1", "--cases", "plain", "nnsight_empty",
+    code = main(["bench", "--model", "resnet18", "--batch-size", "1", "--repeats", "1", "--cases", "plain", "nnsight_empty",
                  "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")])
     assert code == 0
     assert (tmp_path / "b.png").stat().st_size > 1000
@@ -198,7 +198,7 @@ def test_plot_gives_every_case_its_own_style_on_a_log_axis():
 
 def test_cli_bench_threads_are_used_and_recorded(tmp_path):
     before = torch.get_num_threads()
-    assert main(["bench", "--model", "tiny", "--batch", "1", "--repeats", "1", "--cases", "plain",
+    assert main(["bench", "--model", "tiny", "--batch-size", "1", "--repeats", "1", "--cases", "plain",
                  "--threads", "2", "--json", str(tmp_path / "b.json")]) == 0
     assert load_bench(tmp_path / "b.json").attrs["environment"]["threads"] == 2
     assert torch.get_num_threads() == before

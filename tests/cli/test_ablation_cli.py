@@ -27,7 +27,7 @@ def folder(tmp_path):
 def test_ablate_command_writes_the_tables_and_figures(folder, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["ablate", "--model", "resnet18", "--data", str(folder), "--block", "4.1", "--channels", "3,7",
-            "--trials", "1", "--tolerance", "1", "--null-sets", "3", "--scales", "0", "0.5", "--batch-size", "4", "--out", str(out),
+            "--trials", "1", "--screen-tolerance", "1", "--null-sets", "3", "--scales", "0", "0.5", "--batch-size", "4", "--out", str(out),
             "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
