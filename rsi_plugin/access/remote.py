@@ -453,7 +453,8 @@ def wrap(model: nn.Module | Envoy) -> Envoy:
 
     Returns:
         NNsight: the wrapper (a :class:`VisionModel`, whose ``trace`` takes ``remote=``);
-        :func:`~rsi_plugin.core.wrapped.unwrap` of it is ``model``.
+        :func:`~rsi_plugin.core.wrapped.unwrap` of it is ``model`` (the module inside a
+        parallel or compiled wrapper: ``unwrap(model)``).
 
     Raises:
         TypeError: neither a module nor an nnsight wrapper.
@@ -462,6 +463,7 @@ def wrap(model: nn.Module | Envoy) -> Envoy:
         return model
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
+    model = unwrap(model)  # the module inside nn.DataParallel / DistributedDataParallel / torch.compile
     slot = model.__dict__.get(_SLOT)
     if isinstance(slot, _WrapperSlot) and isinstance(slot.envoy, VisionModel) and unwrap(slot.envoy) is model:
         return slot.envoy

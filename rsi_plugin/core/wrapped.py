@@ -1,4 +1,4 @@
-"""A model or its nnsight wrapper: :func:`unwrap` gives the ``nn.Module``.
+"""A model or its nnsight, parallel or compiled wrapper: :func:`unwrap` gives the ``nn.Module``.
 
 Every function of the library takes a plain ``nn.Module`` or its nnsight wrapper (an
 ``nnsight.NNsight`` / :class:`~rsi_plugin.access.remote.VisionModel`). nnsight documents the
@@ -21,11 +21,33 @@ __all__ = ["unwrap"]
 WRAPPED_ATTR = "_module"
 
 
+#: the attribute of ``torch.compile``'s wrapper (``OptimizedModule``) that holds the compiled module
+COMPILED_ATTR = "_orig_mod"
+
+
+def _inner(module: Any) -> Any:
+    """The module a parallel or compiled wrapper holds, else ``None``."""
+    if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return module.module
+    if isinstance(module, nn.Module) and type(module).__name__ == "OptimizedModule" \
+            and isinstance(getattr(module, COMPILED_ATTR, None), nn.Module):
+        return getattr(module, COMPILED_ATTR)
+    return None
+
+
 def unwrap(model: Any, check: bool = False) -> Any:
-    """The ``nn.Module`` behind ``model``: the wrapped module of an nnsight wrapper, else ``model``.
+    """The ``nn.Module`` behind ``model``: the wrapped module of an nnsight wrapper, of
+    ``nn.DataParallel`` / ``DistributedDataParallel`` (``.module``) and of ``torch.compile``
+    (``._orig_mod``), any number of them nested, else ``model``.
+
+    As in nnsight and Captum, the library works on the model's own modules: block names are
+    the model's (``"2.1"``, not ``"module.layer1.0"``), hooks go on the wrapped module (which
+    a parallel or compiled wrapper shares), and it runs that module directly, uncompiled and
+    on its own device (a compiled wrapper's compilation is never triggered).
 
     Args:
-        model (nn.Module or NNsight): a model or its nnsight wrapper.
+        model (nn.Module or NNsight): a model, its nnsight wrapper, or a parallel or compiled
+            wrapper of it.
         check (bool): raise if the result is not an ``nn.Module``.
 
     Returns:
@@ -35,6 +57,9 @@ def unwrap(model: Any, check: bool = False) -> Any:
         TypeError: with ``check=True``, when ``model`` is neither a module nor a wrapper of one.
     """
     module = getattr(model, WRAPPED_ATTR, model)
+    inner = _inner(module)
+    while inner is not None:
+        module, inner = inner, _inner(inner)
     if check and not isinstance(module, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module or nnsight.NNsight, got {type(model).__name__}")
     return module
