@@ -157,8 +157,9 @@ def _channels_from_csv(path: Path, block: str, source: str | None, channel_set: 
 
 
 def recorded_model(path: Path) -> tuple[str, str] | None:
-    """``(model, weights)`` a scan CSV was made with, as its folder records them: the
-    attributes of ``scan.parquet`` beside ``scan.csv`` (``rsi scan``, with pyarrow), else the
+    """``(model, weights)`` a scan CSV was made with, as its folder records them:
+    ``scan_settings.json`` beside ``scan.csv`` (every scan), else the
+    attributes of ``scan.parquet`` beside it (``rsi scan``, with pyarrow), else the
     ``settings.json`` of the run folder above it (``rsi demo``). ``None`` when neither records it
     (a hand-made channel table)."""
     import json
@@ -168,6 +169,13 @@ def recorded_model(path: Path) -> tuple[str, str] | None:
 
     files = ScanFiles(path.parent)
     if path.name == files.table.name:
+        if files.settings.is_file():  # every write_scan records its settings, pyarrow or not
+            try:
+                settings = json.loads(files.settings.read_text())
+            except ValueError:
+                settings = None
+            if isinstance(settings, dict) and settings.get("model") and settings.get("weights"):
+                return str(settings["model"]), str(settings["weights"])
         attrs = _parquet_attrs(files.parquet)
         if attrs.get("model") and attrs.get("weights"):
             return str(attrs["model"]), str(attrs["weights"])

@@ -64,3 +64,14 @@ def test_ablate_reads_a_demo_runs_settings_when_the_scan_has_no_parquet(tmp_path
     run.settings.write_text(json.dumps({"model": "resnet18", "weights": None, "model_weights": "random@0"}))
     assert main(_argv(run.scan, tmp_path)) == 2
     assert "resnet18 (random@0 weights)" in capsys.readouterr().err
+
+
+def test_ablate_reads_scan_settings_json_without_pyarrow(tmp_path, capsys):
+    """Every write_scan records model and weights in scan_settings.json (pyarrow or not)."""
+    import json
+
+    files = _scan_folder(tmp_path, "tiny", "random@0")
+    files.parquet.unlink()
+    files.settings.write_text(json.dumps({"model": "resnet18", "weights": "random@5"}))
+    assert main(_argv(files, tmp_path)) == 2
+    assert "random@5" in capsys.readouterr().err
