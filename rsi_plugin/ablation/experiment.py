@@ -535,7 +535,7 @@ def sweep(
 
         store.write_frame(store.files.eq3, summary)
         title = f"block {target.name}, {len(channels)} channel{'' if len(channels) == 1 else 's'}, {len(kept)} of {config.trials} random sets"
-        plot_eq3(summary, store.files.eq3_plot, title=title)
+        plot_eq3(summary, store.files.eq3_plot, title=title, results=results)  # with the null panel
         plot_accuracy(results, store.files.accuracy_plot, title=title)
         if skipped.count:
             store.write_frame(store.files.skipped, skipped.to_frame())

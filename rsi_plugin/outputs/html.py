@@ -71,8 +71,12 @@ def _numeric(value: Any) -> bool:
 
 def html_table(frame: pd.DataFrame, formats: Mapping[str, Callable[[Any], str]] | None = None,
            row_class: Callable[[pd.Series], str] | None = None, css: str = "data",
-           index: bool = False) -> str:
+           index: bool = False, wrap: bool = True) -> str:
     """An escaped HTML table of a frame.
+
+    A table wider than the page (``summary.csv`` has some 40 columns) scrolls sideways
+    inside its own box instead of widening the page: it is wrapped in ``<div class="wide">``
+    (``overflow-x: auto`` in :data:`CSS`).
 
     Args:
         frame (DataFrame): the rows.
@@ -80,9 +84,10 @@ def html_table(frame: pd.DataFrame, formats: Mapping[str, Callable[[Any], str]] 
         row_class (callable, optional): row -> CSS class of its ``<tr>``.
         css (str): CSS class of the table.
         index (bool): include the index as columns.
+        wrap (bool): wrap the table in its scrolling ``<div class="wide">``.
 
     Returns:
-        str: the ``<table>`` element; numbers are right-aligned (``td.num``).
+        str: the ``<table>`` element (in its ``div``); numbers are right-aligned (``td.num``).
     """
     formats = formats or {}
     frame = frame.reset_index() if index else frame
@@ -94,7 +99,8 @@ def html_table(frame: pd.DataFrame, formats: Mapping[str, Callable[[Any], str]] 
             f'<td class="{"num" if _numeric(v) else "txt"}">'
             f"{escape(formats.get(c, format_value)(v))}</td>" for c, v in row.items())
         rows.append(f'<tr class="{escape(cls)}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
-    return f'<table class="{escape(css)}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    table = f'<table class="{escape(css)}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return f'<div class="wide">{table}</div>' if wrap else table
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -108,13 +114,35 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, An
     return out
 
 
+#: a settings value longer than this many characters is shown by its start and its length
+LONG_SETTING = 500
+
+
+def _setting(value: Any) -> str:
+    """A settings cell: a list of mappings (``settings.json``'s ``runs``) as a nested table,
+    one row per item and one column per (dotted) key; a text longer than :data:`LONG_SETTING`
+    (a table stored as an attribute) by its first 200 characters and its size; anything else
+    as its text."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+        frame = pd.DataFrame([dict(_flatten(v)) for v in value])
+        frame.columns = [str(c).replace(".", ".\u200b") for c in frame.columns]  # dotted keys may break after a dot
+        return html_table(frame, css="nested", wrap=False)
+    text = format_value(value)
+    if len(text) > LONG_SETTING:
+        lines = text.count("\n") + 1
+        return (f"<code>{escape(text[:200])}</code> … ({len(text)} characters"
+                f"{f', {lines} lines' if lines > 1 else ''} in all; not shown)")
+    return escape(text)
+
+
 def settings_table(mapping: Mapping[str, Any]) -> str:
-    """A two-column table of a (nested) mapping, keys dotted (``config.scales``)."""
+    """A two-column table of a (nested) mapping, keys dotted (``config.scales``); a list of
+    mappings becomes a nested table (one row each), never raw JSON; long values wrap."""
     rows = _flatten(mapping)
     if not rows:
         return '<p class="note">(empty)</p>'
-    body = "".join(f'<tr><th scope="row">{escape(k)}</th><td>{escape(format_value(v))}</td></tr>' for k, v in rows)
-    return f'<table class="settings"><tbody>{body}</tbody></table>'
+    body = "".join(f'<tr><th scope="row">{escape(k)}</th><td>{_setting(v)}</td></tr>' for k, v in rows)
+    return f'<div class="wide"><table class="settings"><tbody>{body}</tbody></table></div>'
 
 
 class Page:
@@ -196,10 +224,11 @@ tr.pass td { background: #eef7ee; }
 tr.keep td { background: #eef7ee; }
 figure { margin: 0.8em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
-figure.figure img { max-width: 640px; }
+figure.figure img { max-width: min(640px, 100%); }
+figure.plot img { max-width: 100%; }
 .gallery { display: flex; flex-wrap: wrap; gap: 0.8em; }
 .gallery figure { margin: 0; }
-.gallery figure.grid img { width: 300px; }
+.gallery figure.grid img { width: auto; max-width: 100%; }
 .gallery figure.pair img { width: 112px; image-rendering: pixelated; }
 .pair-row { display: flex; gap: 4px; }
 details { margin: 0.6em 0 1.2em; }
@@ -209,7 +238,10 @@ code { font-size: 0.9em; }
 .banner { border: 2px solid #c0392b; background: #fdecea; padding: 0.5em 0.8em; margin: 0.8em 0;
           font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; font-size: 0.9em; }
 p.verdict { font-weight: bold; }
-.wide { overflow-x: auto; }
+.wide { overflow-x: auto; max-width: 100%; }
+table.settings td { overflow-wrap: anywhere; }
+table.nested { margin: 0; font-size: 1em; }
+table.nested th, table.nested td { overflow-wrap: normal; }
 table.card td { vertical-align: top; max-width: 16em; }
 .mark-pass, .mark-fail, .mark-inconclusive { font-weight: bold; padding: 0 0.3em; border-radius: 3px; }
 .mark-pass { background: #dff0d8; color: #1e5a1e; }

@@ -45,17 +45,33 @@ def _percent(scale: float) -> str:
     return f"{100 * scale:g}%"
 
 
-def eq3_figure(summary: pd.DataFrame, title: str | None = None, no_scale: float = 0.0):
+NULL_BAND = (0.05, 0.95)
+"""Quantiles of the null sets' deficits drawn as the band of :func:`eq3_figure`'s second panel."""
+
+
+def eq3_figure(summary: pd.DataFrame, title: str | None = None, no_scale: float = 0.0,
+               results: pd.DataFrame | None = None):
     r"""The paper's Fig. 2 as a matplotlib ``Figure`` (see :func:`plot_eq3`).
 
+    The first axes (``figure.axes[0]``): Eq. 3 per scaled condition as bars on a y-axis
+    that starts at 0 (a ratio near 1 must not look like a collapse because the axis was cut),
+    each bar labelled with its value to 3 decimals, and the no-scale ratio as a line.
     Standard-error whiskers are drawn only at scales whose mean rests on at least two
     random sets with a finite standard error; a figure without any says so in a note
     (``"no error bars: N random set(s)"``) instead of drawing zero-length caps.
+
+    With ``results`` holding null sets (``condition == "null_set"``), a second axes shows
+    what the verdict rests on (:func:`rsi_plugin.ablation.eq3_stats.null_deficits`): per
+    scale the invariant set's scale-specific deficit :math:`D(p) = \bar r(p) - \bar r(0)`
+    (red dot) beside the null sets' deficits, as the band of their :data:`NULL_BAND`
+    quantiles (5-95 %) with their median, on an axis through 0.
 
     Args:
         summary (DataFrame): from :func:`~rsi_plugin.ablation.eq3.eq3_summary`.
         title (str, optional): figure title.
         no_scale (float): scale of the no-scale condition, drawn as the line.
+        results (DataFrame, optional): the sweep's tidy cells (``ablation.csv``), for the
+            null panel.
 
     Returns:
         matplotlib ``Figure`` (Agg canvas).
@@ -65,15 +81,19 @@ def eq3_figure(summary: pd.DataFrame, title: str | None = None, no_scale: float 
     """
     if not isinstance(summary, pd.DataFrame) or "ratio_mean" not in summary.columns:
         raise RSIError("summary must be the DataFrame eq3_summary returns")
-    figure = _figure()
-    axes = figure.add_subplot()
+    null_panel = results is not None and "condition" in results.columns and bool(
+        (results["condition"].astype(str) == "null_set").any())
+    figure = _figure(9.5 if null_panel else 5.0, 3.6)
+    axes = figure.add_subplot(1, 2, 1) if null_panel else figure.add_subplot()
     scaled = summary[summary["scale"] != round(float(no_scale), 6)]
     positions = list(range(len(scaled)))
     infinite = scaled["ratio_mean"].isin([math.inf, -math.inf]).to_numpy()
     heights = scaled["ratio_mean"].mask(infinite)  # a random trial at accuracy 0: no bar, marked
     trials = scaled["n_trials"] if "n_trials" in scaled.columns else pd.Series(0, index=scaled.index)
     with_error = (~infinite) & scaled["ratio_se"].notna().to_numpy() & (trials.to_numpy() >= 2)
-    axes.bar(positions, heights.fillna(0.0), color="0.7", edgecolor="0.3")
+    bars = axes.bar(positions, heights.fillna(0.0), color="0.7", edgecolor="0.3")
+    axes.bar_label(bars, [f"{h:.3f}" if math.isfinite(h) else "" for h in heights.fillna(math.nan)],
+                   fontsize=7, padding=2 if not with_error.any() else 8)
     if with_error.any():
         axes.errorbar([p for p, e in zip(positions, with_error) if e], heights[with_error],
                       yerr=scaled["ratio_se"][with_error], fmt="none", ecolor="black", capsize=4)
@@ -90,31 +110,72 @@ def eq3_figure(summary: pd.DataFrame, title: str | None = None, no_scale: float 
     axes.set_xticks(positions, [_percent(s) for s in scaled["scale"]])
     axes.set_xlabel("scale transformation")
     axes.set_ylabel(r"mean acc$_{si}$ / acc$_{rand}$ (Eq. 3)")
-    finite = pd.concat([scaled["ratio_mean"], pd.Series([base])]).replace([math.inf, -math.inf], float("nan")).dropna()
-    if len(finite):
-        low, high = float(finite.min()), float(finite.max())
-        pad = max(0.02, 0.25 * (high - low))
-        axes.set_ylim(max(0.0, low - pad), high + pad)
+    finite = pd.concat([scaled["ratio_mean"] + scaled["ratio_se"].fillna(0.0), pd.Series([base])]
+                       ).replace([math.inf, -math.inf], float("nan")).dropna()
+    axes.set_ylim(0.0, 1.15 * float(finite.max()) if len(finite) and finite.max() > 0 else 1.0)
+    if null_panel:
+        _null_panel(figure.add_subplot(1, 2, 2), results, list(scaled["scale"]), no_scale)
     if title:
-        axes.set_title(title)
+        if null_panel:
+            figure.suptitle(title)
+        else:
+            axes.set_title(title)
     return figure
 
 
+def _null_panel(axes, results: pd.DataFrame, scales: list, no_scale: float) -> None:
+    """The second axes of :func:`eq3_figure`: D(p) of the invariant set against the null sets'."""
+    from rsi_plugin.ablation.eq3_stats import null_deficits
+
+    invariant, null = null_deficits(results, no_scale)
+    positions = list(range(len(scales)))
+    values = [0.0]
+    low_q, high_q = NULL_BAND
+    n = len(null)
+    for i, scale in zip(positions, scales):
+        key = round(float(scale), 6)
+        column = null[key].dropna() if key in null.columns else pd.Series(dtype=float)
+        if len(column):
+            low, high, median = (float(column.quantile(q)) for q in (low_q, high_q, 0.5))
+            axes.bar(i, max(high - low, 1e-9), bottom=low, width=0.5, color="0.85", edgecolor="0.5",
+                     label=f"null: {100 * low_q:g}–{100 * high_q:g} % of {n} random same-size sets" if i == 0 else None)
+            axes.plot([i - 0.25, i + 0.25], [median, median], color="0.2", linewidth=1.5,
+                      label="null median" if i == 0 else None)
+            values += [low, high]
+        d = float(invariant.get(key, math.nan))
+        if math.isfinite(d):
+            axes.plot(i, d, "o", color="tab:red", markersize=7, label="invariant set" if i == 0 else None)
+            values.append(d)
+    axes.axhline(0.0, color="0.3", linewidth=0.8)
+    low, high = min(values), max(values)
+    pad = max(1e-3, 0.15 * (high - low))
+    axes.set_ylim(low - pad, high + pad)
+    axes.set_xticks(positions, [_percent(s) for s in scales])
+    axes.set_xlabel("scale transformation")
+    axes.set_ylabel(r"deficit D(p) = ratio(p) $-$ ratio(0)")
+    axes.set_title("what the verdict tests: D(p) against the null", fontsize=9)
+    axes.legend(fontsize=7, loc="best")
+
+
 def plot_eq3(summary: pd.DataFrame, path: str | os.PathLike, title: str | None = None,
-             no_scale: float = 0.0) -> Path:
-    r"""The paper's Fig. 2: Eq. (3) per scaled condition (bars, standard-error whiskers
-    where at least two random sets exist) against the no-scale ratio (blue line).
+             no_scale: float = 0.0, results: pd.DataFrame | None = None) -> Path:
+    r"""The paper's Fig. 2: Eq. (3) per scaled condition (bars from 0, standard-error whiskers
+    where at least two random sets exist) against the no-scale ratio (blue line) and, given
+    the sweep's cells with null sets, the invariant set's deficit beside the null's 5-95 %
+    band (:func:`eq3_figure`).
 
     Args:
         summary (DataFrame): from :func:`~rsi_plugin.ablation.eq3.eq3_summary`.
         path (str or path): image file to write (PNG by default; the suffix picks the format).
         title (str, optional): figure title.
         no_scale (float): scale of the no-scale condition, drawn as the line.
+        results (DataFrame, optional): the sweep's tidy cells (``ablation.csv``), for the
+            null panel.
 
     Returns:
         Path of the written file.
     """
-    return _save(eq3_figure(summary, title, no_scale), path)
+    return _save(eq3_figure(summary, title, no_scale, results), path)
 
 
 def plot_accuracy(results: pd.DataFrame, path: str | os.PathLike, title: str | None = None) -> Path:

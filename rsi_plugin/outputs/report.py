@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from rsi_plugin.core.runfolder import ABLATION_CELLS, REPORT, SCAN_TABLE, RunLayout, ScanFiles, SweepFiles
+from rsi_plugin.core.runfolder import ABLATION_CELLS, EQ3_TABLE, REPORT, SCAN_TABLE, RunLayout, ScanFiles, SweepFiles
 from rsi_plugin.core.frames import truthy
 from rsi_plugin.outputs.contents import RunContents, ScanOutput, SweepOutput, block_key, discover
 from rsi_plugin.outputs.html import (
@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 REPORT_NAME = REPORT
 #: at most this many rows of a scan table are written into the report (all are in scan.csv)
 MAX_TABLE_ROWS = 5000
+#: the columns of a scan's summary shown in "Passing channels per block" (all of them are one
+#: click away, in a scrolling box): a table of some 40 columns cannot be read at page width
+SUMMARY_COLUMNS = ("source", "transform", "block", "channels", "passing", "share", "seeds", "robust", "any_seed",
+                   "undetermined", "jaccard_mean", "null_p", "control_p", "control_verdict")
 #: at most this many In/Pre FZ pairs per block when no grid exists
 MAX_FZ_PAIRS = 64
 
@@ -58,10 +62,14 @@ SCAN_CAPTION = ("A channel passes when Eq. 1 holds, ReLU(Pre_c(X̂_In)) < Pre_c(
                 "23 in 2.1 (~18%) and 46 in 3.1 (~18%).")
 GRID_CAPTION = ("Columns: the channel at In, Pre and Post of the block. Rows: FZ of the channel's centre neuron, "
                 "FZ of the whole channel, and the top natural images at the centre neuron (as in the paper's Fig. 1).")
-EQ3_CAPTION = ("Eq. 3: mean over random trials of acc(invariant channels ablated) / acc(random channels ablated) "
-               "at each scale; whiskers: standard error over the trials (none where fewer than two were kept); blue line: the no-scale ratio. Bars below "
+EQ3_CAPTION = ("Left, Eq. 3 (the paper's Fig. 2, y-axis from 0): mean over random trials of acc(invariant channels "
+               "ablated) / acc(random channels ablated) at each scale, with its value; whiskers: standard error over "
+               "the trials (none where fewer than two were kept); blue line: the no-scale ratio. Bars below "
                "the line mean that ablating the scale-invariant channels costs more accuracy under scaling than "
-               "without it, relative to random channels (the paper's Fig. 2).")
+               "without it, relative to random channels. Right, what the verdict tests: the invariant set's "
+               "scale-specific deficit D(p) = ratio(p) − ratio(0) (red) against the same deficit of the null sets "
+               "(random same-size sets from all channels: grey band from their 5th to 95th percentile, line at "
+               "their median).")
 ACC_CAPTION = ("Top-1 accuracy against the scale transformation (centre crop of p% of the resized image, resized "
                "back): no ablation (black), the scale-invariant channels mean-ablated (red), each random control set "
                "(grey) and their mean (blue).")
@@ -117,7 +125,13 @@ def _scan_section(scan: ScanOutput, contents: RunContents, page: Page, many: boo
     derived = " (computed from scan.csv; summary.csv is missing)" if scan.summary_source == SCAN_TABLE else ""
     page.add(f'<p class="caption">Channels analysed and passing both criteria per block{escape(derived)}. '
              f"{escape(SCAN_CAPTION)}</p>")
-    page.add(html_table(scan.summary, {"share": percent}))
+    shown = [c for c in SUMMARY_COLUMNS if c in scan.summary.columns]
+    page.add(html_table(scan.summary[shown] if shown else scan.summary, {"share": percent}))
+    if shown and len(shown) < len(scan.summary.columns):
+        page.add(f"<details><summary>All {len(scan.summary.columns)} columns of "
+                 f"{escape(names.summary.name if scan.summary_source != SCAN_TABLE else 'the summary')}"
+                 f" (seed agreement, null and untrained-control counts)</summary>"
+                 f'<div class="scroll">{html_table(scan.summary, {"share": percent}, wrap=False)}</div></details>')
     chart = _summary_chart(scan, contents, page)
     if chart is not None:
         page.figure(chart, "Share of channels passing Eq. 1 and 2 per block; labels: passing / analysed.",
@@ -262,7 +276,8 @@ def _sweep_section(sweep: SweepOutput, contents: RunContents, page: Page) -> Non
         page.add(f'<div class="banner">{escape(banner)}</div>')
     page.add(f'<p class="verdict">{escape(ablation["verdict"])}</p>')
 
-    if not page.figure(names.eq3_plot, EQ3_CAPTION, alt=f"Eq. 3 ratios per scale, block {block}"):
+    _eq3_chart(sweep, manifest)
+    if not page.figure(names.eq3_plot, EQ3_CAPTION, css="figure plot", alt=f"Eq. 3 ratios per scale, block {block}"):
         page.add(f'<p class="note">{names.eq3_plot.name} is missing (the sweep may not have finished).</p>')
     if sweep.eq3 is not None:
         note = (" Computed from the finished cells of ablation.csv (eq3.csv is missing: the sweep may not have "
@@ -290,16 +305,42 @@ def _sweep_section(sweep: SweepOutput, contents: RunContents, page: Page) -> Non
     if sweep.draws is not None:
         kept_mask = truthy(sweep.draws["kept"]) if "kept" in sweep.draws.columns else pd.Series(dtype=bool)
         kept = int(kept_mask.sum())
-        tolerance = manifest.get("tolerance")
+        tolerance, setting = ablation.get("tolerance"), ablation.get("tolerance_setting")
+        if tolerance is None or isinstance(tolerance, str):  # no resolved value recorded (eq3.csv missing)
+            used = f"the tolerance ({escape(format_value(setting))}; its resolved value is in eq3.csv once the sweep finishes)"
+        else:
+            used = escape(f"{float(tolerance):.4g}")
+            if str(setting) == "auto":
+                used += " (tolerance auto: the smallest that keeps the random sets asked)"
         page.add(f'<p class="caption">Screening of random control sets in the no-scale condition: {len(sweep.draws)} '
                  f"drawn, {kept} kept, {len(sweep.draws) - kept} rejected (kept when their accuracy is at most the "
-                 f"invariant set's + {escape(format_value(tolerance))}).</p>")
+                 f"invariant set's + {used}).</p>")
         page.add(f"<details><summary>Screened draws ({len(sweep.draws)})</summary>"
                  f'<div class="scroll">{html_table(sweep.draws, row_class=lambda r: "keep" if str(r.get("kept")) == "True" else "")}'
                  "</div></details>")
     if sweep.skipped is not None and len(sweep.skipped):
         page.add(f'<p class="note">{len(sweep.skipped)} data file(s) could not be read and were skipped '
                  f"({page.link(names.skipped)}).</p>")
+
+
+def _eq3_chart(sweep: SweepOutput, manifest: Mapping[str, Any]) -> None:
+    """Redraw the sweep's Eq. 3 chart from its tables with the null panel
+    (:func:`rsi_plugin.outputs.plots.plot_eq3` given ``ablation.csv``), so that every report
+    shows the null the verdict rests on, also for sweeps drawn before the chart had it. An
+    unwritable folder keeps the chart there is (a warning). Only finished sweeps (``eq3.csv``)."""
+    from rsi_plugin.outputs.plots import plot_eq3
+
+    results = sweep.results
+    if sweep.eq3_source != EQ3_TABLE or results is None or not (results["condition"].astype(str) == "null_set").any():
+        return  # an unfinished sweep (no eq3.csv) draws its own chart when it finishes
+    block, channels = manifest.get("block", "?"), len(manifest.get("channels") or [])
+    kept = sweep.eq3["trials_kept"].iloc[0] if "trials_kept" in sweep.eq3.columns else None
+    sets = "" if kept is None or manifest.get("trials") is None else f", {int(kept)} of {manifest['trials']} random sets"
+    title = f"block {block}, {channels} channel{'' if channels == 1 else 's'}{sets}"
+    try:
+        plot_eq3(sweep.eq3, SweepFiles(sweep.dir).eq3_plot, title=title, results=results)
+    except (OSError, ValueError, KeyError) as error:
+        logger.warning("could not redraw the Eq. 3 chart of %s: %s", sweep.dir, error)
 
 
 def _starved(ablation: Mapping[str, Any]) -> str | None:
