@@ -351,7 +351,7 @@ def _starved(ablation: Mapping[str, Any]) -> str | None:
     bars = " Fig. 2 has no error bars." if kept < 2 else ""
     return (f"Block {ablation['block']}: screening kept only {kept} of the {asked} random control sets asked "
             f"({ablation.get('draws')} draws, tolerance {format_value(ablation.get('tolerance'))}); Eq. 3 rests on "
-            f"{kept} set(s).{bars} Rerun with --tolerance auto (the smallest tolerance that keeps {asked}) or a "
+            f"{kept} set(s).{bars} Rerun with --screen-tolerance auto (the smallest tolerance that keeps {asked}) or a "
             "larger --max-draws.")
 
 

@@ -181,3 +181,10 @@ def test_no_table_runs_off_a_1400_px_window(report, tmp_path):
     assert result["width"] <= WIDTH and result["scroll"] <= result["width"], result
     assert result["overflow"] == [], result
     assert result["grids"] and min(result["grids"]) >= 450, result  # the 504 px grid near its natural size
+
+
+def test_the_starved_banner_names_the_screening_flag_of_today():
+    from rsi_plugin.outputs.report import _starved
+
+    text = _starved({"block": "1.1", "trials_kept": 1, "trials_asked": 10, "draws": 12, "tolerance": 0.0})
+    assert "--screen-tolerance auto" in text and "--tolerance auto" not in text.replace("--screen-tolerance", "")
