@@ -74,7 +74,8 @@ def check_images(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     Raises:
         TypeError: if ``images`` is not a floating-point tensor, or not of the dtype of the
             model's weights (e.g. float64 images for a float32 model).
-        ValueError: if it is not ``[N, C, H, W]`` with the model's ``C``.
+        ValueError: if it is not ``[N, C, H, W]`` with the model's ``C``, or is on the meta
+            device (no data).
     """
     if not isinstance(images, torch.Tensor):
         raise InputTypeError(f"images must be a torch.Tensor [N, 3, H, W], got {type(images).__name__}")
@@ -83,6 +84,8 @@ def check_images(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
             f"images must be floating point (normalised model input), got {images.dtype}; "
             "convert uint8 images with images.float() / 255 and rsi.normalize"
         )
+    if images.device.type == "meta":
+        raise RSIError("images are on the meta device (they hold no data); pass real images, on the model's device")
     module = unwrap(model)
     weight = next((p for p in module.parameters() if p.is_floating_point()), None) if isinstance(module, nn.Module) else None
     if weight is not None and images.dtype != weight.dtype and weight.device.type != "meta":

@@ -80,6 +80,7 @@ from rsi_plugin.featureviz.param import (
     transform_thetas,
 )
 from rsi_plugin.core.images import model_info
+from rsi_plugin.core.tensors import check_runnable
 from rsi_plugin.core.tensors import model_device as _device
 from rsi_plugin.paper import FZ_ANGLES, FZ_LR, FZ_STEPS, FZ_ZOOMS, VARIANTS, Variant, check_variant, jitter_table
 from rsi_plugin.paper import resolve as resolve_variant
@@ -487,11 +488,15 @@ def check_channels(channels: Sequence[int] | torch.Tensor | None, block: Residua
 
 
 def _prepare(model: nn.Module, block: str | ResidualBlock, node: str, channels: Sequence[int] | torch.Tensor | None,
-             config: "FeatureVizConfig | None") -> tuple[nn.Module, ResidualBlock, list[int], "FeatureVizConfig"]:
-    """The unwrapped model, the block, the validated channels and the resolved config of a call."""
+             config: "FeatureVizConfig | None", local: bool = True
+             ) -> tuple[nn.Module, ResidualBlock, list[int], "FeatureVizConfig"]:
+    """The unwrapped model, the block, the validated channels and the resolved config of a call
+    (``local``: the optimisation runs here, so the model must hold float32 weights, not meta ones)."""
     module = unwrap(model, check=True)
     target = get_block(residual_blocks(module), block)
     check_nodes([node])
+    if local:
+        check_runnable(module, torch.float32, "feature visualisation")
     return module, target, check_channels(channels, target), (config or FeatureVizConfig()).resolved(module, target, node)
 
 
@@ -801,7 +806,8 @@ def render(model: nn.Module, block: str | ResidualBlock, node: str, channels: Se
     Raises:
         ValueError: unknown block or node, bad config. IndexError: channel out of range.
     """
-    module, target, chosen, cfg = _prepare(model, block, node, channels, config)
+    module, target, chosen, cfg = _prepare(model, block, node, channels, config,
+                                           local=remote is None or remote is False)
 
     found: dict[int, dict[str, Any]] = {}
     paths: dict[int, Path | None] = {c: None for c in chosen}
