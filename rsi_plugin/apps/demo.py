@@ -260,13 +260,10 @@ def step_cap_warning(table: pd.DataFrame, steps: int) -> str | None:
     capped = int((statuses == "unconverged").sum())
     if capped * 2 <= len(statuses):
         return None
-    used = pd.concat([pd.to_numeric(rows.loc[rows[c] == "ok", c.replace("status", "steps_used")], errors="coerce")
-                      for c in columns if c.replace("status", "steps_used") in rows.columns], ignore_index=True)
-    needed = (f"those that plateaued needed up to {int(used.max())} steps" if len(used.dropna())
-              else "none plateaued")
-    return (f"{capped} of {len(statuses)} feature visualisations reached the {int(steps)}-step cap without "
-            f"reaching their plateau ({needed}): the cap is below the plateau this model needs, so their "
-            f"channels are undetermined; raise the cap (the default {FZ_STEPS} is the paper's step count)")
+    return (f"{capped} of {len(statuses)} feature visualisations ended unconverged at the {int(steps)}-step cap "
+            f"(their objective was still rising): the cap is below the plateau this model needs, so their channels "
+            f"are undetermined; raise it (the default {FZ_STEPS} is the paper's step count, and each FZ stops at "
+            f"its plateau)")
 
 
 def _stage(config: DemoConfig, name: str, start: float) -> None:
