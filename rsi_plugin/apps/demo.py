@@ -353,7 +353,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     from rsi_plugin.outputs.report import write_report
     from rsi_plugin.outputs.summary import summarize_run, write_summary
     from rsi_plugin.ablation.experiment import SweepConfig, sweep
-    from rsi_plugin.criteria.channel_scan import ScanConfig, scan, write_scan
+    from rsi_plugin.criteria.channel_scan import ScanConfig, check_scan_folder, scan, write_scan
     from rsi_plugin.criteria.seeds import select_channels
     from rsi_plugin.criteria.sensitivity import write_sensitivity
     from rsi_plugin.apps.planted import PlantedControlConfig, run_planted_control
@@ -374,6 +374,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     scan_config = ScanConfig(featureviz=fz_config, variant=config.variant, cache_dir=str(cache), seed=config.seed,
                              seeds=seeds, adaptive=config.adaptive, controls=controls,
                              control_seeds=None if config.control_seeds is None else min(config.control_seeds, len(seeds)))
+    check_scan_folder(run.scan.dir, model, config.blocks, scan_config)  # other settings: refused before any work
     table = scan(model, config.blocks, scan_config, progress=progress)
     write_scan(table, run.scan.dir)
     summary = pd.read_csv(run.scan.summary, dtype={"block": str})

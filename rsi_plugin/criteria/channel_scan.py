@@ -112,7 +112,7 @@ from rsi_plugin.paper import resolve as resolve_variant
 from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["ScanConfig", "SOURCES", "scan", "scan_controls", "natural_data", "write_scan", "read_table", "SCAN_FILES",
-           "SCAN_SETTING_KEYS", "scan_settings"]
+           "SCAN_SETTING_KEYS", "scan_settings", "check_scan_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -775,21 +775,40 @@ def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _merge_existing(files: ScanFiles, table: pd.DataFrame, controls: pd.DataFrame | None,
-                    settings: dict[str, Any] | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """``table`` (and ``controls``) with the folder's rows of the other blocks added; a
-    :class:`ConfigError` when those rows come from other (or unrecorded) settings."""
+def check_scan_folder(out_dir: str | Path, model: nn.Module, blocks: str | Sequence[str] | None,
+                      config: ScanConfig | None = None) -> None:
+    r"""Check, before any work, that a scan of ``blocks`` with ``config`` can be written into
+    ``out_dir`` by :func:`write_scan` (merged): the folder holds no scan, or only rows of
+    these blocks, or rows of other blocks scanned with the same settings.
+
+    Args:
+        out_dir (str or Path): the scan folder.
+        model (nn.Module): the model to scan.
+        blocks (str or list of str): as :func:`scan`.
+        config (ScanConfig, optional): as :func:`scan`.
+
+    Raises:
+        ConfigError: as :func:`write_scan` would (the settings that differ, named).
+    """
+    config = (config or ScanConfig()).resolved()
+    module = unwrap(model)
+    scanned = {b.name for b in resolve_blocks(module, blocks)}
+    _kept_rows(ScanFiles(Path(out_dir)), scanned, scan_settings(module, config))
+
+
+def _kept_rows(files: ScanFiles, scanned: set[str], settings: dict[str, Any] | None) -> pd.DataFrame | None:
+    """The folder's rows of blocks other than ``scanned`` (``None`` when there are none),
+    checked to come from ``settings``."""
     import json
 
     if not files.table.is_file():
-        return table, controls
+        return None
     old = read_table(files.table)
     if "block" not in old.columns:
-        return table, controls
-    scanned = set(table["block"].astype(str))
+        return None
     kept = old[~old["block"].astype(str).isin(scanned)]
     if kept.empty:
-        return table, controls
+        return None
     names = " ".join(dict.fromkeys(kept["block"].astype(str)))
     how = (f"rescan those blocks with these settings too, write to another folder (--out), or "
            f"delete {files.table.name} there (write_scan(..., existing='replace') replaces it)")
@@ -810,6 +829,18 @@ def _merge_existing(files: ScanFiles, table: pd.DataFrame, controls: pd.DataFram
         listed = "; ".join(f"{key}: {theirs.get(key)!r} there, {mine.get(key)!r} here" for key in differ)
         raise ConfigError(f"{files.dir} already holds a scan of blocks {names} with other settings ({listed}): "
                           f"its rows would be mixed with these; {how}")
+    return kept
+
+
+def _merge_existing(files: ScanFiles, table: pd.DataFrame, controls: pd.DataFrame | None,
+                    settings: dict[str, Any] | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """``table`` (and ``controls``) with the folder's rows of the other blocks added; a
+    :class:`ConfigError` when those rows come from other (or unrecorded) settings."""
+    scanned = set(table["block"].astype(str))
+    kept = _kept_rows(files, scanned, settings)
+    if kept is None:
+        return table, controls
+    names = " ".join(dict.fromkeys(kept["block"].astype(str)))
     logger.info("%s: keeping the rows of blocks %s, replacing those of %s", files.dir, names,
                 " ".join(sorted(scanned)))
     merged = _in_block_order(pd.concat([kept, table], ignore_index=True))

@@ -14,6 +14,7 @@ import pytest
 import rsi_plugin as rsi
 from rsi_plugin.apps.demo import DemoConfig, run_demo, smoke_channels, step_cap_warning
 from rsi_plugin.criteria.channel_scan import ScanConfig, scan
+from rsi_plugin.errors import RSIError
 from rsi_plugin.featureviz.optimize import FeatureVizConfig
 
 
@@ -22,7 +23,7 @@ def tiny():
     return rsi.load_model("tiny")
 
 
-def test_a_quick_run_draws_grids_and_sweeps_smoke_channels(tmp_path, caplog):
+def test_a_quick_run_draws_grids_and_sweeps_smoke_channels(tmp_path, caplog, monkeypatch):
     out = tmp_path / "run"
     config = DemoConfig.quick_run(str(out), blocks=["1.0"], seeds=1, controls=0, planted=False,
                                   samples=32, natural_samples=16, null_sets=4, trials=1)
@@ -44,6 +45,14 @@ def test_a_quick_run_draws_grids_and_sweeps_smoke_channels(tmp_path, caplog):
     # the 8-step cap: warned once, and recorded
     assert "plateau" in settings["step_cap_warning"]
     assert sum("plateau" in r.getMessage() for r in caplog.records) == 1
+    # a rerun into the same folder with other blocks and other settings is refused before any FZ is
+    # rendered (issue 21 item 9): its scan would have been merged with rows of other settings
+    import rsi_plugin.featureviz.optimize as featureviz
+
+    monkeypatch.setattr(featureviz, "_optimize_stream", lambda *a, **k: pytest.fail("an FZ was rendered"))
+    other = DemoConfig.quick_run(str(out), blocks=["1.1"], steps=9, seeds=1, controls=0, planted=False)
+    with pytest.raises(RSIError, match="featureviz.steps: 8 there, 9 here"):
+        run_demo(other, progress=False)
 
 
 def test_smoke_channels_rank_the_raw_criteria():

@@ -73,3 +73,16 @@ def test_rsi_scan_merges_and_refuses_in_one_line(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "tolerance" in error and "1.0 1.1" in error and len(error.strip().splitlines()) == 1
     assert blocks_of(out / "scan.csv") == [("1.0", 0), ("1.1", 0)]
+
+
+def test_the_folder_is_checked_before_any_work(tiny, tmp_path, monkeypatch):
+    from rsi_plugin.criteria.channel_scan import check_scan_folder
+    from rsi_plugin.featureviz import optimize
+
+    config = ScanConfig(featureviz=FAST, channels=[0], cache_dir=tmp_path / "fz")
+    write_scan(scan(tiny, ["1.0"], config, progress=False), tmp_path)
+    check_scan_folder(tmp_path, tiny, ["1.1"], config)  # same settings: fine
+    check_scan_folder(tmp_path, tiny, ["1.0"], ScanConfig(featureviz=FAST, tolerance=2.0))  # all rows replaced
+    monkeypatch.setattr(optimize, "_optimize_stream", lambda *a, **k: pytest.fail("an FZ was rendered"))
+    with pytest.raises(RSIError, match="tolerance: 1.5 there, 2.0 here"):
+        check_scan_folder(tmp_path, tiny, ["1.1"], ScanConfig(featureviz=FAST, tolerance=2.0))
