@@ -448,6 +448,10 @@ def _render(contents: RunContents, title: str | None) -> str:
 
     page = Page(contents.root)
     model = contents.model
+    from rsi_plugin.outputs.summary import run_warnings
+
+    for text in run_warnings(contents.settings or {}):  # before any number: a smoke run is not a result
+        page.add(f'<div class="banner">{escape(text)}</div>')
     _card_section(contents, page)
     _glance_section(contents, page)
     heading = title or (f"Scale invariance in the residual stream: {model}" if model

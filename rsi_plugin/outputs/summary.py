@@ -46,7 +46,32 @@ _SCALE_COLUMNS = ("ratio_mean", "ratio_se", "n_trials", "no_scale_ratio", "ratio
                   "distinct_random", "distinct_null", "possible_null", "exact_null", "exact_permutation",
                   "alpha_scale", "min_p_null", "detectable", "detectable_deficit", "detectable_effect")
 _SETTING_KEYS = ("model", "weights", "blocks", "steps", "seeds", "trials", "tolerance", "samples", "scales", "seed", "quick",
-                 "null_sets", "max_draws", "channel_set", "ablation_blocks_chosen", "variant", "threads")
+                 "null_sets", "max_draws", "channel_set", "ablation_blocks_chosen", "variant", "threads", "smoke",
+                 "smoke_note", "smoke_channels", "step_cap_warning")
+
+
+def run_warnings(settings: dict[str, Any]) -> list[str]:
+    """What a reader must see before any number of a run: a smoke run (``rsi demo --quick``:
+    not a result) and a step cap below the plateau the model's FZs need.
+
+    Args:
+        settings (dict): the run's ``settings.json`` (or a summary's ``settings``).
+
+    Returns:
+        list of str, empty for an ordinary run.
+    """
+    out = []
+    if settings.get("smoke"):
+        note = settings.get("smoke_note") or "a smoke run of every stage"
+        forced = settings.get("smoke_channels")
+        picked = ""
+        if isinstance(forced, dict) and any(v for v in forced.values()):
+            picked = " Forced channels (not passing ones) were ablated and drawn: " + "; ".join(
+                f"{b}: {', '.join(str(c) for c in v)}" for b, v in forced.items() if v) + "."
+        out.append(f"SMOKE RUN, NOT A RESULT: {note}.{picked}".replace("..", "."))
+    if settings.get("step_cap_warning"):
+        out.append(f"STEP CAP BELOW THE PLATEAU: {settings['step_cap_warning']}")
+    return out
 
 
 def _clean(value: Any) -> Any:
@@ -427,7 +452,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
 
     from rsi_plugin.outputs.method_card import row_label
 
-    lines: list[str] = []
+    lines: list[str] = [f"> **{text}**" for text in run_warnings(summary.get("settings") or {})]
+    if lines:
+        lines.append("")
     blocks = summary.get("blocks") or []
     if blocks or summary.get("ablations"):
         lines += ["**Method card** — can each finding be believed? One mark per check and block:", ""]
