@@ -32,6 +32,7 @@ from rsi_plugin.access.nnsight import capture
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
 from rsi_plugin.core.channels import check_channels
 from rsi_plugin.core.evalmode import runs_in_eval_mode
+from rsi_plugin.core.images import model_info, outside_unit_range
 from rsi_plugin.core.transforms import Transform, get_transform, transform_name
 from rsi_plugin.criteria.equations import (
     TABLE_COLUMNS,
@@ -49,6 +50,12 @@ from rsi_plugin.errors import InputTypeError, RSIError, ShapeError
 from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["ScaleInvariance", "CriteriaResult"]
+
+#: how far outside [0, 1] the images behind model-ready input may lie (denormalised with the
+#: model's statistics): wide, since Captum's perturbations (``NoiseTunnel``) and tests add
+#: noise in model-ready space, yet 0-255 images (values up to 255) and images normalised
+#: twice (down to about -2) are far beyond it
+MODEL_READY_SLACK: float = 1.0
 
 @dataclass(frozen=True)
 class CriteriaResult:
@@ -207,6 +214,43 @@ class ScaleInvariance(Attribution):
         self.node_variant = _check_variant(node_variant)
         self.sites = node_sites(module, self.block, node_variant)
 
+    def _block_stride(self) -> int | None:
+        """Input pixels per neuron of the block's Pre map (one probe forward of one image at the
+        model's input size; nothing is kept, as Captum methods keep no state); ``None`` for a
+        model without weights here (meta: remote)."""
+        weight = next((t for t in self.model.parameters() if t.is_floating_point()), None)
+        if weight is None or weight.device.type == "meta":
+            return None
+        size = int(model_info(self.model).input_size)
+        where, node = self.sites["pre"]
+        probe = torch.zeros(1, 3, size, size, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            side = capture(self.model, probe, blocks=[where], nodes=[node], center=False)[(where, node)].shape[-1]
+        return max(1, -(-size // int(side)))
+
+    def _check_images(self, x: Tensor, name: str, remote: bool = False) -> None:
+        """Refuse model-ready images that were not [0, 1] images before normalising (0-255
+        images, normalised twice) and images smaller than one step (the stride) of the
+        block's grid: the centre neuron would see mostly padding, and ``S`` (zooming about
+        the centre) nothing it could enlarge."""
+        flat = x.detach().flatten(0, 1)
+        info = model_info(self.model)
+        mean = torch.as_tensor(info.mean, dtype=flat.dtype, device=flat.device).view(1, 3, 1, 1)
+        std = torch.as_tensor(info.std, dtype=flat.dtype, device=flat.device).view(1, 3, 1, 1)
+        span = outside_unit_range(flat * std + mean, MODEL_READY_SLACK)
+        if span is not None:
+            raise RSIError(f"{name} must be model-ready images made from [0, 1] RGB images (rsi.normalize(images, "
+                           f"model)), but denormalised with the model's statistics its values span [{span[0]:.4g}, "
+                           f"{span[1]:.4g}]; divide 0-255 images by 255 before normalising, and normalise only once")
+        height, width = int(flat.shape[-2]), int(flat.shape[-1])
+        # the stride is at most the input size: images that large need no probe
+        stride = None if remote or min(height, width) >= int(info.input_size) else self._block_stride()
+        if stride is not None and min(height, width) < stride:
+            raise ShapeError(f"{name} images are {height}x{width} pixels, too small for block {self.block.name}: "
+                             f"one neuron of its map covers {stride}x{stride} input pixels, so the criteria and S "
+                             f"need images of at least {stride}x{stride} pixels (the model's input size is "
+                             f"{model_info(self.model).input_size})")
+
     @log_usage(part_of_slo=True)
     def attribute(self, inputs: tuple[Tensor, Tensor], channels: Sequence[int] | Tensor | None = None,
                   rows_per_channel: int | None = None, **kwargs: Any) -> Tensor:
@@ -292,7 +336,9 @@ class ScaleInvariance(Attribution):
             TypeError: ``inputs`` is not a pair of tensors; a keyword that is not an nnsight
                 trace option (e.g. Captum's ``target=``).
             ShapeError (a ValueError): row counts other than ``r * K`` (the message names the
-                expected count). ValueError: a bad tolerance, transform name or
+                expected count); images smaller than the block's stride (one neuron of its
+                map; checked on a local model). RSIError: inputs that were not [0, 1] images
+                before normalising (0-255 images, images normalised twice). ValueError: a bad tolerance, transform name or
                 ``rows_per_channel``.
             IndexError: a channel out of range.
         """
@@ -315,6 +361,8 @@ class ScaleInvariance(Attribution):
                        "Captum's NoiseTunnel layout")
                 raise ShapeError(f"{name} has {x.shape[0]} rows, but {which} channels are analysed: expected "
                                  f"{expected} row{'s' if expected != 1 else ''} ({per})")
+        for name, x in (("x_in", x_in), ("x_pre", x_pre)):
+            self._check_images(x, name, remote=bool(trace_kwargs.get("remote")))
         index = index.repeat_interleave(rows)  # r rows per channel (Captum's NoiseTunnel layout)
         k_in, k_pre = x_in.shape[1], x_pre.shape[1]
         flat_in = x_in.flatten(0, 1)

@@ -121,9 +121,9 @@ def test_block_names_and_paths(resnet18):
 
 def test_normalize_roundtrip_and_model_stats(resnet18):
     x = torch.rand(2, 3, 8, 8)
-    y = rsi.normalize(x)
+    y = rsi.normalize(x, resnet18)  # a torchvision model: ImageNet's statistics
     torch.testing.assert_close(y[:, 0], (x[:, 0] - 0.485) / 0.229)
-    torch.testing.assert_close(rsi.denormalize(y), x)
+    torch.testing.assert_close(rsi.denormalize(y, resnet18), x)
     custom = rsi.ModelInfo(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     model = torch.nn.Linear(1, 1)
     model.rsi_info = custom

@@ -148,7 +148,7 @@ def test_convnext_criteria_and_feature_visualisation(convnext):
     fz_in = visualize(convnext, "2.0", "in", channels, config)
     fz_pre = visualize(convnext, "2.0", "pre", channels, config)
     assert fz_in.images.shape == (3, 3, 32, 32) and torch.isfinite(fz_pre.history).all()
-    x_in, x_pre = rsi.normalize(fz_in.images), rsi.normalize(fz_pre.images)
+    x_in, x_pre = rsi.normalize(fz_in.images, convnext), rsi.normalize(fz_pre.images, convnext)
     method = ScaleInvariance(convnext, "2.0")
     result = method.evaluate((x_in, x_pre), channels=channels)
     assert result.margins.shape == (3, 2)
@@ -179,8 +179,8 @@ def test_scan_on_convnext(convnext, tmp_path):
     fz_pre = render(convnext, "3.0", "pre", [0, 1, 2, 3], fast, cache_dir=tmp_path, progress=False)
     assert fz_in.computed == [] and fz_pre.computed == [], "the scan rendered and cached them"
     rows, channels = table[table["block"] == "3.0"], torch.arange(4)
-    on_in = rsi.capture(convnext, rsi.normalize(fz_in.images), blocks=["3.0"], nodes=("pre", "post"))
-    on_pre = rsi.capture(convnext, rsi.normalize(fz_pre.images), blocks=["3.0"], nodes=("post",))
+    on_in = rsi.capture(convnext, rsi.normalize(fz_in.images, convnext), blocks=["3.0"], nodes=("pre", "post"))
+    on_pre = rsi.capture(convnext, rsi.normalize(fz_pre.images, convnext), blocks=["3.0"], nodes=("post",))
     torch.testing.assert_close(torch.tensor(rows["pre_in"].tolist()), on_in[("3.0", "pre")][channels, channels],
                                rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.tensor(rows["post_pre"].tolist()),

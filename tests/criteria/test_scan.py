@@ -88,7 +88,7 @@ def test_scan_matches_scale_invariance_on_the_rendered_images(model, tmp_path):
     fz_pre = featureviz.render(model, "2.0", "pre", [3, 4], FAST, cache_dir=tmp_path, progress=False)
     assert fz_in.computed == [] and fz_pre.computed == []
     si = ScaleInvariance(model, "2.0")
-    expected = si.evaluate((rsi.normalize(fz_in.images), rsi.normalize(fz_pre.images)), channels=[3, 4],
+    expected = si.evaluate((rsi.normalize(fz_in.images, model), rsi.normalize(fz_pre.images, model)), channels=[3, 4],
                            transform="rotate:90", tolerance=2.0).table()
     assert (table["transform"] == "rotate:90").all() and (table["tolerance"] == 2.0).all()
     assert close(table["pre_scaled"], expected["pre_scaled"]) and close(table["post_pre"], expected["post_pre"])

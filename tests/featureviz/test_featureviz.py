@@ -66,7 +66,7 @@ def fast(**kw) -> FeatureVizConfig:
 
 
 def centre(model, images, block, node):
-    return rsi.capture(model, rsi.normalize(images), blocks=[block], nodes=(node,))[(block, node)]
+    return rsi.capture(model, rsi.normalize(images, model), blocks=[block], nodes=(node,))[(block, node)]
 
 
 # ----------------------------------------------------------------------------- parameterisation
@@ -235,7 +235,7 @@ def test_objective_rises_and_beats_noise(tiny):
 
 def test_channel_objective_reports_the_channel_mean(tiny):
     vis = visualize(tiny, "2.0", "in", [1, 2], fast(objective="channel", steps=4))
-    maps = rsi.capture(tiny, rsi.normalize(vis.images), blocks=["2.0"], nodes=("in",), center=False)[("2.0", "in")]
+    maps = rsi.capture(tiny, rsi.normalize(vis.images, tiny), blocks=["2.0"], nodes=("in",), center=False)[("2.0", "in")]
     torch.testing.assert_close(vis.activations, maps[[0, 1], [1, 2]].mean((1, 2)), atol=1e-5, rtol=1e-5)
 
 
@@ -608,7 +608,7 @@ def test_pre_activation_revives_a_post_fz_that_starts_dead():
     _kill_channel(model, "2.1", 1, bias=-3.0)
     model.layer2[1].bn2.weight.data[1] = 0.5
     x = torch.rand(4, 3, SIZE, SIZE)
-    assert float(rsi.capture(model, rsi.normalize(x), blocks=["2.1"], nodes=("post",))[("2.1", "post")][:, 1].max()) == 0
+    assert float(rsi.capture(model, rsi.normalize(x, model), blocks=["2.1"], nodes=("post",))[("2.1", "post")][:, 1].max()) == 0
     cfg = fast(steps=60, lr=0.1)
     lucent = visualize(model, "2.1", "post", [1], replace(cfg, pre_activation=False))
     ours = visualize(model, "2.1", "post", [1], cfg)
