@@ -16,6 +16,8 @@ r"""apps: whole workflows composed from the layers below; each backs one ``rsi``
                         same scan of ``load_model("planted")`` and its untrained copies, its
                         Eq. 3 positive control; ``rsi demo`` runs it)
 :mod:`.timing`          sound wall-clock timing of interleaved cases (for bench, benchmarks/)
+:mod:`.estimate`        :func:`estimate_scan`, :func:`estimate_demo` (``rsi scan/demo --estimate``):
+                        expected FZ channel-steps, wall time and disk, from a short calibration
 ======================  ====================================================================
 """
 
@@ -29,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "block_table": "inspect",
     "time_cases": "timing",
     "run_planted_control": "planted", "PlantedControlConfig": "planted",
+    "estimate_scan": "estimate", "estimate_demo": "estimate", "ScanEstimate": "estimate", "DemoEstimate": "estimate",
 }
 
 __all__ = sorted(_EXPORTS)

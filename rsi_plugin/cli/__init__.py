@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:
-        _check_outputs(args)
+        if not getattr(args, "estimate", False):  # an estimate (rsi scan/demo --estimate) writes nothing
+            _check_outputs(args)
         # log lines go through tqdm.write, above the progress bars instead of through them
         with logging_redirect_tqdm():
             return int(args.run(args) or 0)

@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="a smoke run of every stage, not a result (~2.5 min on 2 cores: few steps, images, trials; "
                              "forced channels where none passes; every block unless --blocks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print the expected channel-steps, wall time and disk of this demo (its scan per block, "
+                             "the planted control, an allowance for the other stages), with the assumptions, after "
+                             "a short calibration on this machine, and stop: renders and writes nothing")
     parser.set_defaults(run=run)
 
 
@@ -78,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
                   ablation_blocks=args.ablate if args.ablate else 2)
     config = (DemoConfig.quick_run(args.out, **common, **overrides) if args.quick
               else DemoConfig(out=args.out, **common, **overrides))
+    if getattr(args, "estimate", False):  # nothing rendered, nothing written
+        from rsi_plugin.apps.estimate import estimate_demo, format_estimate
+
+        print(format_estimate(estimate_demo(config, progress=not args.no_progress)))
+        return 0
     result = run_demo(config, progress=not args.no_progress)
     print(result["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for block, summary in result["eq3"].items():

@@ -91,6 +91,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help=THREADS_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print the expected channel-steps, wall time and disk of this scan per block, with the "
+                             "assumptions, after a short calibration (a few FZ steps per block and node on this "
+                             "machine), and stop: renders and writes nothing (rsi_plugin.apps.estimate)")
     parser.set_defaults(run=run)
 
 
@@ -122,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     controls = tuple(args.control or ())
     plan_controls(controls, args.control_seed)  # a bad spec fails before any work
     set_threads(args.threads)
+    if getattr(args, "estimate", False):  # before the folder is made: an estimate writes nothing
+        return run_estimate(args, seeds, controls)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = ScanFiles(out)
@@ -170,4 +176,28 @@ def run(args: argparse.Namespace) -> int:
         print("wrote", path)
     if args.source != "natural" and files.fz_cache.is_dir():  # a natural-image scan renders no FZ
         print("feature visualisations in", files.fz_cache)
+    return 0
+
+
+def run_estimate(args: argparse.Namespace, seeds: tuple[int, ...] | None, controls: tuple[str, ...]) -> int:
+    """``rsi scan --estimate``: the scan's expected cost (:func:`rsi_plugin.apps.estimate.estimate_scan`),
+    printed; nothing is rendered or written (the FZ cache under ``--out`` is only looked at)."""
+    from rsi_plugin.apps.estimate import estimate_scan, format_estimate
+    from rsi_plugin.core.runfolder import ScanFiles
+    from rsi_plugin.criteria.channel_scan import ScanConfig
+    from rsi_plugin.featureviz.optimize import FeatureVizConfig
+
+    model = load_model_from_args(args)
+    featureviz = FeatureVizConfig(image_size=args.image_size, steps=args.steps, jitter=args.jitter,
+                                  jitter_schedule=args.jitter_schedule, seed=args.seed,
+                                  channels_per_batch=args.channels_per_batch, paper_compat=args.paper_compat)
+    config = ScanConfig(featureviz=featureviz, variant=args.variant, transform=args.transform, tolerance=args.tolerance,
+                        source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
+                        natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
+                        cache_dir=str(ScanFiles(Path(args.out)).fz_cache), force=args.force,
+                        batch_size=args.batch_size, seed=args.seed, seeds=seeds, robust_share=args.robust_share,
+                        adaptive=args.adaptive, controls=controls, control_seed=args.control_seed,
+                        control_seeds=args.control_seeds)
+    blocks = "all" if args.blocks == ["all"] else args.blocks
+    print(format_estimate(estimate_scan(model, blocks, config, progress=not args.no_progress)))
     return 0
