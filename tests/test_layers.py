@@ -29,9 +29,6 @@ ALLOWED_UPWARD: dict[tuple[str, str], str] = {
         "only when asked for",
     ("rsi_plugin.core.data", "rsi_plugin.zoo.shapes"):
         "the bundled model's class names (zoo.shapes.CLASSES) label its data; imported only for 'tiny'",
-    ("rsi_plugin.access.sessions", "rsi_plugin.featureviz.optimize"):
-        "optimize_batch_remotely ships the FZ optimiser to the server as one session; the function runs "
-        "there, so access names it without depending on it locally",
     ("rsi_plugin.paper", "rsi_plugin.criteria.seeds"):
         "compare_to_paper reads a scan table's per-seed verdicts with criteria.seeds.channel_table",
     ("rsi_plugin.ablation.experiment", "rsi_plugin.outputs.plots"):

@@ -4,15 +4,15 @@ A remote trace is one round trip; a feature visualisation is thousands of forwar
 backward passes, and a sweep many stacked traces per batch. Sending each step would cost
 a round trip per step (2,560 per channel for the paper's FZs). Here the whole loop is sent
 once: :func:`in_one_request` opens ``model.session(remote=...)`` and calls a module-level
-function of this package *inside* it, so the function runs on the server, next to the
-model, and only its result comes back. The function is pickled by reference (the server
-imports ``rsi_plugin``; :mod:`rsi_plugin.serve` gives the model workers the client's copy),
-its arguments by value.
+function *inside* it, so the function runs on the server, next to the model, and only its
+result comes back. The function is pickled by reference (the server imports ``rsi_plugin``;
+:mod:`rsi_plugin.serve` gives the model workers the client's copy), its arguments by value.
 
-Used by :func:`rsi_plugin.render` / :func:`rsi_plugin.featureviz.optimize.render` (one request per
-batch of channels: the whole optimisation runs server-side) and by
-:func:`rsi_plugin.ablation.means.ablate_conditions` (all stacks of a batch in one request)
-when they get ``remote=``.
+The function belongs to the layer whose idea it is and is handed down here; this module
+imports none of them. :func:`rsi_plugin.featureviz.optimize.render` hands
+:func:`rsi_plugin.featureviz.engine.optimize_on_server` (one request per batch of channels:
+the whole optimisation runs server-side), :func:`rsi_plugin.ablation.means.ablate_conditions`
+its stacked traces (all stacks of a batch in one request), when they get ``remote=``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from typing import Any, Callable
 from torch import nn
 
 from rsi_plugin.errors import RSIError
-from rsi_plugin.access.nnsight_api import save, unwrap
-from rsi_plugin.core.wrapped import unwrap
+from rsi_plugin.access.nnsight_api import save
 
-__all__ = ["in_one_request", "is_remote", "optimize_batch_remotely"]
+__all__ = ["in_one_request", "is_remote"]
 
 
 def is_remote(remote: Any) -> bool:
@@ -62,10 +61,3 @@ def in_one_request(model: nn.Module, function: Callable[..., Any], *args: Any, r
         result = save(function(envoy, *args, **kwargs))
     return result
 
-
-def optimize_batch_remotely(envoy: Any, block: Any, node: str, channels: list[int], config: Any) -> Any:
-    """Server side of a remote FZ batch: :func:`rsi_plugin.featureviz.optimize` 's optimisation of one
-    batch of channels, all steps, on the server's model (plain PyTorch there)."""
-    from rsi_plugin.featureviz.optimize import _optimize_batch
-
-    return _optimize_batch(unwrap(envoy), block, node, channels, config)

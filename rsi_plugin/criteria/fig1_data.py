@@ -32,11 +32,12 @@ import torch
 from torch import Tensor, nn
 
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
+from rsi_plugin.core.channels import check_channels
 from rsi_plugin.core.images import denormalize
 from rsi_plugin.criteria.equations import node_sites
 from rsi_plugin.criteria.natural import TopKImages, natural_images, top_k_images
 from rsi_plugin.core.frames import truthy
-from rsi_plugin.featureviz.optimize import FeatureVizConfig, check_channels, render
+from rsi_plugin.featureviz.optimize import FeatureVizConfig, render
 from rsi_plugin.errors import InputTypeError, RSIError, UnknownNameError
 from rsi_plugin.paper import check_variant
 from rsi_plugin.core.wrapped import unwrap
@@ -214,7 +215,8 @@ def grid_images_by_block(
     module = _unwrap(model)
     known = residual_blocks(module)
     targets = [get_block(known, str(name)) for name in channels]
-    chosen = {t.name: check_channels(channels[name], t) for t, name in zip(targets, channels)}
+    chosen = {t.name: check_channels(channels[name], t.channels, where=f"block {t.name}")
+              for t, name in zip(targets, channels)}
     check_top_k(top_k)
     config = fz_config if fz_config is not None else FeatureVizConfig()
     if not isinstance(config, FeatureVizConfig):

@@ -400,12 +400,13 @@ def test_stacked_conditions_with_remote_are_one_session(simulated):
 
 
 def test_in_one_request_needs_a_remote_and_a_key(tmp_path, monkeypatch, no_network):
-    from rsi_plugin.access.sessions import in_one_request, optimize_batch_remotely
+    from rsi_plugin.access.sessions import in_one_request
+    from rsi_plugin.featureviz.engine import optimize_on_server
 
     model = rsi.load_model("tiny")
     with pytest.raises(ValueError, match="needs remote="):
-        in_one_request(model, optimize_batch_remotely, remote=None)
+        in_one_request(model, optimize_on_server, remote=None)
     bare = nn.Sequential(nn.Conv2d(3, 4, 3))
     with pytest.raises(ValueError, match="rsi_info"):
-        in_one_request(bare, optimize_batch_remotely, remote="http://127.0.0.1:8001")
+        in_one_request(bare, optimize_on_server, remote="http://127.0.0.1:8001")
     assert no_network == []

@@ -528,7 +528,7 @@ def test_early_stop_image_equals_a_fixed_run_of_that_many_steps(tiny):
 def test_continuous_batching_refills_and_keeps_each_channel_its_own(tiny, monkeypatch):
     """Two rows for six channels: a plateaued channel leaves, the next joins at a window
     boundary; each channel's image, objective and steps equal its run alone."""
-    import rsi_plugin.featureviz.optimize as fv
+    import rsi_plugin.featureviz.engine as fv  # the running batch calls plateaued there
 
     chans = [0, 1, 2, 3, 4, 5]
     cfg = fast(steps=120, lr=0.2, plateau_window=8, plateau_rtol=0.05)
@@ -551,7 +551,7 @@ def test_continuous_batching_refills_and_keeps_each_channel_its_own(tiny, monkey
 
 def test_row_adam_equals_torch_adam_per_row():
     """Rows that joined at different steps each get exactly torch.optim.Adam's update."""
-    from rsi_plugin.featureviz.optimize import _RowAdam
+    from rsi_plugin.featureviz.engine import _RowAdam
 
     g = torch.Generator().manual_seed(0)
     target = torch.randn(3, 5, generator=g)
