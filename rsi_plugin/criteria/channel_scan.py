@@ -23,6 +23,13 @@ channels whose first verdict is near a threshold (:func:`rsi_plugin.criteria.see
 stopped rows carry ``adaptive_stop`` True). Per-channel pass rates, the robust set, seed
 Jaccard and the permutation null are in :mod:`rsi_plugin.criteria.seeds`.
 
+**Several processes** (``torchrun --nproc_per_node K -m rsi_plugin.cli scan ...``, or any
+caller that has initialised a ``torch.distributed`` process group): the FZs are rendered in
+units (block, node, seed, a chunk of ``unit_channels`` channels) that the ranks share through
+the cache (``cache_dir`` is then required); every rank then computes the same rows, and
+``on_seed`` runs on rank 0 only. The rows, records and files equal a one-process run's at
+the same torch thread count (:mod:`rsi_plugin.criteria.shards`).
+
 **Files** (:func:`write_scan`, written atomically; the CLI rewrites them after each seed,
 so a killed multi-seed run keeps its finished seeds and a rerun renders only missing FZs).
 A scan written into a folder that already holds one is **merged by block**, as
@@ -79,6 +86,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rsi_plugin.core.channels import check_channels
+from rsi_plugin.core.distributed import all_gather_object, barrier, broadcast_object, is_main, rank_and_world
 from rsi_plugin.criteria.captum import ScaleInvariance
 from rsi_plugin.criteria.controls import (
     CONTROL_SEED,
@@ -97,13 +105,25 @@ from rsi_plugin.criteria.equations import (
     node_sites,
 )
 from rsi_plugin.core.evalmode import runs_in_eval_mode
-from rsi_plugin.featureviz.optimize import FeatureVizConfig, render
+from rsi_plugin.featureviz.optimize import FeatureVizConfig
 from rsi_plugin.criteria.geometry import ZOOM_CENTERS, receptive_field_center, zoom_transform
 from rsi_plugin.core.images import model_info, normalize
 from rsi_plugin.core.tensors import model_device
 from rsi_plugin.criteria.natural import TopKImages, natural_images, top_k_images
 from rsi_plugin.core.blocks import ResidualBlock, get_block, resolve_blocks
 from rsi_plugin.core.runfolder import SCAN_TABLES, ScanFiles
+from rsi_plugin.criteria.shards import (
+    ROLES,
+    RunProgress,
+    Unit,
+    chunks,
+    join_results,
+    plan_units,
+    record_paths,
+    render_share,
+    render_unit,
+    unit_size,
+)
 from rsi_plugin.criteria.seeds import ADAPTIVE_EQ1, ADAPTIVE_EQ2, adaptive_stop, block_parts, check_share, verdicts
 from rsi_plugin.core.transforms import get_transform, transform_name
 from rsi_plugin.errors import ConfigError, InputTypeError, RSIError, UnknownNameError
@@ -121,7 +141,8 @@ SOURCES: tuple[str, ...] = ("fz", "natural", "both")
 SCAN_FILES: tuple[str, ...] = SCAN_TABLES
 NATURAL_REDUCE: tuple[str, ...] = ("top1", "mean")
 #: what a scan's rows depend on (:func:`scan_settings`); scans merge into one folder only when
-#: these are equal. Not among them: ``channels`` (a subset), the cache, ``force``, batch sizes.
+#: these are equal. Not among them: ``channels`` (a subset), the cache, ``force``, batch sizes,
+#: ``unit_channels``.
 SCAN_SETTING_KEYS: tuple[str, ...] = (
     "model", "weights", "variant", "node_variant", "source", "transform", "tolerance", "zoom_center", "seeds",
     "robust_share", "adaptive", "adaptive_eq1", "adaptive_eq2", "controls", "control_seed", "control_seeds",
@@ -186,6 +207,12 @@ class ScanConfig:
             ``seeds`` only (a cheaper control); the comparison then judges the trained model on
             those seeds too (:func:`rsi_plugin.criteria.controls.compare_to_controls`), so both
             sides meet the same rule. ``None`` (default): every seed.
+        unit_channels (int, optional): channels per FZ unit, the piece of work a process of a
+            sharded scan takes (:mod:`rsi_plugin.criteria.shards`); every scan renders in these
+            units, so one process and K give the same bytes. ``None`` (default):
+            :data:`~rsi_plugin.criteria.shards.UNIT_BATCHES` × ``featureviz.channels_per_batch``.
+            Like ``channels_per_batch`` it changes an FZ only in the last bits (~1e-4) and is not
+            among the scan's settings.
     """
 
     featureviz: FeatureVizConfig = field(default_factory=FeatureVizConfig)
@@ -212,6 +239,7 @@ class ScanConfig:
     controls: Sequence[str] = ()
     control_seed: int = CONTROL_SEED
     control_seeds: int | None = None
+    unit_channels: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.featureviz, FeatureVizConfig):
@@ -236,6 +264,7 @@ class ScanConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        unit_size(self.featureviz, self.unit_channels)
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ConfigError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
         if self.channels is not None:
@@ -323,15 +352,26 @@ def _block_transform(model: nn.Module, block: ResidualBlock, config: ScanConfig,
 
 
 def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], config: ScanConfig,
-              progress: bool, seed: int | None = None, center: tuple[float, float] | None = None) -> pd.DataFrame:
-    sites = node_sites(model, block, config.node_variant)
+              progress: bool, seed: int | None = None, center: tuple[float, float] | None = None,
+              tracker: RunProgress | None = None, force: bool | None = None,
+              rendered: set[tuple[str, str, int]] | None = None) -> pd.DataFrame:
+    """The FZ rows of a block for one seed, rendered unit by unit (:mod:`rsi_plugin.criteria.shards`);
+    ``rendered``: (block, role, channel) rendered by the other ranks in this run; ``force``:
+    ``config.force`` unless given (False once the sharded pass has rendered everything)."""
     device = model_device(model)
-    fz_config = config.featureviz if seed is None else dataclasses.replace(config.featureviz, seed=seed)
+    seed = config.featureviz.seed if seed is None else seed
+    size = unit_size(config.featureviz, config.unit_channels)
+    force = config.force if force is None else force
     renders = {}
-    for role in ("in", "pre"):
-        where, node = sites[role]
-        renders[role] = render(model, where, node, channels=channels, config=fz_config,
-                               cache_dir=config.cache_dir, force=config.force, progress=progress)
+    for role in ROLES:
+        parts = [render_unit(model, block, Unit(block.name, role, seed, tuple(part)), config.featureviz,
+                             config.node_variant, config.cache_dir, force,
+                             progress=progress and tracker is None,
+                             callback=None if tracker is None else tracker.callback)
+                 for part in chunks(channels, size)]
+        if tracker is not None:
+            tracker.poll()
+        renders[role] = join_results(parts)
     x_in = normalize(renders["in"].images.to(device), model)
     x_pre = normalize(renders["pre"].images.to(device), model)
     si = ScaleInvariance(model, block, node_variant=config.node_variant)
@@ -347,7 +387,11 @@ def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], confi
     table["pre_fz_act"] = renders["pre"].activations.numpy()
     table["in_fz_path"] = [str(p) if p is not None else None for p in renders["in"].paths]
     table["pre_fz_path"] = [str(p) if p is not None else None for p in renders["pre"].paths]
-    table["fz_computed"] = [c in set(renders["in"].computed) or c in set(renders["pre"].computed) for c in channels]
+    here = set(renders["in"].computed) | set(renders["pre"].computed)
+    others = {c for b, _, c in (rendered or ()) if b == block.name}
+    table["fz_computed"] = [c in here or c in others for c in channels]
+    if tracker is not None:
+        tracker.add_steps(int(table["in_steps_used"].sum() + table["pre_steps_used"].sum()))
     return table
 
 
@@ -420,9 +464,12 @@ def scan(
             batches (normalised), or an ImageNet-layout folder
             (:func:`rsi_plugin.criteria.natural.natural_images`: centre crop, normalised);
             for the ``"tiny"`` model its generated set when not given.
-        progress (bool): tqdm bars.
+        progress (bool): one bar for the whole run (:class:`~rsi_plugin.criteria.shards.RunProgress`:
+            FZ records done of those planned, seeds and control copies included, with an ETA
+            and the channel-steps); only on rank 0 under a process group.
         on_seed (callable, optional): ``on_seed(seed, rows_so_far)`` after each seed (the
-            CLI writes its files there, so a killed run keeps its finished seeds).
+            CLI writes its files there, so a killed run keeps its finished seeds); under a
+            process group only on rank 0, the process that writes.
 
     Returns:
         DataFrame, one row per (source, seed, block, channel): ``source`` then the
@@ -430,7 +477,8 @@ def scan(
         post_in, post_pre, ratio, eq1, eq2, passes, ...``); for FZ rows ``in_fz_act, pre_fz_act``
         (the activations the FZs achieved, as the renderer measured them),
         ``in_fz_path, pre_fz_path`` (the cached PNGs, ``None`` without a cache) and
-        ``fz_computed`` (whether this call rendered the channel's FZs), ``in_status``,
+        ``fz_computed`` (whether this run rendered the channel's FZs, in any process of a
+        sharded run), ``in_status``,
         ``pre_status``, ``post_status``, ``verdict`` (``"undetermined"`` when an FZ is not
         ``"ok"``; then ``passes`` is False; see :func:`rsi_plugin.criteria.equations.add_fz_verdict`),
         ``in_steps_used``, ``pre_steps_used``; for every row ``zoom_center``; for natural rows
@@ -465,10 +513,13 @@ def scan(
         rows.attrs["settings"] = settings
         on_seed(seed, rows)
 
-    table = _scan(module, chosen, dataclasses.replace(config, controls=()), data, progress,
-                  None if on_seed is None else seed_done)
-    if controls:
-        attach_control_rows(table, _scan_controls(module, chosen, config, controls, data, progress))
+    main = is_main()  # under torchrun: rank 0 alone shows the bar and writes (on_seed)
+    progress = progress and main
+    with _run_progress(module, chosen, config, controls, progress) as tracker:
+        table = _scan(module, chosen, dataclasses.replace(config, controls=()), data, progress,
+                      None if on_seed is None or not main else seed_done, tracker=tracker)
+        if controls:
+            attach_control_rows(table, _scan_controls(module, chosen, config, controls, data, progress, tracker))
     table.attrs["settings"] = settings
     return table
 
@@ -525,28 +576,64 @@ def _check_controls(module: nn.Module, config: ScanConfig, data: Any) -> list[Co
     return controls
 
 
+def _check_sharded(config: ScanConfig, world: int) -> None:
+    """What a scan shared among ``world`` processes needs: one cache, one thread count."""
+    if config.cache_dir is None:
+        raise ConfigError(f"a scan run by {world} processes (torchrun) shares its FZs through the cache: set "
+                          f"ScanConfig(cache_dir=...) to a folder every process can write (rsi scan uses OUT/fz)")
+    threads = all_gather_object(int(torch.get_num_threads()))
+    if len(set(threads)) > 1:
+        raise ConfigError(f"the processes of a sharded scan run with different torch thread counts {threads} (per "
+                          f"rank), which are part of the FZ cache key: give every process the same --threads")
+
+
 def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, data: Any, progress: bool,
           on_seed: Callable[[int, pd.DataFrame], None] | None,
-          centers: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
+          centers: dict[str, tuple[float, float]] | None = None,
+          tracker: RunProgress | None = None) -> pd.DataFrame:
     """:func:`scan` of one model (no controls); ``centers``: the zoom centre of each block
-    to use instead of measuring it on ``module``."""
+    to use instead of measuring it on ``module``; ``tracker``: the whole run's bar (then no
+    other bar). Under a process group of several processes each seed's FZ units are first
+    rendered by their ranks into the cache (:mod:`rsi_plugin.criteria.shards`)."""
     centers = centers or {}
     plan = {b.name: _channels(b, config.channels) for b in chosen}
+    by_name = {b.name: b for b in chosen}
+    fz = config.source in ("fz", "both")
+    rank, world = rank_and_world()
+    sharded = fz and world > 1
+    if sharded:
+        _check_sharded(config, world)
+    size = unit_size(config.featureviz, config.unit_channels)
+    bars = progress and tracker is None
     tables: list[pd.DataFrame] = []
     top = None
     if config.source in ("natural", "both"):
         data = natural_images(module, data, config.natural_samples, config.seed, config.batch_size or 64)
         keys = [site for b in chosen for role, site in node_sites(module, b, config.node_variant).items()
                 if role in ("in", "pre")]
-        top = top_k_images(module, data, keys, k=config.top_k, batch_size=config.batch_size, progress=progress)
+        top = top_k_images(module, data, keys, k=config.top_k, batch_size=config.batch_size, progress=bars)
     remaining = dict(plan)
     seeds = config.seeds
-    for number, seed in enumerate(tqdm(seeds, disable=not progress or len(seeds) < 2, desc="seeds", unit="seed")):
-        for block in tqdm(chosen, disable=not progress or len(chosen) < 2, desc=f"scan (seed {seed})",
+    for number, seed in enumerate(tqdm(seeds, disable=not bars or len(seeds) < 2, desc="seeds", unit="seed")):
+        units = plan_units({name: wanted for name, wanted in remaining.items() if wanted}, seed, size) if fz else []
+        if tracker is not None and fz:
+            paths = None
+            if config.cache_dir is not None and not config.force:
+                paths = record_paths(module, by_name, units, config.featureviz, config.node_variant, config.cache_dir)
+            tracker.start_phase(sum(len(u.channels) for u in units), paths)
+        rendered = None
+        if sharded:  # this rank's units into the cache, then every rank reads them all
+            mine = render_share(module, by_name, units, config.featureviz, config.node_variant, config.cache_dir,
+                                rank, world, force=config.force,
+                                callback=None if tracker is None else tracker.callback)
+            barrier()
+            rendered = set().union(*all_gather_object(mine))
+        for block in tqdm(chosen, disable=not bars or len(chosen) < 2, desc=f"scan (seed {seed})",
                           unit="block"):
-            if config.source in ("fz", "both") and remaining[block.name]:
-                part = _with_verdicts(_fz_table(module, block, remaining[block.name], config, progress, seed,
-                                                centers.get(block.name)), seed)
+            if fz and remaining[block.name]:
+                part = _with_verdicts(_fz_table(module, block, remaining[block.name], config, bars, seed,
+                                                centers.get(block.name), tracker=tracker,
+                                                force=False if sharded else None, rendered=rendered), seed)
                 if config.adaptive:
                     if number == 0:
                         stop = adaptive_stop(part, config.adaptive_eq1, config.adaptive_eq2)
@@ -563,13 +650,34 @@ def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, da
                                                      center=centers.get(block.name)), seed)
                 tables.append(part)
                 _log_block(part, block.name, seed)
+        if sharded and config.adaptive and number == 0:  # one plan for every rank: rank 0's
+            remaining = broadcast_object(remaining)
+        if tracker is not None and fz:
+            tracker.end_phase()
+            if config.adaptive and number == 0:
+                stopped = sum(len(plan[name]) - len(remaining[name]) for name in plan)
+                tracker.shrink(stopped * len(ROLES) * (len(seeds) - 1))
         if on_seed is not None:
             on_seed(seed, _finish(tables, module, config))
     return _finish(tables, module, config)
 
 
+def _planned_records(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig,
+                     controls: Sequence[Control]) -> int:
+    """The FZ records a scan plans (an upper bound with ``adaptive``), control copies included."""
+    if config.source not in ("fz", "both"):
+        return 0
+    per_seed = {b.name: len(_channels(b, config.channels)) * len(ROLES) for b in chosen}
+    total = sum(per_seed.values()) * len(config.seeds)
+    copy_seeds = len(config.seeds) if config.control_seeds is None else int(config.control_seeds)
+    for control in controls:
+        lowest = -1 if control.cascade_to is None else get_block(module, control.cascade_to).index
+        total += sum(per_seed[b.name] for b in chosen if b.index >= lowest) * copy_seeds
+    return total
+
+
 def _scan_controls(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, controls: list[Control],
-                   data: Any, progress: bool) -> pd.DataFrame:
+                   data: Any, progress: bool, tracker: RunProgress | None = None) -> pd.DataFrame:
     """The scan of every control copy: the trained model's zoom centres, the same config."""
     from rsi_plugin.core.randomize import init_rule
 
@@ -596,7 +704,7 @@ def _scan_controls(module: nn.Module, chosen: list[ResidualBlock], config: ScanC
             continue
         logger.info("control %s (%s): scanning blocks %s", control.name, copy.rsi_info.weights,
                     " ".join(b.name for b in blocks))
-        rows = _scan(copy, [get_block(copy, b.name) for b in blocks], same, data, progress, None, centers)
+        rows = _scan(copy, [get_block(copy, b.name) for b in blocks], same, data, progress, None, centers, tracker)
         rows.insert(0, "control", control.name)
         rows.insert(1, "control_seed", control.seed)
         parts.append(rows)
@@ -647,7 +755,29 @@ def scan_controls(
     module = unwrap(model)
     chosen = resolve_blocks(module, blocks)
     controls = _check_controls(module, config, data)
-    return _scan_controls(module, chosen, config, controls, data, progress)
+    progress = progress and is_main()
+    with _run_progress(module, chosen, config, controls, progress, trained=False) as tracker:
+        return _scan_controls(module, chosen, config, controls, data, progress, tracker)
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _run_progress(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, controls: Sequence[Control],
+                  progress: bool, trained: bool = True) -> Any:
+    """The whole run's bar (a context manager giving a :class:`RunProgress`, or ``None`` when
+    there is no bar or no FZ to render)."""
+    total = _planned_records(module, chosen, config, controls)
+    if trained is False:
+        total -= _planned_records(module, chosen, config, ())
+    if not progress or total <= 0:
+        return _NoProgress()
+    return RunProgress(total)
 
 
 def _finish(tables: list[pd.DataFrame], module: nn.Module, config: ScanConfig) -> pd.DataFrame:
