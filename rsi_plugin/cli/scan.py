@@ -11,6 +11,15 @@ copies of the model (:mod:`rsi_plugin.criteria.controls`): their rows go to
 channels that also pass in a copy to new columns of ``scan_channels.csv``. The tables are
 rewritten after each seed, and a rerun with the same settings reuses every cached FZ, so an
 interrupted scan resumes where it stopped.
+
+Under ``torchrun --nproc_per_node K -m rsi_plugin.cli scan ...`` the K processes share the FZ
+work (units of block, node, seed and a chunk of channels; :mod:`rsi_plugin.criteria.shards`)
+through ``OUT/fz``, each on its own device (``--device cuda``: GPU ``LOCAL_RANK``; on the CPU
+the machine's cores divided among the processes unless ``--threads`` is given); rank 0 shows one
+progress bar for the whole run and writes the tables, which equal a one-process run's at the
+same thread count. Several nodes: the same command on each (``--nnodes``, a rendezvous), with
+``--out`` on a filesystem they share. A rerun after a killed process renders only the
+missing records.
 """
 
 from __future__ import annotations
@@ -56,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fz.add_argument("--paper-compat", action=argparse.BooleanOptionalAction, default=None,
                     help="render Pre as Lucent did in the paper (its bn2 reading is Post) "
                          "(default: with --variant code)")
+    fz.add_argument("--unit-channels", type=int, default=None, metavar="N",
+                    help="channels per FZ unit, the work one process of a torchrun scan takes (default 4 x "
+                         "--channels-per-batch); every scan renders in these units")
     fz.add_argument("--force", action="store_true", help="recompute cached feature visualisations")
     nat = parser.add_argument_group("natural images")
     nat.add_argument("--data", default=None,
@@ -113,8 +125,30 @@ def seeds_from_args(values: list[int] | None, first: int) -> tuple[int, ...] | N
     return tuple(values)
 
 
+#: how long a process of a torchrun scan waits at a barrier for the others' units
+BARRIER_TIMEOUT_HOURS: float = 72.0
+
+
 def run(args: argparse.Namespace) -> int:
+    """``rsi scan``; under ``torchrun`` it joins the process group first and leaves it at the end."""
+    import datetime
+
+    from rsi_plugin.core.distributed import init_from_env
+
+    joined = init_from_env(timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
+    try:
+        return _run(args)
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(args: argparse.Namespace) -> int:
     import pandas as pd
+
+    from rsi_plugin.core.distributed import is_main, rank_device, rank_threads
 
     from rsi_plugin.featureviz.optimize import FeatureVizConfig
     from rsi_plugin.core.runfolder import ScanFiles
@@ -125,9 +159,10 @@ def run(args: argparse.Namespace) -> int:
     seeds = seeds_from_args(args.seeds, args.seed)
     controls = tuple(args.control or ())
     plan_controls(controls, args.control_seed)  # a bad spec fails before any work
-    set_threads(args.threads)
+    set_threads(rank_threads(args.threads))
+    args.device = str(rank_device(args.device))
     if getattr(args, "estimate", False):  # before the folder is made: an estimate writes nothing
-        return run_estimate(args, seeds, controls)
+        return run_estimate(args, seeds, controls) if is_main() else 0  # under torchrun: rank 0 alone
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = ScanFiles(out)
@@ -140,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
                         natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
                         cache_dir=str(files.fz_cache), force=args.force, batch_size=args.batch_size, seed=args.seed,
                         seeds=seeds, robust_share=args.robust_share, adaptive=args.adaptive,
-                        controls=controls, control_seed=args.control_seed, control_seeds=args.control_seeds)
+                        controls=controls, control_seed=args.control_seed, control_seeds=args.control_seeds,
+                        unit_channels=args.unit_channels)
     data = None
     if args.source != "fz" and args.data is not None:  # the images rsi demo searches too
         data = natural_images(model, args.data, batch_size=args.batch_size, limit=args.limit)
@@ -151,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
         written[:] = write_scan(rows, out)
 
     table = scan(model, blocks, config, data=data, progress=not args.no_progress, on_seed=finished_seed)
+    if not is_main():  # rank 0 writes and reports
+        return 0
     if controls:  # the copies ran after the trained model's last seed: the files again, with them
         written[:] = write_scan(table, out)
     summary = read_table(files.summary)
