@@ -1,4 +1,11 @@
-"""``rsi demo``: the whole paper on the bundled model, offline, with a report to look at."""
+"""``rsi demo``: the whole paper on the bundled model, offline, with a report to look at.
+
+Under ``torchrun --nproc_per_node K -m rsi_plugin.cli demo ...`` every process runs the demo:
+the scans (the model's, its untrained copies', the planted control's) share their FZ units
+through the run folder's caches (:mod:`rsi_plugin.criteria.shards`) and the ablation sweeps
+their batches; the other stages (grids, report) run on every process and write the same
+files atomically; rank 0 alone prints.
+"""
 
 from __future__ import annotations
 
@@ -66,9 +73,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsi_plugin.apps.demo import DemoConfig, run_demo
+    """``rsi demo``; under ``torchrun`` it joins the process group first and leaves it at the end."""
+    import datetime
 
-    set_threads(args.threads)
+    from rsi_plugin.cli.scan import BARRIER_TIMEOUT_HOURS
+    from rsi_plugin.core.distributed import init_from_env
+
+    joined = init_from_env(timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
+    try:
+        return _run(args)
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rsi_plugin.apps.demo import DemoConfig, run_demo
+    from rsi_plugin.core.distributed import is_main, rank_device, rank_threads
+
+    set_threads(rank_threads(args.threads))
+    args.device = str(rank_device(args.device))
 
     blocks = None if args.blocks is None else "all" if args.blocks == ["all"] else args.blocks
     seeds = None if args.seeds is None else args.seeds[0] if len(args.seeds) == 1 else tuple(args.seeds)
@@ -85,9 +111,14 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "estimate", False):  # nothing rendered, nothing written
         from rsi_plugin.apps.estimate import estimate_demo, format_estimate
 
+        if not is_main():
+            return 0
+
         print(format_estimate(estimate_demo(config, progress=not args.no_progress)))
         return 0
     result = run_demo(config, progress=not args.no_progress)
+    if not is_main():  # rank 0 reports
+        return 0
     print(result["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for block, summary in result["eq3"].items():
         print(f"\nEq. 3 at block {block}:")
