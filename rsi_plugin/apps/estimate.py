@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 #: timed optimisation steps per block, node and batch width (after an untimed first call)
 CALIBRATION_STEPS: int = 4
-#: timed calls per calibration case (the median counts)
+#: timed calls per calibration case (the fastest counts)
 CALIBRATION_REPEATS: int = 3
 
 #: where :data:`REFERENCE_STEPS`, :data:`ADAPTIVE_KEPT_SHARE` and :data:`DEMO_OTHER_STAGES_S` come from
@@ -135,6 +135,7 @@ class ScanEstimate:
             (``step_s_full``, ``step_s_one``: seconds per batch step at the full width and at one row).
         assumptions (list of str): what the numbers rest on.
         calibration_s (float): seconds the calibration took.
+        load (float, optional): the 1-minute load average when the calibration ended.
     """
 
     model: str
@@ -142,6 +143,7 @@ class ScanEstimate:
     nodes: pd.DataFrame
     assumptions: list[str] = field(default_factory=list)
     calibration_s: float = 0.0
+    load: float | None = None
 
     @property
     def channel_steps(self) -> int:
@@ -285,9 +287,11 @@ def _batch_steps(steps: Sequence[int], width: int, window: int) -> int:
 def _calibrate(model: nn.Module, cases: Sequence[tuple[str, str, list[int]]], config, k: int, repeats: int,
                progress: bool) -> dict[tuple[str, str, int], float]:
     """Seconds per batch step of each ``(block, node, channels)``: ``(t(1 + k) - t(1)) / k``, each
-    ``t`` the median of ``repeats`` calls of :func:`~rsi_plugin.featureviz.optimize.visualize`
+    ``t`` the fastest of ``repeats`` calls of :func:`~rsi_plugin.featureviz.optimize.visualize`
     after an untimed one, all cases interleaved (:func:`rsi_plugin.apps.timing.time_cases`), so
-    that the set-up and the final image cancel and a load that comes and goes hits every case alike."""
+    that the set-up and the final image cancel. The fastest call: other work on the machine only
+    ever adds time (with 2 threads on 2 busy cores a step was 20x slower than idle here, and the
+    median of 3 calls swung 20x between blocks); the estimate is what this machine does unloaded."""
     from rsi_plugin.apps.timing import time_cases
     from rsi_plugin.core.tensors import model_device
     from rsi_plugin.featureviz.optimize import visualize
@@ -304,8 +308,8 @@ def _calibrate(model: nn.Module, cases: Sequence[tuple[str, str, list[int]]], co
     times = time_cases(named, repeats=repeats, warmup=1, device=model_device(model), progress=progress)
     out = {}
     for block, node, channels in cases:
-        one = times[f"{(block, node, len(channels), 1)}"].median
-        more = times[f"{(block, node, len(channels), 1 + k)}"].median
+        one = min(times[f"{(block, node, len(channels), 1)}"].times)
+        more = min(times[f"{(block, node, len(channels), 1 + k)}"].times)
         per_step = (more - one) / k
         out[(block, node, len(channels))] = per_step if per_step > 0 else more / (1 + k)  # noise: the plain mean
     return out
@@ -361,14 +365,27 @@ def _reference(name: str, untrained: bool, block: str, node: str) -> tuple[tuple
     return REFERENCE_STEPS["tiny"][("*", "*")], "reference (tiny, all blocks)"
 
 
-def _load() -> str:
-    """``": load average L on N cores"`` when the OS tells it."""
+def _load() -> float | None:
+    """The 1-minute load average, when the OS tells it."""
     import os
 
     try:
-        return f": load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the calibration"
+        return float(os.getloadavg()[0])
     except (AttributeError, OSError):
-        return ""
+        return None
+
+
+def _load_note(load: float | None) -> list[str]:
+    """A line on the machine's load at the calibration (a warning when it is busy)."""
+    import os
+
+    if load is None:
+        return []
+    cores = os.cpu_count() or 1
+    line = f"load average at the calibration: {load:.2f} on {cores} cores"
+    if load > 0.5 * cores:
+        line += " (busy: other work competes for the cores, so the run will likely take longer than this)"
+    return [line]
 
 
 def format_duration(seconds: float) -> str:
@@ -400,7 +417,7 @@ def estimate_scan(model: nn.Module, blocks: str | Sequence[str] | None = "all", 
             FZs already rendered and the steps they took).
         calibration_steps (int): timed steps per block, node and batch width (>= 1).
         progress (bool): a tqdm bar over the calibration.
-        calibration_repeats (int): timed calls per case (their median counts).
+        calibration_repeats (int): timed calls per case (the fastest counts).
 
     Returns:
         :class:`ScanEstimate`.
@@ -524,7 +541,7 @@ def estimate_scan(model: nn.Module, blocks: str | Sequence[str] | None = "all", 
             "seconds": float(part["seconds"].sum()), "disk_bytes": int(part["disk_bytes"].sum())})
     assumptions = _assumptions(name, config, nodes, share, cap, calibration_steps, cache_dir)
     return ScanEstimate(model=name, blocks=pd.DataFrame(per_block), nodes=nodes, assumptions=assumptions,
-                        calibration_s=calibration_s)
+                        calibration_s=calibration_s, load=_load())
 
 
 def _block_index(module: nn.Module, block: str) -> int:
@@ -537,9 +554,10 @@ def _assumptions(name: str, config, nodes: pd.DataFrame, share: float, cap: int,
                  cache_dir: str | Path | None) -> list[str]:
     fz = config.featureviz
     text = [f"time per batch step measured here, now: the real FZ engine, {k} steps per block and node at the "
-            f"real image size, at the full running batch and at one row (median of {CALIBRATION_REPEATS} calls, "
-            f"interleaved); a step of w rows costs a + b*w (torch threads {torch.get_num_threads()}; "
-            f"on a machine shared with other work the time varies with its load{_load()})"]
+            f"real image size, at the full running batch and at one row (the fastest of {CALIBRATION_REPEATS} calls, "
+            f"interleaved); a step of w rows costs a + b*w (torch threads {torch.get_num_threads()}): the machine "
+            f"without other work; other processes on its cores make the run slower, by far more than their share "
+            f"when torch uses every core"]
     sources = set(nodes["steps_from"]) if len(nodes) else set()
     if not fz.early_stop:
         text.append(f"every FZ runs the {cap}-step cap (early stopping off)")
@@ -650,7 +668,7 @@ def format_estimate(estimate: ScanEstimate | DemoEstimate) -> str:
     lines: list[str] = []
     if isinstance(estimate, ScanEstimate):
         lines += [f"estimated cost of the scan of {estimate.model}, per block:", _table_text(estimate),
-                  _totals("total", estimate), "assumptions:"]
+                  _totals("total", estimate), *_load_note(estimate.load), "assumptions:"]
         lines += [f"  - {a}" for a in estimate.assumptions]
         return "\n".join(lines)
     lines += [f"estimated cost of rsi demo: the scan of {estimate.scan.model} (with its untrained copies), per block:",
@@ -661,11 +679,10 @@ def format_estimate(estimate: ScanEstimate | DemoEstimate) -> str:
         lines.append("other stages: " + ", ".join(f"{k} {format_duration(v)}" for k, v in estimate.other_stages.items()))
     lines.append(f"total: {estimate.channel_steps:,} channel-steps, wall time {format_duration(estimate.seconds)}, "
                  f"disk {_bytes(estimate.disk_bytes)}")
+    lines += _load_note(estimate.scan.load)
     lines.append("assumptions:")
-    seen: list[str] = []
-    for text in [*estimate.assumptions, *estimate.scan.assumptions,
-                 *(estimate.planted.assumptions if estimate.planted else [])]:
-        if text not in seen:
-            seen.append(text)
+    seen = [*estimate.assumptions, *estimate.scan.assumptions]
+    seen += [f"planted control: {a}" for a in (estimate.planted.assumptions if estimate.planted else [])
+             if a not in seen and not a.startswith("time per batch step")]
     lines += [f"  - {a}" for a in seen]
     return "\n".join(lines)

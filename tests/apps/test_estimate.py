@@ -208,3 +208,12 @@ def test_cli_demo_estimate_writes_nothing(tmp_path, capsys, fixed_timing):
     text = capsys.readouterr().out
     assert code == 0 and "estimated cost of rsi demo" in text and "total:" in text and "planted" in text
     assert not out.exists()
+
+
+def test_load_note_warns_on_a_busy_machine():
+    import os
+
+    cores = os.cpu_count() or 1
+    assert est._load_note(None) == []
+    assert "busy" in est._load_note(cores * 2.0)[0]
+    assert "busy" not in est._load_note(0.0)[0] and "load average" in est._load_note(0.0)[0]
