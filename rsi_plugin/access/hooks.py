@@ -12,14 +12,13 @@ the TransformerLens view (:mod:`rsi_plugin.access.lens`) uses it too.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from rsi_plugin.access.plan import Read, plan_reads
-from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, get_module, residual_blocks
+from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, get_module, residual_blocks, split_name
 from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["NodeProbe", "relu_source", "register_read"]
@@ -51,11 +50,6 @@ def register_read(model: nn.Module, read: Read, fn: Callable[[torch.Tensor], tor
     return module.register_forward_pre_hook(pre_hook)
 
 
-def _split_name(block_name: str) -> tuple[int, int] | None:
-    match = re.fullmatch(r"(\d+)\.(\d+)", block_name)
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
 def relu_source(blocks: Sequence[ResidualBlock], block: ResidualBlock, node: str) -> ResidualBlock | None:
     r"""The block whose pre-ReLU sum ``In + Pre`` is the pre-activation of ``node``, if any.
 
@@ -79,13 +73,13 @@ def relu_source(blocks: Sequence[ResidualBlock], block: ResidualBlock, node: str
         return block
     if node != "in" or block.downsample_path is not None:
         return None
-    split = _split_name(block.name)
+    split = split_name(block.name)
     if split is None or split[1] == 0 or block.index == 0:
         return None
     previous = blocks[block.index - 1]
     if previous.post_path is not None:  # BlockSpec(post=...): the block's output is not its Post
         return None
-    return previous if _split_name(previous.name) == (split[0], split[1] - 1) else None
+    return previous if split_name(previous.name) == (split[0], split[1] - 1) else None
 
 
 class _StopForward(Exception):

@@ -2,10 +2,12 @@ r"""The one rule set for reading residual nodes: which module gives which node, 
 
 Every reader of the library — :func:`~rsi_plugin.capture` and
 :func:`~rsi_plugin.node_gradient` (nnsight traces, also with ``remote="local"``), the
-feature-visualisation reader :class:`~rsi_plugin.access.hooks.NodeProbe` (plain PyTorch
-hooks) and the TransformerLens view (:mod:`rsi_plugin.access.lens`) — builds a
-:class:`ReadPlan` for the ``(block, node)`` sites it needs and follows it. The rules live
-here and nowhere else:
+feature-visualisation reader :class:`~rsi_plugin.access.hooks.NodeProbe` and the Lucent
+objectives' :class:`~rsi_plugin.featureviz.lucent.NodeReader` (plain PyTorch hooks),
+:func:`~rsi_plugin.block_nodes` in a user's trace (:func:`block_reads`) and the
+TransformerLens view (:mod:`rsi_plugin.access.lens`) — builds a :class:`ReadPlan` for the
+``(block, node)`` sites it needs and follows it; ``tests/access/test_contract.py`` checks each
+against raw hooks. The rules live here and nowhere else:
 
 * **Where.** In, Pre and Post are read at the :class:`~rsi_plugin.core.blocks.NodeSite` of
   the block's spec (:meth:`ResidualBlock.site`): In is the output of the shortcut module

@@ -45,6 +45,7 @@ __all__ = [
     "resolve_blocks",
     "check_nodes",
     "get_module",
+    "split_name",
 ]
 
 Node = Literal["in", "pre", "sum", "post"]
@@ -131,6 +132,13 @@ class ResidualBlock:
         else:
             rank = {"pre": 1, "sum": 3, "post": 4}[node]
         return (self.index, rank)
+
+
+def split_name(block_name: str) -> tuple[int, int] | None:
+    """``(stage, index)`` of a block named ``"<stage>.<index>"`` (``"2.1"``: ``(2, 1)``);
+    ``None`` for any other name."""
+    match = re.fullmatch(r"(\d+)\.(\d+)", str(block_name))
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def check_nodes(nodes: Iterable[str]) -> tuple[str, ...]:

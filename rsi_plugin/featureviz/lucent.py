@@ -15,9 +15,10 @@ here read the node itself, with Pre cloned before the in-place sum::
 
 They are Lucent ``Objective`` s: ``a + b``, ``-a`` and ``2 * a`` compose as Lucent's do
 (Lucent's sign: the loss is minus the activation). An objective keeps PyTorch hooks on the
-node's modules while it lives (they only copy the node's value of each forward); they are
-removed by ``.remove()``, at the end of a ``with`` block, or when the objective and every
-objective composed from it are garbage-collected.
+node's modules while it lives (they only copy the node's value of each forward, at the sites of
+the one read plan, :func:`rsi_plugin.access.plan.plan_reads`); they are removed by
+``.remove()``, at the end of a ``with`` block, or when the objective and every objective
+composed from it are garbage-collected.
 
 Lucent can also optimise the TransformerLens view (:func:`rsi_plugin.hooked`), whose hook
 points Lucent names ``blocks_<stage>_<index>_hook_<node>``:
@@ -33,6 +34,8 @@ import torch
 from lucent.optvis.objectives import Objective
 from torch import nn
 
+from rsi_plugin.access.hooks import register_read
+from rsi_plugin.access.plan import Read, plan_reads
 from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, residual_blocks
 from rsi_plugin.errors import InputTypeError
 from rsi_plugin.core.wrapped import unwrap
@@ -42,6 +45,11 @@ __all__ = ["NodeReader", "NodeObjective", "neuron", "channel"]
 
 class NodeReader:
     """PyTorch hooks that keep one node's value of the model's last forward.
+
+    The reads are those of :func:`~rsi_plugin.access.plan.plan_reads`, as in
+    :func:`~rsi_plugin.capture` and the FZ reader (:class:`~rsi_plugin.access.hooks.NodeProbe`):
+    the sites of the block's spec, Pre cloned before the block's in-place sum, Sum = In + Pre.
+    Unlike the FZ reader it never stops the forward (``render_vis`` runs the whole model).
 
     Args:
         model (nn.Module or NNsight): a model with residual blocks.
@@ -58,17 +66,11 @@ class NodeReader:
             raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.node = check_nodes([node])[0]
         self.block = get_block(residual_blocks(module), block)
-        self._values: dict[str, torch.Tensor] = {}
+        #: the reads, in execution order (:func:`~rsi_plugin.access.plan.plan_reads`)
+        self.plan = plan_reads([(self.block, self.node)])
+        self._values: dict[tuple[str, str], torch.Tensor] = {}
         ref = weakref.ref(self)  # the model's hooks must not keep the reader alive
-        handles = []
-        for need in ("in", "pre") if self.node == "sum" else (self.node,):
-            site = self.block.site(need)
-            target = module.get_submodule(site.path)
-            if site.attr == "output":
-                handles.append(target.register_forward_hook(_keep_output(ref, need)))
-            else:
-                handles.append(target.register_forward_pre_hook(_keep_input(ref, need)))
-        self._handles = handles
+        handles = [register_read(module, read, _keep(ref, read)) for read in self.plan.reads]
         self._finalizer = weakref.finalize(self, _remove, handles)
 
     def value(self) -> torch.Tensor:
@@ -79,13 +81,10 @@ class NodeReader:
         """
         if not self._finalizer.alive:
             raise RuntimeError(f"the hooks of {self.block.name} {self.node} were removed")
-        needs = ("in", "pre") if self.node == "sum" else (self.node,)
-        if any(n not in self._values for n in needs):
+        if any(read.key not in self._values for read in self.plan.reads):
             raise RuntimeError(f"no forward has run through block {self.block.name} since the objective was "
                                "built; run the model (render_vis does) before evaluating it")
-        if self.node == "sum":
-            return self._values["in"] + self._values["pre"]
-        return self._values[self.node]
+        return self.plan.values(self._values)[(self.block.name, self.node)]
 
     def remove(self) -> None:
         """Remove the hooks (idempotent)."""
@@ -93,20 +92,12 @@ class NodeReader:
         self._values.clear()
 
 
-def _keep_output(ref: weakref.ref, node: str) -> Callable:
-    def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+def _keep(ref: weakref.ref, read: Read) -> Callable[[torch.Tensor], None]:
+    def keep(value: torch.Tensor) -> None:
         reader = ref()
-        if reader is not None:  # Pre is changed in place by the block after this hook
-            reader._values[node] = output.clone() if node == "pre" else output
-    return hook
-
-
-def _keep_input(ref: weakref.ref, node: str) -> Callable:
-    def hook(module: nn.Module, args: tuple) -> None:
-        reader = ref()
-        if reader is not None:
-            reader._values[node] = args[0]
-    return hook
+        if reader is not None:  # read.take clones Pre, which the block changes in place afterwards
+            reader._values[read.key] = read.take(value)
+    return keep
 
 
 def _remove(handles: list) -> None:

@@ -1,9 +1,11 @@
 """One contract for every reader of the residual nodes (issue 15).
 
 Every reader — ``capture``, ``capture(remote="local")``, ``node_gradient``, the FZ reader
-(``NodeProbe``) and the TransformerLens view — is run on four kinds of residual block
-(torchvision ``BasicBlock``, ``Bottleneck``, ConvNeXt's ``CNBlock`` and a custom block
-described by ``BlockSpec(post=...)``) at every node, and must agree with an independent
+(``NodeProbe``), the Lucent objectives' reader (``NodeReader``), ``block_nodes`` in a user's
+trace and the TransformerLens view — is run on every kind of residual block the library ships
+a spec for (the specs table of :mod:`rsi_plugin.core.specs`: torchvision ``BasicBlock``,
+``Bottleneck``, ConvNeXt's ``CNBlock``, MobileNetV2's ``InvertedResidual``) and on a custom
+block described by ``BlockSpec(post=...)``, at every node, and must agree with an independent
 reference: raw PyTorch hooks on module sites named by hand here
 (:func:`rsi_plugin.testing.hooks_reference.hook_values`), not by the library's read plan.
 """
@@ -16,18 +18,20 @@ import pytest
 import torch
 from torch import nn
 from torchvision.models.convnext import CNBlockConfig, ConvNeXt
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+from torchvision.models.mobilenetv2 import MobileNetV2
+from torchvision.models.resnet import Bottleneck, ResNet
 
 import rsi_plugin as rsi
 from rsi_plugin.access.hooks import NodeProbe, relu_source
 from rsi_plugin.access.lens import hook_name, hooked
-from rsi_plugin.core.specs import BlockSpec, attach_specs
+from rsi_plugin.core import specs as specs_table
+from rsi_plugin.core.specs import DEFAULT_SPECS, BlockSpec, attach_specs
+from rsi_plugin.featureviz.lucent import NodeReader
 from rsi_plugin.testing.hooks_reference import hook_values
 from rsi_plugin.testing.models import randomize_norms, small_resnet
 
 NODES = ("in", "pre", "sum", "post")
-KINDS = ("basic", "bottleneck", "convnext", "post_spec")
-READERS = ("capture", "capture_remote_local", "node_gradient", "fz_reader", "lens")
+READERS = ("capture", "capture_remote_local", "node_gradient", "fz_reader", "lucent_reader", "block_nodes", "lens")
 SIZE = 32
 
 
@@ -52,51 +56,66 @@ class PostBlock(nn.Module):
 POST_SPEC = BlockSpec(family="postblock", block_types=(PostBlock,), pre="branch", shortcut="proj", post="act",
                       channels="tail.out_channels", shortcut_after_branch=False)
 
+#: every spec the library ships (the table of :mod:`rsi_plugin.core.specs`), then the custom one;
+#: a kind is named by its block class
+SPECS: dict[str, BlockSpec] = {
+    **{spec.block_types[0].__name__: spec for spec in vars(specs_table).values() if isinstance(spec, BlockSpec)},
+    "PostBlock": POST_SPEC,
+}
+KINDS = tuple(SPECS)
+
+
+def _model(kind: str) -> nn.Module:
+    if kind == "BasicBlock":
+        return small_resnet(width=4, num_classes=5, seed=3)
+    if kind == "Bottleneck":
+        return ResNet(Bottleneck, [1, 2, 1, 1], num_classes=5, width_per_group=4)  # thin branches
+    if kind == "CNBlock":
+        return ConvNeXt([CNBlockConfig(8, 16, 2), CNBlockConfig(16, None, 1)], num_classes=5)
+    if kind == "InvertedResidual":  # residual where stride 1 and widths agree (all 8 wide): not features.2
+        return MobileNetV2(num_classes=5, width_mult=0.25,
+                           inverted_residual_setting=[[1, 8, 1, 1], [2, 8, 2, 2], [2, 16, 2, 1]])
+    if kind == "PostBlock":
+        return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1),
+                             nn.Sequential(PostBlock(8, 8), PostBlock(8, 12), PostBlock(12, 12)),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5))
+    raise AssertionError(f"the specs table has a spec for {kind} blocks: give the contract a small model of them")
+
 
 @lru_cache(maxsize=None)
 def build(kind: str) -> nn.Module:
-    """The small model of a block kind (seeded, eval mode; cached: readers leave it unchanged)."""
+    """The small model of a block kind (seeded, eval mode, the kind's spec attached unless it is
+    a default one; cached: readers leave it unchanged)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
-        if kind == "basic":
-            return small_resnet(width=4, num_classes=5, seed=3)
-        if kind == "bottleneck":
-            model = ResNet(Bottleneck, [1, 2, 1, 1], num_classes=5, width_per_group=4)  # thin branches
-            return randomize_norms(model, torch.Generator().manual_seed(3)).eval()
-        if kind == "convnext":
-            model = ConvNeXt([CNBlockConfig(8, 16, 2), CNBlockConfig(16, None, 1)], num_classes=5)
-            return randomize_norms(model, torch.Generator().manual_seed(3)).eval()
-        if kind == "post_spec":
-            model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1),
-                                  nn.Sequential(PostBlock(8, 8), PostBlock(8, 12), PostBlock(12, 12)),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5))
-            return attach_specs(randomize_norms(model, torch.Generator().manual_seed(3)).eval(), [POST_SPEC])
-    raise ValueError(kind)
+        model = randomize_norms(_model(kind), torch.Generator().manual_seed(3)).eval()
+    return model if SPECS[kind] in DEFAULT_SPECS else attach_specs(model, [SPECS[kind]])
 
 
 def reference_sites(kind: str, model: nn.Module, path: str) -> dict[str, tuple[str, str]]:
     """Where each node of the block at ``path`` is, named by hand for each kind."""
     block = model.get_submodule(path)
-    if kind in ("basic", "bottleneck"):
+    if kind in ("BasicBlock", "Bottleneck"):
         return {"in": (f"{path}.downsample", "output") if block.downsample is not None else (path, "input"),
-                "pre": (f"{path}.bn3" if kind == "bottleneck" else f"{path}.bn2", "output"),
+                "pre": (f"{path}.bn3" if kind == "Bottleneck" else f"{path}.bn2", "output"),
                 "sum": (f"{path}.relu", "last_input"),  # the last ReLU call sees the sum
                 "post": (path, "output")}
-    if kind == "convnext":  # result = stochastic_depth(...); result += input: no activation
+    if kind == "CNBlock":  # result = stochastic_depth(...); result += input: no activation
         return {"in": (path, "input"), "pre": (f"{path}.stochastic_depth", "output"),
                 "sum": (path, "output"), "post": (path, "output")}
+    if kind == "InvertedResidual":  # x + self.conv(x): no activation
+        return {"in": (path, "input"), "pre": (f"{path}.conv", "output"), "sum": (path, "output"),
+                "post": (path, "output")}
+    assert kind == "PostBlock", kind
     return {"in": (f"{path}.proj", "output") if block.proj is not None else (path, "input"),
             "pre": (f"{path}.branch", "output"), "sum": (f"{path}.act", "input"), "post": (f"{path}.act", "output")}
 
 
 def block_paths(kind: str) -> list[str]:
-    model = build(kind)
-    types = {"basic": BasicBlock, "bottleneck": Bottleneck, "post_spec": PostBlock}
-    if kind == "convnext":
-        from torchvision.models.convnext import CNBlock
-
-        types[kind] = CNBlock
-    return [path for path, m in model.named_modules() if isinstance(m, types[kind])]
+    """The blocks of a kind's model, found by class here (MobileNetV2's only where they add
+    their input)."""
+    return [path for path, m in build(kind).named_modules()
+            if type(m).__name__ == kind and getattr(m, "use_res_connect", True)]
 
 
 def reference(kind: str, x: torch.Tensor, path: str) -> dict[str, torch.Tensor]:
@@ -109,19 +128,25 @@ def images(n: int = 2, seed: int = 1) -> torch.Tensor:
 
 
 def test_models_cover_what_the_contract_is_about():
-    """The library finds exactly the hand-listed blocks; the four kinds include blocks with a
-    shortcut module run after the branch (ResNet), before it (PostBlock), none (ConvNeXt), and
-    a Post that is not the block's output."""
+    """Every spec of the specs table has a kind here; the library finds exactly the blocks
+    listed by class; the kinds include blocks with a shortcut module run after the branch
+    (ResNet), before it (PostBlock), none (ConvNeXt, MobileNetV2), instances of a block type
+    that are not residual (MobileNetV2), and a Post that is not the block's output."""
+    assert {"BasicBlock", "Bottleneck", "CNBlock", "InvertedResidual", "PostBlock"} <= set(KINDS)
+    assert all(spec in SPECS.values() for spec in DEFAULT_SPECS)
+    skipless = [m for m in build("InvertedResidual").modules() if type(m).__name__ == "InvertedResidual"
+                and not m.use_res_connect]
+    assert skipless and len(block_paths("InvertedResidual")) == 4
     for kind in KINDS:
         assert [b.path for b in rsi.residual_blocks(build(kind))] == block_paths(kind), kind
-    resnet_downsample = [b for b in rsi.residual_blocks(build("basic")) if b.downsample_path]
+    resnet_downsample = [b for b in rsi.residual_blocks(build("BasicBlock")) if b.downsample_path]
     assert resnet_downsample and all(b.shortcut_after_branch for b in resnet_downsample)
-    custom = rsi.residual_blocks(build("post_spec"))
+    custom = rsi.residual_blocks(build("PostBlock"))
     assert [b.downsample_path for b in custom] == [None, "1.1.proj", None]
     assert all(not b.shortcut_after_branch and b.post_path == f"{b.path}.act" for b in custom)
     x = images()
-    for path in block_paths("post_spec"):
-        model = build("post_spec")
+    for path in block_paths("PostBlock"):
+        model = build("PostBlock")
         ref = hook_values(model, x, {"post": (f"{path}.act", "output"), "out": (path, "output")})
         assert not torch.allclose(ref["post"], ref["out"]), "Post must differ from the block's output"
     for kind in KINDS:  # every node takes both signs somewhere, so ReLU vs identity is visible
@@ -140,6 +165,22 @@ def _read_all(reader: str, kind: str, node: str, x: torch.Tensor) -> dict[str, t
     if reader == "lens":
         _, cache = hooked(model).run_with_cache(x)
         return {b.path: cache[hook_name(b, node)] for b in blocks}
+    if reader == "lucent_reader":  # the hooks of rsi.lucent's objectives: the whole forward runs
+        readers = [NodeReader(model, b.name, node) for b in blocks]
+        try:
+            with torch.no_grad():
+                model(x)
+            return {b.path: r.value() for b, r in zip(blocks, readers)}
+        finally:
+            for r in readers:
+                r.remove()
+    if reader == "block_nodes":  # in a user's own trace, the blocks in execution order
+        env = rsi.wrap(model)
+        saved = {}
+        with torch.no_grad(), env.trace(x):
+            for b in blocks:
+                saved[b.path] = rsi.block_nodes(env, b.name).get(node).save()
+        return saved
     if reader == "fz_reader":
         out = {}
         for b in blocks:
@@ -192,13 +233,13 @@ def test_every_reader_agrees_with_raw_hooks(kind, node, reader):
 def test_post_site_of_a_spec_is_what_the_fz_and_the_criteria_read():
     """The bug of issue 15: the FZ reader read Post at the block's output while ``capture`` read
     the spec's ``post`` module; both now read the spec's site."""
-    model = build("post_spec")
+    model = build("PostBlock")
     x = images()
     criteria = rsi.capture(model, x, nodes=["post"], center=False)
     for block in rsi.residual_blocks(model):
         with NodeProbe(model, block.name, "post") as probe, torch.no_grad():
             fz = probe(x)
-        at_act = reference("post_spec", x, block.path)["post"]
+        at_act = reference("PostBlock", x, block.path)["post"]
         block_output = hook_values(model, x, {"out": (block.path, "output")})["out"]
         torch.testing.assert_close(fz, criteria[(block.name, "post")])
         torch.testing.assert_close(fz, at_act)
@@ -211,14 +252,14 @@ def test_inspect_checks_the_activation_of_each_spec():
     from rsi_plugin.apps.inspect import IDENTITY_COLUMN, block_table
 
     x = images()
-    table = block_table(build("convnext"), x)
+    table = block_table(build("CNBlock"), x)
     assert list(table["activation"]) == ["identity"] * 3 and table[IDENTITY_COLUMN].all()
-    acts = rsi.capture(build("convnext"), x, nodes=("in", "pre", "post"), center=False)
+    acts = rsi.capture(build("CNBlock"), x, nodes=("in", "pre", "post"), center=False)
     relu_error = max((acts[(b, "post")] - torch.relu(acts[(b, "in")] + acts[(b, "pre")])).abs().max().item()
                      for b in table["block"])
     assert relu_error > 1e-3, "the old relu check would have failed on ConvNeXt"
-    custom = block_table(build("post_spec"), x)
+    custom = block_table(build("PostBlock"), x)
     assert custom[IDENTITY_COLUMN].all() and list(custom["post_path"]) == [
         "1.0.act.output", "1.1.act.output", "1.2.act.output"]
-    basic = block_table(build("basic"), x)
+    basic = block_table(build("BasicBlock"), x)
     assert basic[IDENTITY_COLUMN].all() and set(basic["activation"]) == {"relu"}
