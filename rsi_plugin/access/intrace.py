@@ -38,12 +38,12 @@ from rsi_plugin.access.nnsight_api import (
     is_envoy,
     is_root_envoy,
     read_site,
-    unwrap,
     write_input,
 )
 from rsi_plugin.access.plan import block_reads
 from rsi_plugin.core.blocks import ResidualBlock, check_nodes, get_block, residual_blocks
 from rsi_plugin.core.channels import channel_values
+from rsi_plugin.core.wrapped import unwrap
 from rsi_plugin.errors import InputTypeError, RSIError
 
 __all__ = ["NestedTraceError", "BlockNodes", "block_nodes", "in_trace", "check_not_in_trace", "TRACE_OPTIONS",

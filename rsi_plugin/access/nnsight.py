@@ -37,8 +37,7 @@ from rsi_plugin.errors import InputTypeError, RSIError, ShapeError, UnknownNameE
 from rsi_plugin.core.channels import channel_values, check_channels
 from rsi_plugin.core.evalmode import runs_in_eval_mode
 
-__all__ = ["wrap", "capture", "ablate", "node_gradient", "iter_batches", "check_images", "channel_values",
-           "envoy_at"]
+__all__ = ["capture", "ablate", "node_gradient", "iter_batches", "check_images"]
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from nnsight.modeling.mixins.remotable import Remotable
 
 from rsi_plugin.core.wrapped import unwrap
 
-__all__ = ["NNSIGHT_API", "NNsight", "Envoy", "unwrap", "is_envoy", "is_remotable", "is_root_envoy", "envoy_path", "envoy_at", "read_site",
+__all__ = ["NNSIGHT_API", "NNsight", "Envoy", "is_envoy", "is_remotable", "is_root_envoy", "envoy_path", "envoy_at", "read_site",
            "write_input", "save", "nnsight_config", "current_mediator", "RemotableEnvoy"]
 
 #: What this module takes from nnsight: ``(module, attribute, parameters its signature must
