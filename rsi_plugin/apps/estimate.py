@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 CALIBRATION_STEPS: int = 4
 #: timed calls per calibration case (the fastest counts)
 CALIBRATION_REPEATS: int = 3
+#: when a first call of the calibration takes longer than this (seconds), one timed call per case
+SLOW_CALL_S: float = 5.0
 
 #: where :data:`REFERENCE_STEPS`, :data:`ADAPTIVE_KEPT_SHARE` and :data:`DEMO_OTHER_STAGES_S` come from
 REFERENCE_RUN: str = (
@@ -305,7 +307,10 @@ def _calibrate(model: nn.Module, cases: Sequence[tuple[str, str, list[int]]], co
         for steps in (1, 1 + k):
             calls[(block, node, len(channels), steps)] = call(block, node, channels, steps)
     named = {f"{key}": fn for key, fn in calls.items()}
-    times = time_cases(named, repeats=repeats, warmup=1, device=model_device(model), progress=progress)
+    warm = time_cases(named, repeats=1, warmup=0, device=model_device(model))  # the untimed first calls
+    if max(r.times[0] for r in warm.values()) > SLOW_CALL_S:  # a big model: one timed call each keeps it short
+        repeats = 1
+    times = time_cases(named, repeats=repeats, warmup=0, device=model_device(model), progress=progress)
     out = {}
     for block, node, channels in cases:
         one = min(times[f"{(block, node, len(channels), 1)}"].times)
@@ -554,7 +559,7 @@ def _assumptions(name: str, config, nodes: pd.DataFrame, share: float, cap: int,
                  cache_dir: str | Path | None) -> list[str]:
     fz = config.featureviz
     text = [f"time per batch step measured here, now: the real FZ engine, {k} steps per block and node at the "
-            f"real image size, at the full running batch and at one row (the fastest of {CALIBRATION_REPEATS} calls, "
+            f"real image size, at the full running batch and at one row (the fastest of up to {CALIBRATION_REPEATS} calls, "
             f"interleaved); a step of w rows costs a + b*w (torch threads {torch.get_num_threads()}): the machine "
             f"without other work; other processes on its cores make the run slower, by far more than their share "
             f"when torch uses every core"]

@@ -217,3 +217,24 @@ def test_load_note_warns_on_a_busy_machine():
     assert est._load_note(None) == []
     assert "busy" in est._load_note(cores * 2.0)[0]
     assert "busy" not in est._load_note(0.0)[0] and "load average" in est._load_note(0.0)[0]
+
+
+def test_calibration_times_each_case_once_more_when_calls_are_slow(tiny, monkeypatch):
+    from rsi_plugin.apps import timing
+
+    seen = []
+    real = timing.time_cases
+
+    def spy(cases, repeats=5, warmup=1, **kw):
+        seen.append(repeats)
+        return real(cases, repeats=repeats, warmup=warmup, **kw)
+
+    monkeypatch.setattr(timing, "time_cases", spy)
+    cfg = FeatureVizConfig(image_size=16).resolved(tiny, "1.1", "in")
+    cases = [("1.1", "in", [0, 1]), ("1.1", "in", [0])]
+    fast = est._calibrate(tiny, cases, cfg, k=2, repeats=3, progress=False)
+    assert seen == [1, 3] and set(fast) == {("1.1", "in", 2), ("1.1", "in", 1)}
+    assert all(v > 0 for v in fast.values())
+    monkeypatch.setattr(est, "SLOW_CALL_S", 0.0)
+    est._calibrate(tiny, cases, cfg, k=2, repeats=3, progress=False)
+    assert seen[2:] == [1, 1]
