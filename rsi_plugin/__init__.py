@@ -64,7 +64,7 @@ _EXPORTS: dict[str, str] = {
     "SweepConfig": "ablation",
     "eq3_summary": "ablation",
     "write_report": "outputs",
-    "compare_to_paper": "paper",
+    "compare_to_paper": "criteria",
     "RSIError": "errors",
 }
 
@@ -102,7 +102,7 @@ _FORMER: dict[str, str] = {
     "paper_channels": "paper",
     "ablate_conditions": "ablation",
     "SweepResult": "ablation",
-    "plot_eq3": "ablation",
+    "plot_eq3": "outputs",
     "scale_attacks": "ablation",
     "channel_grids": "apps.fig1",  # compute (criteria.fig1_data) + draw (outputs.grids)
     "channel_grid_images": "criteria.fig1_data",
@@ -123,4 +123,8 @@ _SUBMODULES: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS, forward=_FORMER, submodules=_SUBMODULES)
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS, deprecated=_FORMER, submodules=_SUBMODULES)
+
+# the zoo registers the bundled models ("tiny", "planted") with core's registry, so that
+# load_model finds them whichever module a process imports first; it imports nothing heavy
+import rsi_plugin.zoo as _zoo  # noqa: E402,F401

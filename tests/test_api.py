@@ -29,7 +29,8 @@ FORMER_EXPORTS: dict[str, str] = {
     **dict.fromkeys(["invariance_criteria", "summarize", "node_sites"], "criteria.equations"),
     **dict.fromkeys(["scan", "ScanConfig"], "criteria.channel_scan"),
     **dict.fromkeys(["top_k_images", "TopKImages"], "criteria.natural"),
-    **dict.fromkeys(["paper_channels", "compare_to_paper"], "paper"),
+    "paper_channels": "paper",
+    "compare_to_paper": "criteria.paper_comparison",  # rsi_plugin.paper before (a warning there now)
     **dict.fromkeys(["FeatureVizConfig", "FeatureVizResult", "visualize", "render", "paper_jitter",
                      "model_fingerprint"], "featureviz.optimize"),
     **dict.fromkeys(["block_nodes", "BlockNodes", "NestedTraceError"], "access.intrace"),
@@ -38,7 +39,8 @@ FORMER_EXPORTS: dict[str, str] = {
     **dict.fromkeys(["hooked", "hook_name"], "access.lens"),
     **dict.fromkeys(["validation_loader", "SkippedFiles"], "core.data"),
     **dict.fromkeys(["channel_means", "ablate_conditions", "SweepConfig", "SweepResult", "sweep",
-                     "eq3_summary", "plot_eq3", "scale_attacks"], "ablation"),
+                     "eq3_summary", "scale_attacks"], "ablation"),
+    "plot_eq3": "outputs.plots",  # exported by ablation before, which cannot name the layer above
     "channel_grids": "apps.fig1",
     "channel_grid_images": "criteria.fig1_data",
     **dict.fromkeys(["save_channel_grids", "GridLayout"], "outputs.grids"),

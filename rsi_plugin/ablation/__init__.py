@@ -11,9 +11,8 @@ Imports :mod:`rsi_plugin.core` and :mod:`rsi_plugin.access`.
                       conditions, screening, resume, many processes
 :mod:`.screening`     :func:`random_sets`, :func:`keeps`: random controls, the screening rule
 :mod:`.store`         what a sweep has finished, so a killed sweep resumes
-:mod:`.eq3`           :func:`eq3_summary` (Eq. (3)); its figures :func:`plot_eq3` (Fig. 2) and
-                      :func:`plot_accuracy` are drawn by :mod:`rsi_plugin.outputs.plots` and
-                      exported here too
+:mod:`.eq3`           :func:`eq3_summary` (Eq. (3)); its figures (Fig. 2) are drawn in the
+                      layer above, :func:`rsi_plugin.outputs.plots.plot_eq3`
 :mod:`.eq3_stats`     is the Eq. (3) effect real: sign / permutation tests, bootstrap CIs
 :mod:`.attacks`       :func:`scale_attacks`: the sweep as Captum ``AttackComparator`` attacks
 :mod:`.distributed`   the few ``torch.distributed`` operations a sharded sweep needs
@@ -43,8 +42,6 @@ _EXPORTS: dict[str, str] = {
     "PAPER_SCALES": "experiment", "Condition": "experiment",
     "random_sets": "screening", "keeps": "screening", "Draw": "screening",
     "eq3_summary": "eq3",
-    # drawn in outputs (above this layer), loaded on first use: no import cycle
-    "plot_eq3": "rsi_plugin.outputs.plots", "plot_accuracy": "rsi_plugin.outputs.plots",
     "scale_attacks": "attacks", "scale_comparator": "attacks", "sweep_preprocessor": "attacks",
     "ablated_forward": "attacks", "top1": "attacks",
 }
@@ -54,4 +51,4 @@ _FORMER: dict[str, str] = {name: "rsi_plugin.core" for name in ("validation_load
 
 __all__ = sorted(_EXPORTS)
 
-__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS, forward=_FORMER)
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS, deprecated=_FORMER)

@@ -66,7 +66,7 @@ from rsi_plugin.core.data import (
 from rsi_plugin.ablation.distributed import all_reduce_sum, barrier, rank_and_world
 from rsi_plugin.ablation.eq3 import CONDITIONS, RESULT_COLUMNS, eq3_summary
 from rsi_plugin.core.evalmode import runs_in_eval_mode
-from rsi_plugin.core.images import model_info
+from rsi_plugin.core.modelinfo import model_info
 from rsi_plugin.ablation.means import (
     SWEEP_NODES,
     ablate_conditions,
@@ -239,6 +239,8 @@ class SweepResult:
             NaN when ``"auto"`` could not keep ``trials_asked`` sets).
         verdict (str): one sentence on whether the effect is distinguishable from the null
             (:func:`rsi_plugin.ablation.eq3_stats.verdict`).
+        block (str): the block swept.
+        channels (tuple of int): the scale-invariant set ablated.
     """
 
     results: pd.DataFrame
@@ -250,6 +252,8 @@ class SweepResult:
     trials_asked: int = 0
     tolerance: float = 0.0
     verdict: str = ""
+    block: str = ""
+    channels: tuple[int, ...] = ()
 
     @property
     def kept(self) -> int:
@@ -395,8 +399,8 @@ def sweep(
 
     Steps: the channel means over the data at ``p = 0``; screening of random sets in the
     no-scale condition (the invariant set's and the unablated no-scale accuracy are measured
-    in the same pass); every other scale for every condition; the Eq. (3) summary and
-    figures. Finished work is kept in ``out_dir`` and skipped when the sweep is run again.
+    in the same pass); every other scale for every condition; the Eq. (3) summary.
+    Finished work is kept in ``out_dir`` and skipped when the sweep is run again.
 
     Args:
         model (nn.Module): a model with residual blocks, carrying ``rsi_info`` (sizes and
@@ -411,9 +415,10 @@ def sweep(
         channels (sequence of int): the scale-invariant channels (criteria-passing).
         config (SweepConfig, optional): settings; the paper's by default.
         out_dir (str or path, optional): folder for ``ablation.csv``, ``draws.csv``,
-            ``means.csv``, ``eq3.csv``, ``eq3.png``, ``accuracy.png``, ``sweep.json`` (and
-            ``skipped.csv`` when files were skipped); a folder from an interrupted sweep
-            with the same settings is resumed.
+            ``means.csv``, ``eq3.csv``, ``sweep.json`` (and ``skipped.csv`` when files were
+            skipped); a folder from an interrupted sweep with the same settings is resumed.
+            The figures (``eq3.png``, ``accuracy.png``) are drawn by the layer above:
+            :func:`rsi_plugin.outputs.plots.plot_sweep` (``rsi ablate`` and the demo call it).
         progress (bool): show tqdm bars (main process only).
         **trace_kwargs: passed to every ``model.trace``.
 
@@ -530,19 +535,14 @@ def sweep(
     sentence = _verdict(summary, target.name)
     draws_table = draws_frame(draws)
     skipped = _gather_skipped(loader)
-    if store.writer and store.dir is not None:
-        from rsi_plugin.outputs.plots import plot_accuracy, plot_eq3  # drawing only (see CONTRIBUTING.md)
-
+    if store.writer and store.dir is not None:  # the figures are drawn by the caller (outputs.plots.plot_sweep)
         store.write_frame(store.files.eq3, summary)
-        title = f"block {target.name}, {len(channels)} channel{'' if len(channels) == 1 else 's'}, {len(kept)} of {config.trials} random sets"
-        plot_eq3(summary, store.files.eq3_plot, title=title, results=results)  # with the null panel
-        plot_accuracy(results, store.files.accuracy_plot, title=title)
         if skipped.count:
             store.write_frame(store.files.skipped, skipped.to_frame())
     if skipped.count:
         logger.warning("%s", skipped.summary())
     return SweepResult(results, summary, draws_table, run.means, skipped, store.dir, config.trials, tolerance,
-                       sentence)
+                       sentence, target.name, tuple(int(c) for c in channels))
 
 
 def _tidy(cells: pd.DataFrame, scales: Sequence[float], conditions: list[Condition]) -> pd.DataFrame:

@@ -21,15 +21,15 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from rsi_plugin.core.images import model_info
+from rsi_plugin.core.modelinfo import model_info
 from rsi_plugin.core.blocks import NODES, get_block, residual_blocks
 from rsi_plugin.core.choices import BENCH_CASES as _BENCH_CASES
 from rsi_plugin.apps.timing import environment, time_cases, write_json
 from rsi_plugin.access.nnsight import ablate, capture, wrap
 from rsi_plugin.errors import RSIError, UnknownNameError
 
-__all__ = ["BENCH_CASES", "REMOTE_CASES", "BenchCase", "make_cases", "bench", "save_bench", "load_bench", "plot_bench",
-           "peak_memory_mb", "sanity_warnings", "SANITY_RANGE", "bench_figure"]
+__all__ = ["BENCH_CASES", "REMOTE_CASES", "BenchCase", "make_cases", "bench", "save_bench", "load_bench",
+           "peak_memory_mb", "sanity_warnings", "SANITY_RANGE"]
 
 logger = logging.getLogger(__name__)
 
@@ -441,64 +441,3 @@ def load_bench(path: str | os.PathLike):
     frame.attrs["environment"] = payload.get("environment", {})
     frame.attrs["warnings"] = payload.get("warnings", [])
     return frame
-
-
-#: line markers of :func:`plot_bench`, one per case (with a colour from ``tab20``)
-MARKERS: tuple[str, ...] = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p", "d", "8", "H")
-
-
-def bench_figure(frame):
-    """Overhead vs batch size, one line per case, as a matplotlib figure.
-
-    Every case gets its own colour (``tab20``) and marker, and the overhead axis is
-    logarithmic so that a slow case (``remote_local``, tens of times a plain forward) does not
-    flatten the others near 1.
-
-    Args:
-        frame (DataFrame): as returned by :func:`bench`.
-
-    Returns:
-        matplotlib ``Figure`` (the caller closes it).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
-    cases = list(dict.fromkeys(frame["case"]))
-    colours = plt.get_cmap("tab20").colors
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, case in enumerate(cases):
-        rows = frame[frame["case"] == case]
-        ax.plot(rows["batch"], rows["overhead"], marker=MARKERS[i % len(MARKERS)],
-                color=colours[(2 * i) % 20 + (2 * i) // 20 % 2], label=case)
-    ax.axhline(1.0, color="black", lw=0.8, ls="--")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(set(frame["batch"])))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("time / plain forward (log)")
-    env = frame.attrs.get("environment", {})
-    ax.set_title(f"rsi bench: {env.get('model', '')} on {env.get('device', '')} ({env.get('threads', '?')} threads)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    return fig
-
-
-def plot_bench(frame, path: str | os.PathLike) -> Path:
-    """Write :func:`bench_figure` as a PNG; returns its path."""
-    import matplotlib.pyplot as plt
-
-    from rsi_plugin.core.atomic import atomic_write
-
-    fig = bench_figure(frame)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    finally:
-        plt.close(fig)
-    return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -350,6 +349,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     from rsi_plugin.apps.fig1 import channel_grids
     from rsi_plugin.core.models import load_model
     from rsi_plugin.core.blocks import residual_blocks
+    from rsi_plugin.outputs.plots import plot_sweep
     from rsi_plugin.outputs.report import write_report
     from rsi_plugin.outputs.summary import summarize_run, write_summary
     from rsi_plugin.ablation.experiment import SweepConfig, sweep
@@ -421,6 +421,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     for block in chosen:
         channels = selected[block] if block in selected else select_channels(table, block, config.channel_set)
         result = sweep(model, data, block, channels, sweep_config, out_dir=run.sweep(block).dir, progress=progress)
+        plot_sweep(result)  # eq3.png (Fig. 2) and accuracy.png beside eq3.csv
         eq3[block] = result.summary
     if not chosen:
         logger.warning("no block has channels in the %r set (and enough others for a random set): no ablation sweep",
@@ -441,8 +442,3 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     settings["wall_time_s"]["total"] = round(time.perf_counter() - begin, 2)
     write_json(run.settings, settings)
     return {"out": out, "summary": summary, "eq3": eq3, "report": report, "settings": settings}
-
-
-def read_settings(out: str | os.PathLike) -> dict[str, Any]:
-    """The ``settings.json`` of a run folder."""
-    return json.loads(RunLayout(out).settings.read_text())

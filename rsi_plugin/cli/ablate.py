@@ -261,6 +261,7 @@ def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from rsi_plugin.ablation.distributed import is_main
+    from rsi_plugin.outputs.plots import plot_sweep
     from rsi_plugin.ablation.experiment import SweepConfig, sweep
 
     channels = parse_channels(args.channels, args.block, args.source, args.channel_set)
@@ -279,6 +280,7 @@ def _run(args: argparse.Namespace) -> int:
     result = sweep(model, data, args.block, channels, config, out_dir=args.out, progress=not args.no_progress)
     if not is_main():
         return 0
+    plot_sweep(result)  # eq3.png (Fig. 2) and accuracy.png beside eq3.csv
     kept = result.kept
     used = "" if args.screen_tolerance != "auto" else f" -> {result.tolerance:.4g}"
     print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), block {args.block}, {args.variant} variant, "

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from rsi_plugin.apps.bench import bench, plot_bench, save_bench
+    from rsi_plugin.apps.bench import bench, save_bench
+    from rsi_plugin.outputs.plots import plot_bench
 
     if args.threads is not None and args.threads < 1:
         raise RSIError(f"--threads must be >= 1, got {args.threads}")

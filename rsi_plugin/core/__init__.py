@@ -5,7 +5,9 @@ r"""core: models, residual blocks and their nodes, images and transforms. Import
                         :data:`DEFAULT_SPECS`, :func:`attach_specs`
 :mod:`.blocks`          :class:`ResidualBlock`, :func:`residual_blocks`, :func:`get_block`, the
                         node names :data:`NODES` (In, Pre, Sum, Post) and :class:`NodeSite`
-:mod:`.models`          :func:`load_model`: torchvision's ResNet family and the bundled ``tiny``
+:mod:`.models`          :func:`load_model`: torchvision's ResNet family and the registered models
+:mod:`.registry`        :func:`register_model`: models built by name (the zoo registers ``tiny``
+                        and ``planted`` when the package is imported; core never imports it)
 :mod:`.modelinfo`       :class:`ModelInfo`: what a model expects of its input (``rsi_info``)
 :mod:`.choices`         the names the CLI offers (:data:`MODEL_NAMES`, bench cases, ...),
                         importable without torch so that ``rsi <cmd> --help`` stays fast

@@ -33,7 +33,8 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from rsi_plugin.core.images import model_info
+from rsi_plugin.core.modelinfo import model_info
+from rsi_plugin.core.registry import registered_class_names
 from rsi_plugin.errors import DataError, InputTypeError, MissingFileError, RSIError
 
 __all__ = ["SkippedFiles", "ValidationLoader", "validation_loader", "image_folder", "check_labels", "describe",
@@ -201,17 +202,17 @@ _PREFIXED = re.compile(r"^(\d+)[_\-. ](.+)$")
 def model_class_names(model: nn.Module | None) -> tuple[str, ...] | None:
     """The model's class names in label order, when known.
 
-    ``"tiny"``: the shapes classes (:data:`rsi_plugin.zoo.CLASSES`); a torchvision ImageNet
+    A registered model: the names it registered (``"tiny"``: the shapes classes, registered by
+    :mod:`rsi_plugin.zoo`; see :mod:`rsi_plugin.core.registry`); a torchvision ImageNet
     model (1000 classes): ``weights.meta["categories"]`` (``"tench"``, ``"goldfish"``, ...).
     ``None`` for other models.
     """
     if model is None:
         return None
     info = model_info(model)
-    if info.name == "tiny":
-        from rsi_plugin.zoo.shapes import CLASSES
-
-        return tuple(CLASSES) if len(CLASSES) == info.num_classes else None
+    registered = registered_class_names(info.name)  # "tiny": the zoo registers its shapes classes
+    if registered is not None:
+        return registered if len(registered) == info.num_classes else None
     if info.num_classes == 1000:
         import torchvision
 

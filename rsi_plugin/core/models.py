@@ -1,9 +1,10 @@
 """Load the models this library studies: torchvision's ResNet family, the bundled ``tiny`` and
-the ``planted`` positive control.
+the ``planted`` positive control (both registered by :mod:`rsi_plugin.zoo` in
+:mod:`rsi_plugin.core.registry`).
 
 Weights come from a torchvision weight enum (its download, or the torch hub cache when
 offline), a local state-dict file, or a seeded random init. Every model comes back in eval
-mode carrying a :class:`~rsi_plugin.core.images.ModelInfo` as ``model.rsi_info``.
+mode carrying a :class:`~rsi_plugin.core.modelinfo.ModelInfo` as ``model.rsi_info``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torchvision
 from torch import nn
 
 from rsi_plugin.core.modelinfo import ModelInfo
+from rsi_plugin.core.registry import registered_model
 from rsi_plugin.core.choices import MODEL_NAMES as _MODEL_NAMES
 from rsi_plugin.core.choices import RESNET_FAMILY as _RESNET_FAMILY
 from rsi_plugin.errors import MissingFileError, RSIError, UnknownNameError, WeightsError
@@ -168,7 +170,7 @@ def load_model(name: str = "tiny", weights: str | os.PathLike | None = None, see
         download (bool): allow torchvision to download enum weights missing from the cache.
 
     Returns:
-        nn.Module in eval mode with ``rsi_info`` (:class:`~rsi_plugin.core.images.ModelInfo`).
+        nn.Module in eval mode with ``rsi_info`` (:class:`~rsi_plugin.core.modelinfo.ModelInfo`).
 
     Raises:
         ValueError: unknown model or weights name, mismatched state dict; a weights file
@@ -178,22 +180,13 @@ def load_model(name: str = "tiny", weights: str | os.PathLike | None = None, see
             downloadable (the message names the expected file and where to put it).
     """
     device = check_device(device)
-    if name == "tiny":
-        from rsi_plugin.zoo import load_tiny  # the zoo is only imported when asked for
-
+    registered = registered_model(name)  # "tiny" and "planted", registered by rsi_plugin.zoo
+    if registered is not None:
         if weights is None:
-            return load_tiny(device=device)
-        model = load_tiny(device="cpu")
+            return registered.build(device).eval()
+        model = registered.build("cpu")
         load_state_dict_file(model, weights)
         model.rsi_info = ModelInfo(**{**model.rsi_info.__dict__, "weights": str(weights)})
-        return model.to(device).eval()
-    if name == "planted":
-        from rsi_plugin.zoo import build_planted  # the zoo is only imported when asked for
-
-        model = build_planted()
-        if weights is not None:
-            load_state_dict_file(model, weights)
-            model.rsi_info = ModelInfo(**{**model.rsi_info.__dict__, "weights": str(weights)})
         return model.to(device).eval()
     if name not in RESNET_FAMILY:
         raise UnknownNameError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")

@@ -12,6 +12,8 @@ Imports :mod:`rsi_plugin.core`, :mod:`rsi_plugin.access` and :mod:`rsi_plugin.fe
 :mod:`.channel_scan`    :func:`scan`, :class:`ScanConfig`: every channel of the chosen blocks,
                         from FZs or natural images, over seeds; :func:`read_table`
 :mod:`.seeds`           seeds as a dimension: pass rates, robust sets, seed agreement
+:mod:`.paper_comparison` :func:`compare_to_paper`: a scan's agreement with the paper's published
+                        channels (:func:`rsi_plugin.paper.paper_channels`), block by block
 :mod:`.fig1_data`       :func:`channel_grid_images`: the content of the paper's Fig. 1 for
                         some channels (In/Pre/Post FZs and top-k natural images; drawn by
                         :mod:`rsi_plugin.outputs.grids`)
@@ -40,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "scan_controls": "channel_scan", "compare_to_controls": "controls",
     "channel_table": "seeds", "block_summary": "seeds", "robust_count": "seeds",
     "channel_grid_images": "fig1_data",
+    "compare_to_paper": "paper_comparison",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -423,7 +423,12 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 def __getattr__(name: str) -> object:
     # ScaleInvariance moved to rsi_plugin.criteria.captum (it runs the model; this module does not)
     if name == "ScaleInvariance":
+        import warnings
+
+        from rsi_plugin._lazy import deprecation_message
         from rsi_plugin.criteria.captum import ScaleInvariance
 
+        warnings.warn(deprecation_message(f"{__name__}.ScaleInvariance", "rsi_plugin.criteria.captum",
+                                          "ScaleInvariance"), DeprecationWarning, stacklevel=2)
         return ScaleInvariance
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

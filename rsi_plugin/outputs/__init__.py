@@ -33,10 +33,10 @@ _EXPORTS: dict[str, str] = {
 }
 
 #: importable from here for code written against the first layout (outputs.figures computed
-#: and drew the grids; the computing half now lives in criteria, the composition in apps)
-_FORMER: dict[str, str] = {"channel_grids": "rsi_plugin.apps.fig1",
-                           "channel_grid_images": "rsi_plugin.criteria.fig1_data"}
+#: and drew the grids; the computing half now lives in criteria, the composition in
+#: :func:`rsi_plugin.apps.fig1.channel_grids`, which this layer cannot name)
+_FORMER: dict[str, str] = {"channel_grid_images": "rsi_plugin.criteria.fig1_data"}
 
 __all__ = sorted(_EXPORTS)
 
-__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS, forward=_FORMER)
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS, deprecated=_FORMER)

@@ -60,7 +60,7 @@ class ScanOutput:
         attrs (dict): the table's attributes stored in ``scan.parquet`` (model, weights,
             node variant, transform), empty without it.
         comparison (DataFrame or None): ``paper_comparison.csv``, or
-            :func:`~rsi_plugin.paper.compare_to_paper` for a resnet18 scan without it.
+            :func:`~rsi_plugin.criteria.paper_comparison.compare_to_paper` for a resnet18 scan without it.
     """
 
     dir: Path
@@ -172,7 +172,8 @@ def _read_csv(path: Path, **kwargs: Any) -> pd.DataFrame | None:
 
 def _read_scan(path: Path, settings: Mapping[str, Any]) -> ScanOutput | None:
     from rsi_plugin.criteria.equations import summarize
-    from rsi_plugin.paper import PAPER_MODEL, compare_to_paper
+    from rsi_plugin.criteria.paper_comparison import compare_to_paper
+    from rsi_plugin.paper import PAPER_MODEL
 
     table = _read_csv(path, dtype={"block": str})
     if table is None or any(c not in table.columns for c in ("block", "channel", "passes")):

@@ -5,6 +5,9 @@ r"""The run's charts, drawn from tables (nothing here computes a result).
 :func:`eq3_figure`          the same as a matplotlib ``Figure``
 :func:`plot_accuracy`       accuracy against scale per sweep condition
 :func:`plot_summary`        the share of passing channels per block (§3)
+:func:`plot_sweep`          a finished sweep's two figures into its folder (eq3.png, accuracy.png)
+:func:`plot_bench`          ``rsi bench``: overhead against batch size, one line per case
+:func:`bench_figure`        the same as a matplotlib ``Figure``
 ==========================  =====================================================================
 
 The tables come from :func:`rsi_plugin.ablation.eq3.eq3_summary`, a sweep's ``ablation.csv``
@@ -18,13 +21,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from rsi_plugin.core.atomic import atomic_write
 from rsi_plugin.errors import InputTypeError, RSIError
 
-__all__ = ["eq3_figure", "plot_eq3", "plot_accuracy", "plot_summary"]
+__all__ = ["eq3_figure", "plot_eq3", "plot_accuracy", "plot_summary", "plot_sweep", "plot_bench", "bench_figure"]
 
 
 def _figure(width: float = 5.0, height: float = 3.6):
@@ -277,4 +281,88 @@ def plot_summary(summary: pd.DataFrame, path: str | os.PathLike, title: str | No
         axes.set_title(title)
     path = Path(path)
     atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png"))
+    return path
+
+
+def plot_sweep(result: Any) -> tuple[Path, Path]:
+    r"""Draw a finished sweep's Fig. 2 (``eq3.png``, with the null panel) and ``accuracy.png``
+    into its folder, beside the ``eq3.csv`` :func:`rsi_plugin.ablation.experiment.sweep` wrote.
+
+    Args:
+        result (SweepResult): what ``sweep(..., out_dir=...)`` returned.
+
+    Returns:
+        ``(eq3.png, accuracy.png)`` paths.
+
+    Raises:
+        RSIError: a result without a folder (a sweep run without ``out_dir``).
+    """
+    from rsi_plugin.core.runfolder import SweepFiles
+
+    if result.out_dir is None:
+        raise RSIError("this sweep was run without out_dir: there is no folder to draw its figures into; "
+                       "run sweep(..., out_dir=...) or call plot_eq3 / plot_accuracy with paths")
+    files = SweepFiles(result.out_dir)
+    n = len(result.channels)
+    title = f"block {result.block}, {n} channel{'' if n == 1 else 's'}, {result.kept} of {result.trials_asked} random sets"
+    return (plot_eq3(result.summary, files.eq3_plot, title=title, results=result.results),
+            plot_accuracy(result.results, files.accuracy_plot, title=title))
+
+
+#: line markers of :func:`plot_bench`, one per case (with a colour from ``tab20``)
+MARKERS: tuple[str, ...] = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p", "d", "8", "H")
+
+
+def bench_figure(frame):
+    """Overhead vs batch size, one line per case, as a matplotlib figure.
+
+    Every case gets its own colour (``tab20``) and marker, and the overhead axis is
+    logarithmic so that a slow case (``remote_local``, tens of times a plain forward) does not
+    flatten the others near 1.
+
+    Args:
+        frame (DataFrame): as returned by :func:`rsi_plugin.apps.bench.bench`.
+
+    Returns:
+        matplotlib ``Figure`` (the caller closes it).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    cases = list(dict.fromkeys(frame["case"]))
+    colours = plt.get_cmap("tab20").colors
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, case in enumerate(cases):
+        rows = frame[frame["case"] == case]
+        ax.plot(rows["batch"], rows["overhead"], marker=MARKERS[i % len(MARKERS)],
+                color=colours[(2 * i) % 20 + (2 * i) // 20 % 2], label=case)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(set(frame["batch"])))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("time / plain forward (log)")
+    env = frame.attrs.get("environment", {})
+    ax.set_title(f"rsi bench: {env.get('model', '')} on {env.get('device', '')} ({env.get('threads', '?')} threads)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def plot_bench(frame, path: str | os.PathLike) -> Path:
+    """Write :func:`bench_figure` as a PNG; returns its path."""
+    import matplotlib.pyplot as plt
+
+    fig = bench_figure(frame)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
     return path

@@ -21,6 +21,7 @@ positive control built by code. Imports :mod:`rsi_plugin.core` only.
 from __future__ import annotations
 
 from rsi_plugin._lazy import lazy_exports as _lazy_exports
+from rsi_plugin.core.registry import register_model as _register_model
 
 _EXPORTS: dict[str, str] = {
     "CLASSES": "shapes", "generate": "shapes", "ShapesDataset": "shapes", "export_imagefolder": "shapes",
@@ -34,3 +35,26 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 __getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)
+
+
+def _build_tiny(device):
+    from rsi_plugin.zoo.pretrained import load_tiny
+
+    return load_tiny(device=device)
+
+
+def _tiny_classes() -> tuple[str, ...]:
+    from rsi_plugin.zoo.shapes import CLASSES
+
+    return tuple(CLASSES)
+
+
+def _build_planted(device):
+    from rsi_plugin.zoo.planted import build_planted
+
+    return build_planted().to(device)
+
+
+# load_model("tiny") / load_model("planted") find them here (the root package imports the zoo)
+_register_model("tiny", _build_tiny, _tiny_classes)
+_register_model("planted", _build_planted)

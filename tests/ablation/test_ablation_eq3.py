@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from rsi_plugin.ablation import eq3_summary, plot_accuracy, plot_eq3
+from rsi_plugin.ablation import eq3_summary
+from rsi_plugin.outputs.plots import plot_accuracy, plot_eq3
 
 
 def _table():

@@ -178,7 +178,7 @@ def test_noisy_sanity_row_is_warned(monkeypatch, caplog, ratio, warned):
 
 
 def test_plot_gives_every_case_its_own_style_on_a_log_axis():
-    from rsi_plugin.apps.bench import bench_figure
+    from rsi_plugin.outputs.plots import bench_figure
 
     rows = [{"case": case, "batch": b, "overhead": 1.0 + i + (40.0 if case == "remote_local" else 0.0)}
             for i, case in enumerate(BENCH_CASES) for b in (1, 8, 32)]

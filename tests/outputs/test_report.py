@@ -36,10 +36,12 @@ from rsi_plugin.apps.fig1 import channel_grids
 from rsi_plugin.core.runfolder import RunLayout, grid_filename
 from rsi_plugin.outputs.grids import GridLayout, save_channel_grids
 from rsi_plugin.outputs.plots import plot_summary
-from rsi_plugin.core.images import ModelInfo, normalize
+from rsi_plugin.core.modelinfo import ModelInfo
+from rsi_plugin.core.images import normalize
 from rsi_plugin.outputs.contents import discover
 from rsi_plugin.outputs.report import write_report
 from rsi_plugin.ablation.experiment import SweepConfig, sweep
+from rsi_plugin.outputs.plots import plot_sweep
 from rsi_plugin.criteria.channel_scan import ScanConfig, scan, write_scan
 from rsi_plugin.zoo import generate
 from rsi_plugin.zoo.model import build_tiny_resnet
@@ -77,9 +79,9 @@ def run(model, tmp_path_factory) -> Path:
     table["verdict"] = table["passes"].map({True: "pass", False: "fail"})  # hand-set: no undetermined row
     write_scan(table, root / "scan")  # scan.csv, scan.parquet (with the table's attrs), summary.csv
     images, labels = generate(24, 3, size=73, centered=True)
-    sweep(model, (images, labels), "2.1", PASSING,
-          SweepConfig(scales=(0.0, 0.5), trials=2, tolerance=1.0, max_draws=4, null_sets=6, batch_size=12),
-          out_dir=root / "ablation" / "2.1", progress=False)
+    plot_sweep(sweep(model, (images, labels), "2.1", PASSING,
+                     SweepConfig(scales=(0.0, 0.5), trials=2, tolerance=1.0, max_draws=4, null_sets=6, batch_size=12),
+                     out_dir=root / "ablation" / "2.1", progress=False))  # eq3.png, accuracy.png, as rsi ablate
     settings = {"model": "tiny", "weights": "random@0", "blocks": BLOCKS, "steps": 4, "trials": 2,
                 "wall_times": {"scan": 1.5, "ablation": 2.25}, "note": "<i>not markup</i>"}
     (root / "settings.json").write_text(json.dumps(settings))
