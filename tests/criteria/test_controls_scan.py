@@ -167,7 +167,7 @@ def test_verdict_on_constructed_tables():
 
 # --------------------------------------------------------------------------- the planted network
 #
-# test_scan's planted network: channel 0 of block 1.0 passes in every seed. Its untrained copies
+# test_seeds's planted network: channel 0 of block 1.0 passes in every seed. Its untrained copies
 # (each module's reset_parameters: the planted stem filters and bn2's bias of 2000 are gone)
 # must not pass it. The FZs run to a plateau (a short plateau window keeps the test fast).
 
@@ -176,7 +176,7 @@ PLANTED_QUICK = FeatureVizConfig(image_size=32, steps=128, lr=0.2, jitter=0, cha
 
 @pytest.fixture(scope="module")
 def planted() -> nn.Module:
-    from test_scan import biased_planted_net
+    from test_seeds import biased_planted_net
 
     return biased_planted_net()
 

@@ -36,7 +36,7 @@ from rsi_plugin.errors import ConfigError, MissingFileError, UnknownNameError
 from rsi_plugin.featureviz import optimize as featureviz
 
 from test_criteria import PlantedNet
-from test_scan import PLANTED_CONVERGED, biased_planted_net
+from test_seeds import PLANTED_CONVERGED, biased_planted_net
 
 #: Pre of channel 5 gets this bias: its FZ-driven Eq. 1 value then lies below 0 with S about
 #: the receptive-field centre (16, 16) and above 0 about the image centre (15.5, 15.5) (about

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -14,8 +10,6 @@ from PIL import Image
 import rsi_plugin as rsi
 from rsi_plugin.apps import demo
 from rsi_plugin.cli import main
-from rsi_plugin.core.frames import is_true, truthy
-from rsi_plugin.core.tensors import model_device
 from rsi_plugin.criteria import channel_scan
 from rsi_plugin.criteria.natural import natural_images
 from rsi_plugin.zoo.data import default_data
@@ -87,22 +81,3 @@ def test_scan_and_demo_search_the_same_images(tiny, tmp_path, monkeypatch):
         torch.stack([TF.pil_to_tensor(Image.open(p).convert("RGB")).float() / 255
                      for p in sorted(folder.rglob("*.png"))]), [73], antialias=True), [64, 64], antialias=False), tiny)
     assert not torch.allclose(demo_images, squashed, atol=1e-2)
-
-
-def test_truthy_reads_flags_back():
-    column = pd.Series(["True", " yes", "0", "false", 1, 0, None, np.nan, True], dtype=object)
-    assert truthy(column).tolist() == [True, True, False, False, True, False, False, False, True]
-    assert truthy(pd.Series([True, False])).tolist() == [True, False]
-    assert [is_true(v) for v in ("1", "no", pd.NA, 2.0)] == [True, False, False, True]
-    # a CSV with a missing flag reads it back as False (before, bool(nan) made it True)
-    table = pd.read_csv(io.StringIO("block,channel,passes\n2.1,0,True\n2.1,1,\n2.1,2,False\n"))
-    assert truthy(table["passes"]).tolist() == [True, False, False]
-
-
-def test_model_device():
-    assert model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
-    assert model_device(torch.nn.BatchNorm2d(2, affine=False)) == torch.device("cpu")  # buffers only
-    assert model_device(torch.nn.ReLU()) == torch.device("cpu")
-    meta = torch.nn.Linear(2, 2, device="meta")
-    assert model_device(meta) == torch.device("meta")
-    assert model_device(type("Wrapped", (), {"_module": meta})()) == torch.device("meta")  # as nnsight's wrapper
