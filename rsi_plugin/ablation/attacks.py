@@ -42,7 +42,8 @@ import torch
 from torch import nn
 
 from rsi_plugin.core.channels import check_channels
-from rsi_plugin.core.images import model_info, normalize
+from rsi_plugin.core.modelinfo import model_info
+from rsi_plugin.core.images import normalize
 from rsi_plugin.access.nnsight import ablate
 from rsi_plugin.core.transforms import scale_crop
 from rsi_plugin.paper import SWEEP_SCALES

@@ -24,7 +24,8 @@ from torch import nn
 from rsi_plugin.core.data import ValidationLoader, validation_loader
 from rsi_plugin.core.evalmode import runs_in_eval_mode
 from rsi_plugin.ablation.distributed import all_reduce_sum
-from rsi_plugin.core.images import model_info, normalize
+from rsi_plugin.core.modelinfo import model_info
+from rsi_plugin.core.images import normalize
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
 from rsi_plugin.access.nnsight import capture, channel_values, check_images, envoy_at, wrap
 from rsi_plugin.core.transforms import scale_crop
@@ -32,7 +33,7 @@ from rsi_plugin.errors import RSIError
 from rsi_plugin.core.tensors import model_device
 from rsi_plugin.core.wrapped import unwrap
 
-__all__ = ["SWEEP_NODES", "prepare_batch", "channel_means", "ablate_conditions", "condition_masks", "model_device"]
+__all__ = ["SWEEP_NODES", "prepare_batch", "channel_means", "ablate_conditions", "condition_masks"]
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from rsi_plugin.ablation.eq3 import RESULT_COLUMNS
 from rsi_plugin.ablation.screening import Draw
 from rsi_plugin.errors import RSIError
 
-__all__ = ["SweepStore", "atomic_write_text", "atomic_write_csv", "CellKey", "cell_key"]
+__all__ = ["SweepStore", "CellKey", "cell_key"]
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from rsi_plugin.access.nnsight import capture
 from rsi_plugin.core.blocks import residual_blocks
-from rsi_plugin.core.images import model_info
+from rsi_plugin.core.modelinfo import model_info
 from rsi_plugin.core.wrapped import unwrap
 
 __all__ = ["block_table", "IDENTITY_COLUMN"]

@@ -2,7 +2,8 @@
 
 The statistics come from the model's :class:`~rsi_plugin.core.modelinfo.ModelInfo` (its
 ``rsi_info``; ImageNet's for a plain torchvision model). ``ModelInfo`` and ``model_info`` live
-in :mod:`rsi_plugin.core.modelinfo` and stay importable from here.
+in :mod:`rsi_plugin.core.modelinfo` (import them from there; older code that imports them from
+here still works).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from torch import nn
 from rsi_plugin.core.modelinfo import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, model_info
 from rsi_plugin.errors import InputTypeError, RSIError, ShapeError
 
-__all__ = ["ModelInfo", "IMAGENET_MEAN", "IMAGENET_STD", "model_info", "normalize", "denormalize",
-           "check_unit_range", "outside_unit_range", "RANGE_SLACK"]
+__all__ = ["normalize", "denormalize", "check_unit_range", "outside_unit_range", "RANGE_SLACK"]
 
 
 RANGE_SLACK: float = 0.05

@@ -17,6 +17,7 @@ The equations themselves (tensors in, tensors out) are :mod:`rsi_plugin.criteria
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -24,7 +25,6 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 from captum.attr import Attribution, NoiseTunnel
-from captum.log import log_usage
 from torch import Tensor, nn
 
 from rsi_plugin.access.intrace import check_trace_options
@@ -32,7 +32,8 @@ from rsi_plugin.access.nnsight import capture
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
 from rsi_plugin.core.channels import check_channels
 from rsi_plugin.core.evalmode import runs_in_eval_mode
-from rsi_plugin.core.images import model_info, outside_unit_range
+from rsi_plugin.core.modelinfo import model_info
+from rsi_plugin.core.images import outside_unit_range
 from rsi_plugin.core.transforms import Transform, get_transform, transform_name
 from rsi_plugin.criteria.equations import (
     TABLE_COLUMNS,
@@ -183,6 +184,18 @@ def _pick(acts: Tensor, channels: Tensor, k: int) -> Tensor:
     return per.gather(2, index).squeeze(2).mean(1)
 
 
+def _unwrappable(method):
+    """Give ``method`` the ``__wrapped__`` that Captum's own ``attribute`` methods carry (from
+    Captum's internal ``log_usage``, a no-op in open-source Captum) and that
+    :class:`~captum.attr.NoiseTunnel` calls, without importing Captum's internals."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return method(*args, **kwargs)
+
+    return wrapper
+
+
 class ScaleInvariance(Attribution):
     r"""The paper's scale-invariance criteria (§3, Eq. (1) and (2)) for the channels of one
     residual block, in Captum's style: the constructor names what is analysed, each
@@ -251,7 +264,7 @@ class ScaleInvariance(Attribution):
                              f"need images of at least {stride}x{stride} pixels (the model's input size is "
                              f"{model_info(self.model).input_size})")
 
-    @log_usage(part_of_slo=True)
+    @_unwrappable
     def attribute(self, inputs: tuple[Tensor, Tensor], channels: Sequence[int] | Tensor | None = None,
                   rows_per_channel: int | None = None, **kwargs: Any) -> Tensor:
         r"""Both criteria for each channel on its own pair of images, as margins; keeps

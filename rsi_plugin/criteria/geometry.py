@@ -18,7 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsi_plugin.access.hooks import NodeProbe  # the node reader, one layer below criteria
 from rsi_plugin.core.blocks import ResidualBlock
+from rsi_plugin.core.evalmode import eval_mode
+from rsi_plugin.core.modelinfo import model_info
+from rsi_plugin.core.tensors import model_device
+from rsi_plugin.core.wrapped import unwrap
 from rsi_plugin.errors import InputTypeError, RSIError
 
 __all__ = ["receptive_field_center", "zoom_about", "zoom_transform", "ZOOM_CENTERS"]
@@ -47,12 +52,6 @@ def receptive_field_center(model: nn.Module, block: str | ResidualBlock, node: s
         ``(y, x)`` in pixel coordinates (pixel centres at integers; the image centre of a
         64-px image is ``(31.5, 31.5)``).
     """
-    from rsi_plugin.access.hooks import NodeProbe  # the node reader (access sits above core)
-    from rsi_plugin.core.evalmode import eval_mode
-    from rsi_plugin.core.tensors import model_device
-    from rsi_plugin.core.images import model_info
-    from rsi_plugin.core.wrapped import unwrap
-
     module = unwrap(model, check=True)
     size = int(image_size or model_info(module).input_size)
     g = torch.Generator().manual_seed(int(seed))

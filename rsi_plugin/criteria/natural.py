@@ -179,7 +179,8 @@ def _folder_batches(path: str | os.PathLike, model: nn.Module, batch_size: int,
     from torchvision.transforms.v2.functional import center_crop
 
     from rsi_plugin.core.data import validation_loader
-    from rsi_plugin.core.images import model_info, normalize
+    from rsi_plugin.core.modelinfo import model_info
+    from rsi_plugin.core.images import normalize
 
     module = unwrap(model)
     loader = validation_loader(path, module, batch_size=batch_size, limit=limit, map_classes=False)  # no labels

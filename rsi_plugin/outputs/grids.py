@@ -27,7 +27,7 @@ from rsi_plugin.core.atomic import atomic_write
 from rsi_plugin.core.runfolder import grid_filename
 from rsi_plugin.errors import ConfigError, InputTypeError, OutOfRangeError, RSIError, ShapeError
 
-__all__ = ["GridLayout", "ROWS", "COLUMNS", "STATUS_COLOR", "grid_filename", "save_channel_grids"]
+__all__ = ["GridLayout", "ROWS", "COLUMNS", "STATUS_COLOR", "save_channel_grids"]
 
 #: the grid's rows, top to bottom: centre-neuron FZ, whole-channel FZ, top-k natural images
 #: (the keys of a grid dict; :data:`rsi_plugin.criteria.fig1_data.ROWS`)

@@ -22,7 +22,8 @@ starts, deploys on and stops your own, on loopback, CPU or GPU::
 =========================  ===================================================================
 
 Nothing here imports ``ray`` or ``ndif`` on the client; :mod:`rsi_plugin.serve.cpu_actor`
-is the server-side part.
+is the server-side part, and :mod:`rsi_plugin.serve.ndif_api` lists the ndif and nnsight
+internals it relies on.
 """
 
 from __future__ import annotations

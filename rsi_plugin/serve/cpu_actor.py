@@ -14,6 +14,9 @@ the server venv).
   without ``size_bytes`` (the API's deploy-on-first-request) fails with a ``TypeError``. The
   controller applies :func:`accept_trust_remote_code` in its own process. (Ray ships the
   decorated class by value, so the patch runs in ``__init__``, not at import.)
+
+Every ndif and nnsight name used here beyond their public API is listed in
+:mod:`rsi_plugin.serve.ndif_api` (checked by ``tests/serve/test_ndif_api.py``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from rsi_plugin.zoo.model import TinyResNet
 
-from rsi_plugin.core.images import ModelInfo
+from rsi_plugin.core.modelinfo import ModelInfo
 from rsi_plugin.core.blocks import residual_blocks
 
 INPUT_SIZE = 32

@@ -26,7 +26,7 @@ from typing import Literal
 from torch import nn
 from torch.utils.data import Dataset
 
-from rsi_plugin.core.images import model_info
+from rsi_plugin.core.modelinfo import model_info
 from rsi_plugin.errors import DataError, UnknownNameError
 from rsi_plugin.zoo.shapes import ShapesDataset, eval_seed
 from rsi_plugin.core.wrapped import unwrap

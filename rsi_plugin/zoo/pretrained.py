@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rsi_plugin.core.images import ModelInfo
+from rsi_plugin.core.modelinfo import ModelInfo
 from rsi_plugin.zoo.model import build_tiny_resnet
 from rsi_plugin.errors import MissingFileError
 
@@ -61,7 +61,7 @@ def load_tiny(device: str | torch.device = "cpu", weights_path: str | Path | Non
 
     Returns:
         :class:`torchvision.models.ResNet` in eval mode (parameters still require grad),
-        with ``rsi_info`` a :class:`~rsi_plugin.core.images.ModelInfo` (name ``"tiny"``,
+        with ``rsi_info`` a :class:`~rsi_plugin.core.modelinfo.ModelInfo` (name ``"tiny"``,
         input 64, resize 73, the training normalisation, 10 classes).
 
     Raises:

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from rsi_plugin.core.images import ModelInfo, normalize
+from rsi_plugin.core.modelinfo import ModelInfo
+from rsi_plugin.core.images import normalize
 from rsi_plugin.zoo.evaluate import scale_sweep, validation_accuracy
 from rsi_plugin.zoo.model import build_tiny_resnet
 from rsi_plugin.zoo.pretrained import sha256_file
@@ -147,7 +148,7 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[nn.Module, dict[s
 
     Returns:
         ``(model, metrics)``: the float32 model in eval mode, carrying ``rsi_info``
-        (a :class:`~rsi_plugin.core.images.ModelInfo` with the normalisation), and a dict with
+        (a :class:`~rsi_plugin.core.modelinfo.ModelInfo` with the normalisation), and a dict with
         ``losses`` (per step), ``train_accuracy`` (per step), ``mean``, ``std``,
         ``train_time_s`` and ``val_history`` (``[(step, accuracy)]``).
     """

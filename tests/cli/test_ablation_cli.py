@@ -90,7 +90,7 @@ def test_tiny_default_data_is_the_centred_generated_set_at_the_resize_size():
 
     from rsi_plugin.cli.ablate import _default_data
     from rsi_plugin.core.data import validation_loader
-    from rsi_plugin.core.images import ModelInfo
+    from rsi_plugin.core.modelinfo import ModelInfo
     from rsi_plugin.zoo.shapes import ShapesDataset, eval_seed
     from rsi_plugin.testing.models import small_resnet
 

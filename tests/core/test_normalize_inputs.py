@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import rsi_plugin as rsi
-from rsi_plugin.core.images import IMAGENET_MEAN, IMAGENET_STD
+from rsi_plugin.core.modelinfo import IMAGENET_MEAN, IMAGENET_STD
 from rsi_plugin.errors import InputTypeError, RSIError, ShapeError
 
 

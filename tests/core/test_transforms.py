@@ -48,7 +48,7 @@ def test_s_is_a_centre_crop_of_half_and_bilinear_resize():
 
 
 def test_s_commutes_with_normalisation():
-    from rsi_plugin.core.images import IMAGENET_MEAN, IMAGENET_STD
+    from rsi_plugin.core.modelinfo import IMAGENET_MEAN, IMAGENET_STD
 
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 

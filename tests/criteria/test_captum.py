@@ -78,7 +78,7 @@ def test_scale_invariance_still_importable_from_equations():
 
 
 def test_attribute_is_logged_like_captums_methods():
-    assert hasattr(ScaleInvariance.attribute, "__wrapped__")  # what log_usage adds and NoiseTunnel calls
+    assert hasattr(ScaleInvariance.attribute, "__wrapped__")  # what Captum's methods carry and NoiseTunnel calls
     assert ScaleInvariance.attribute.__wrapped__.__name__ == "attribute"
 
 

@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from rsi_plugin.core.images import ModelInfo
+from rsi_plugin.core.modelinfo import ModelInfo
 from rsi_plugin.zoo import (CLASSES, TINY_METADATA, TINY_WEIGHTS, ShapesDataset,
                             build_tiny_resnet, export_imagefolder, generate, load_tiny)
 from rsi_plugin.zoo.evaluate import scale_sweep, validation_accuracy
