@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="rsi-demo", help="run folder (default rsi-demo; rerun to resume)")
     parser.add_argument("--model", default="tiny", help="model (default tiny, the bundled one)")
     parser.add_argument("--weights", type=weights, default=None, help=WEIGHTS_HELP)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--device", default=None,
+                        help="cpu or cuda (default: cpu; under torchrun with GPUs, GPU LOCAL_RANK per process)")
     parser.add_argument("--data", default=None,
                         help="ImageNet-layout validation folder (needed for models other than tiny)")
     parser.add_argument("--blocks", nargs="+", default=None,

@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("scan", help="find scale-invariant channels (Eq. 1 and 2) from feature visualisations "
                                          "or natural images; writes scan.csv and summary.csv")
     add_model_arguments(parser, default="tiny")
+    parser.set_defaults(device=None)  # cpu; under torchrun with GPUs: GPU LOCAL_RANK per process (rank_device)
     parser.add_argument("--blocks", nargs="+", default=["all"], help="block names, e.g. 2.1 3.1 (default all)")
     parser.add_argument("--channels", nargs="+", type=int, default=None,
                         help="only these channels of each block (default all)")
@@ -152,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from rsi_plugin.featureviz.optimize import FeatureVizConfig
     from rsi_plugin.core.runfolder import ScanFiles
-    from rsi_plugin.criteria.channel_scan import ScanConfig, read_table, scan, write_scan
+    from rsi_plugin.criteria.channel_scan import ScanConfig, check_scan_folder, read_table, scan, write_scan
     from rsi_plugin.criteria.controls import plan_controls
     from rsi_plugin.criteria.natural import natural_images
 
@@ -181,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.source != "fz" and args.data is not None:  # the images rsi demo searches too
         data = natural_images(model, args.data, batch_size=args.batch_size, limit=args.limit)
     blocks = "all" if args.blocks == ["all"] else args.blocks
+    check_scan_folder(out, model, blocks, config)  # other settings than the folder's: refused before any FZ
     written: list[Path] = []
 
     def finished_seed(seed: int, rows: pd.DataFrame) -> None:  # the files after every seed: resumable

@@ -141,14 +141,19 @@ def init_from_env(backend: str | None = None, timeout: datetime.timedelta | None
 def rank_device(device: str | torch.device | None) -> torch.device:
     """The device of this process: ``cuda:LOCAL_RANK`` for a CUDA ``device`` (``"cuda"`` or
     any ``"cuda:N"``) under a process group of several processes, else ``device`` itself.
+    ``None`` (nothing asked): ``cuda:LOCAL_RANK`` under a process group of several processes
+    when CUDA is available (one GPU per process, as torchrun users expect), else the CPU.
 
     Args:
-        device (str or torch.device, optional): what the user asked for; ``None``: the CPU.
+        device (str or torch.device, optional): what the user asked for.
 
     Returns:
         torch.device.
     """
-    device = torch.device(device if device is not None else "cpu")
+    if device is None:
+        several = rank_and_world()[1] > 1
+        device = "cuda" if several and torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
     if device.type == "cuda" and rank_and_world()[1] > 1:
         return torch.device("cuda", local_rank_and_world()[0])
     return device

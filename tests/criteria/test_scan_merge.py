@@ -70,6 +70,7 @@ def test_rsi_scan_merges_and_refuses_in_one_line(tmp_path, capsys):
     assert blocks_of(out / "scan.csv") == [("1.0", 0), ("1.1", 0)]
     capsys.readouterr()
     assert main(argv + ["--blocks", "2.0", "--tolerance", "2"]) == 2
+    assert not list((out / "fz").rglob("*2.0*")), "rsi scan rendered FZs of a scan it then refused"
     error = capsys.readouterr().err
     assert "tolerance" in error and "1.0 1.1" in error and len(error.strip().splitlines()) == 1
     assert blocks_of(out / "scan.csv") == [("1.0", 0), ("1.1", 0)]

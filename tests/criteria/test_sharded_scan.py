@@ -179,3 +179,23 @@ def test_one_bar_for_the_whole_run_counts_the_cached_records(tmp_path, monkeypat
         assert progress.done == 4
         progress.shrink(2)
         assert progress.bar.total == 8
+
+
+def test_a_rank_without_a_device_asked_takes_its_gpu_when_there_are_gpus(monkeypatch):
+    """torchrun users expect one GPU per process: nothing asked -> cuda:LOCAL_RANK under a group
+    with CUDA; the CPU in one process or without CUDA; an explicit choice is kept."""
+    import torch
+
+    from rsi_plugin.core import distributed
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed, "rank_and_world", lambda: (1, 2))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert distributed.rank_device(None) == torch.device("cuda", 1)
+    assert distributed.rank_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.rank_device(None) == torch.device("cpu")
+    monkeypatch.setattr(distributed, "rank_and_world", lambda: (0, 1))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert distributed.rank_device(None) == torch.device("cpu")  # one process: the CPU, as before
