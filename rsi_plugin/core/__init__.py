@@ -22,6 +22,8 @@ r"""core: models, residual blocks and their nodes, images and transforms. Import
 :mod:`.tensors`         :func:`model_device`: where a model (or its nnsight wrapper) lives
 :mod:`.frames`          :func:`truthy`: flag columns of tables read back as booleans
 :mod:`.wrapped`         :func:`unwrap`: the module behind a model or its nnsight wrapper
+:mod:`.distributed`     the few ``torch.distributed`` operations a ``torchrun`` run needs (rank,
+                        sums, barrier), the one-process identity without a process group
 :mod:`.randomize`       :func:`randomized_copy`: an untrained copy of a model, initialised as its
                         constructor does (whole, or cascading from the top down to a block)
 ======================  ====================================================================

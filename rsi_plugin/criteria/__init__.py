@@ -11,6 +11,8 @@ Imports :mod:`rsi_plugin.core`, :mod:`rsi_plugin.access` and :mod:`rsi_plugin.fe
 :mod:`.natural`         :func:`top_k_images`: each channel's top-k natural images
 :mod:`.channel_scan`    :func:`scan`, :class:`ScanConfig`: every channel of the chosen blocks,
                         from FZs or natural images, over seeds; :func:`read_table`
+:mod:`.shards`          the scan's FZ work in units, shared among ``torchrun`` processes, and
+                        its one progress bar
 :mod:`.seeds`           seeds as a dimension: pass rates, robust sets, seed agreement
 :mod:`.paper_comparison` :func:`compare_to_paper`: a scan's agreement with the paper's published
                         channels (:func:`rsi_plugin.paper.paper_channels`), block by block
