@@ -34,6 +34,8 @@ __all__ = [
     "JITTER_REFERENCE_SIZE",
     "OBJECTIVES",
     "PAD_MODES",
+    "AUTOCAST_DTYPES",
+    "MEMORY_FORMATS",
 ]
 
 #: bump when a change of the algorithm makes cached records stale
@@ -42,6 +44,13 @@ FORMAT_VERSION = 2
 JITTER_REFERENCE_SIZE: int = 224
 OBJECTIVES: tuple[str, ...] = ("neuron", "channel")
 PAD_MODES: tuple[str, ...] = ("reflect", "constant", "replicate", "circular")
+#: the values of ``FeatureVizConfig.autocast`` besides ``None``: the dtype the network runs in
+AUTOCAST_DTYPES: tuple[str, ...] = ("bfloat16",)
+#: the values of ``FeatureVizConfig.memory_format`` besides ``None``
+MEMORY_FORMATS: tuple[str, ...] = ("channels_last",)
+#: fields that enter the cache key only when they differ from their default, so that the key
+#: (and every existing cache) of a config that leaves them alone is what it was before them
+_KEY_ONLY_WHEN_SET: tuple[str, ...] = ("autocast", "memory_format")
 
 
 # --------------------------------------------------------------------------- the paper's jitter
@@ -155,6 +164,16 @@ class FeatureVizConfig:
             block's output, see :func:`relu_source`), optimise the pre-ReLU sum while the
             target is <= 0, so that a channel that starts at 0 gets a gradient. Where the
             target is > 0 the objective is the target itself. Off with ``paper_compat``.
+        autocast (str, optional): ``"bfloat16"``: the network's forward and backward of each
+            step run under :func:`torch.autocast` in bfloat16 (CPU and CUDA); the image
+            parameters, their FFT and transforms, Adam and the final objective stay float32.
+            ``None`` (default): float32 throughout. It changes the images (not just the last
+            bits), so it is part of the cache key; ``benchmarks/fz_step_speed.py`` measures
+            its speed and verdict agreement.
+        memory_format (str, optional): ``"channels_last"``: the model's 4-D parameters and the
+            image batch are in channels-last memory format during the optimisation (the
+            model's own format is restored after); ``None`` (default): as they are. Part of
+            the cache key when set (other kernels, other rounding).
     """
 
     image_size: int | None = None
@@ -179,6 +198,8 @@ class FeatureVizConfig:
     plateau_rtol: float = 0.01
     scale_jitter: bool = True
     pre_activation: bool = True
+    autocast: str | None = None
+    memory_format: str | None = None
 
     def __post_init__(self) -> None:
         def integer(name: str, low: int, allow_none: bool = False) -> None:
@@ -211,6 +232,11 @@ class FeatureVizConfig:
             check_variant(self.jitter_schedule, "jitter_schedule")
         if self.pad_mode not in PAD_MODES:
             raise UnknownNameError(f"unknown pad_mode {self.pad_mode!r}; valid: {', '.join(PAD_MODES)}")
+        if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
+            raise ConfigError(f"unknown autocast {self.autocast!r}; valid: None, {', '.join(AUTOCAST_DTYPES)}")
+        if self.memory_format is not None and self.memory_format not in MEMORY_FORMATS:
+            raise ConfigError(f"unknown memory_format {self.memory_format!r}; valid: None, "
+                              f"{', '.join(MEMORY_FORMATS)}")
         scales = tuple(float(s) for s in self.scales)
         angles = tuple(float(a) for a in self.angles)
         if not scales or min(scales) <= 0:
@@ -260,8 +286,12 @@ class FeatureVizConfig:
         themselves; the jitter schedule is left out too once the jitter is resolved), the
         cache format version, the torch version and torch's intra-op thread count (CPU
         results differ in the last bits between thread counts and versions, and the
-        optimisation amplifies that)."""
+        optimisation amplifies that). ``autocast`` and ``memory_format`` are in it only when
+        set (not ``None``), so the key of a config without them is the one it always was."""
         key = dataclasses.asdict(self.with_variant())
+        for name in _KEY_ONLY_WHEN_SET:
+            if key[name] is None:
+                key.pop(name)
         key.pop("channels_per_batch")
         key.pop("variant")
         if self.jitter is not None:  # resolved: the schedule no longer matters

@@ -12,7 +12,7 @@ the server side of ``render(remote=...)``: one batch's whole optimisation, hande
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -94,6 +94,31 @@ def _frozen(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
         for m, mode in modes:
             m.training = mode
+
+
+@contextmanager
+def _memory_format(model: nn.Module, memory_format: str | None) -> Iterator[None]:
+    """``"channels_last"``: the model's 4-D parameters and buffers in channels-last format,
+    their own tensors put back on exit; ``None``: nothing."""
+    if memory_format is None:
+        yield
+        return
+    tensors = [t for t in [*model.parameters(), *model.buffers()] if t.dim() == 4]
+    saved = [t.data for t in tensors]
+    try:
+        for t in tensors:
+            t.data = t.data.contiguous(memory_format=torch.channels_last)
+        yield
+    finally:
+        for t, data in zip(tensors, saved):
+            t.data = data
+
+
+def _autocast(device: torch.device, dtype: str | None) -> Any:
+    """:func:`torch.autocast` to ``dtype`` on the device's type; ``None``: no autocast."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, dtype))
 
 
 def plateau_window(steps: int, window: int) -> int:
@@ -284,7 +309,9 @@ def _optimize_stream(model: nn.Module, block: ResidualBlock, node: str, channels
     waiting = list(channels)
     rows: _Rows | None = None
     step = 0  # the global step: rows join only where it is a multiple of the window
-    with _frozen(model), NodeProbe(model, block, node, cfg.paper_compat, cfg.pre_activation) as probe:
+    channels_last = cfg.memory_format == "channels_last"
+    with _frozen(model), _memory_format(model, cfg.memory_format), \
+            NodeProbe(model, block, node, cfg.paper_compat, cfg.pre_activation) as probe:
         while waiting or rows is not None:
             room = width - (len(rows) if rows is not None else 0)
             if waiting and room > 0 and (window == 0 or step % window == 0):
@@ -298,12 +325,16 @@ def _optimize_stream(model: nn.Module, block: ResidualBlock, node: str, channels
             arange = torch.arange(k, device=device)
             params = rows.params.requires_grad_(True)
             with torch.enable_grad():
-                seen = transform_images(image_of(params), rows.thetas[arange, rows.t], spec)
-                target = _objective(probe((seen - mean) / std), arange, rows.index, cfg.objective)
+                seen = (transform_images(image_of(params), rows.thetas[arange, rows.t], spec) - mean) / std
+                if channels_last:
+                    seen = seen.contiguous(memory_format=torch.channels_last)
+                with _autocast(device, cfg.autocast):  # the network only; the image and Adam stay float32
+                    act = probe(seen)
+                target = _objective(act, arange, rows.index, cfg.objective).float()
                 value = target
                 if probe.pre_activation is not None:  # a ReLU node: climb its pre-activation while it is <= 0
                     value = torch.where(target > 0, target,
-                                        _objective(probe.pre_activation, arange, rows.index, cfg.objective))
+                                        _objective(probe.pre_activation, arange, rows.index, cfg.objective).float())
                 (grad,) = torch.autograd.grad(-value.sum(), params)
             params.requires_grad_(False)
             adam.step(params, grad, rows.exp_avg, rows.exp_avg_sq, rows.t)
