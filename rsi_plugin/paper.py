@@ -247,19 +247,3 @@ def paper_channels(blocks: str | Sequence[str] | None = None) -> pd.DataFrame:
     if unknown:
         raise UnknownNameError(f"the paper did not probe block(s) {unknown}; probed: {', '.join(PAPER_BLOCKS)}")
     return table[table["block"].isin(list(blocks))].reset_index(drop=True)
-
-
-def __getattr__(name: str):
-    # compare_to_paper lived here; it reads a scan's per-seed verdicts (criteria.seeds), so it
-    # belongs to criteria. Kept importable, with a DeprecationWarning, until its last caller
-    # (criteria/channel_scan.py) imports it from its home.
-    if name == "compare_to_paper":
-        import warnings
-
-        from rsi_plugin._lazy import deprecation_message
-        from rsi_plugin.criteria.paper_comparison import compare_to_paper
-
-        warnings.warn(deprecation_message(f"{__name__}.compare_to_paper", "rsi_plugin.criteria.paper_comparison",
-                                          "compare_to_paper"), DeprecationWarning, stacklevel=2)
-        return compare_to_paper
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,11 +25,7 @@ BASE_MODULES = ("errors", "_lazy", "paper")
 
 #: (importing module, imported module) -> why the upward import is right for now. Every one is
 #: a function-level (lazy) import.
-ALLOWED_UPWARD: dict[tuple[str, str], str] = {
-    ("rsi_plugin.paper", "rsi_plugin.criteria.paper_comparison"):
-        "rsi_plugin.paper.compare_to_paper, deprecated (a DeprecationWarning names its home), stays "
-        "importable until criteria/channel_scan.py imports it from criteria.paper_comparison",
-}
+ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

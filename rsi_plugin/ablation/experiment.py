@@ -39,7 +39,7 @@ ends and every screened draw to ``draws.csv``; counts of the pass in progress ar
 ``checkpoint_every`` batches. A rerun with the same settings skips what is finished.
 
 Many processes. Under ``torchrun`` (a process group initialised, e.g. by
-:func:`rsi_plugin.ablation.distributed.init_from_env`) each process reads every ``world_size``-th batch,
+:func:`rsi_plugin.core.distributed.init_from_env`) each process reads every ``world_size``-th batch,
 counts are summed across processes and the main process writes the files; the result is the
 table one process computes.
 """
@@ -63,7 +63,7 @@ from rsi_plugin.core.data import (
     describe,
     validation_loader,
 )
-from rsi_plugin.ablation.distributed import all_reduce_sum, barrier, rank_and_world
+from rsi_plugin.core.distributed import all_reduce_sum, barrier, rank_and_world
 from rsi_plugin.ablation.eq3 import CONDITIONS, RESULT_COLUMNS, eq3_summary
 from rsi_plugin.core.evalmode import runs_in_eval_mode
 from rsi_plugin.core.modelinfo import model_info

@@ -23,7 +23,7 @@ from torch import nn
 
 from rsi_plugin.core.data import ValidationLoader, validation_loader
 from rsi_plugin.core.evalmode import runs_in_eval_mode
-from rsi_plugin.ablation.distributed import all_reduce_sum
+from rsi_plugin.core.distributed import all_reduce_sum
 from rsi_plugin.core.modelinfo import model_info
 from rsi_plugin.core.images import normalize
 from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks

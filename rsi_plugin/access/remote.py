@@ -74,7 +74,7 @@ import torchvision
 from torch import nn
 
 from rsi_plugin.access.nnsight_api import Envoy, RemotableEnvoy, is_envoy, is_remotable, nnsight_config
-from rsi_plugin.core.images import ModelInfo
+from rsi_plugin.core.modelinfo import ModelInfo
 from rsi_plugin.core.models import RESNET_FAMILY, load_model
 from rsi_plugin.errors import InputTypeError, MissingFileError, RSIError, ShapeError, UnknownNameError
 from rsi_plugin.core.wrapped import unwrap

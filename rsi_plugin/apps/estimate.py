@@ -433,7 +433,7 @@ def estimate_scan(model: nn.Module, blocks: str | Sequence[str] | None = "all", 
     """
     from rsi_plugin.core.blocks import resolve_blocks
     from rsi_plugin.core.channels import check_channels
-    from rsi_plugin.core.images import model_info
+    from rsi_plugin.core.modelinfo import model_info
     from rsi_plugin.core.wrapped import unwrap
     from rsi_plugin.criteria.channel_scan import ScanConfig
     from rsi_plugin.criteria.controls import plan_controls

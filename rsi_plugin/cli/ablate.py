@@ -245,7 +245,7 @@ def _default_data(args: argparse.Namespace, model):
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsi_plugin.ablation.distributed import init_from_env
+    from rsi_plugin.core.distributed import init_from_env
 
     joined = init_from_env()
     try:
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from rsi_plugin.ablation.distributed import is_main
+    from rsi_plugin.core.distributed import is_main
     from rsi_plugin.outputs.plots import plot_sweep
     from rsi_plugin.ablation.experiment import SweepConfig, sweep
 

@@ -54,7 +54,7 @@ silently dropped; ``write_scan(..., existing="replace")`` replaces the folder's 
   count), ``share, robust, any_seed, undetermined, not_robust, passing_mean/min/max,
   undetermined_mean, jaccard_mean/min/max, null_expected, null_low, null_high,
   null_p``).
-* ``paper_comparison.csv`` for resnet18 (:func:`rsi_plugin.paper.compare_to_paper`).
+* ``paper_comparison.csv`` for resnet18 (:func:`rsi_plugin.criteria.paper_comparison.compare_to_paper`).
 * ``scan_settings.json``: the settings the rows were computed with (``attrs["settings"]`` of
   :func:`scan`'s table).
 * with controls (``ScanConfig(controls=("random-init:2",))``, :mod:`rsi_plugin.criteria.controls`):
@@ -107,7 +107,8 @@ from rsi_plugin.criteria.equations import (
 from rsi_plugin.core.evalmode import runs_in_eval_mode
 from rsi_plugin.featureviz.optimize import FeatureVizConfig
 from rsi_plugin.criteria.geometry import ZOOM_CENTERS, receptive_field_center, zoom_transform
-from rsi_plugin.core.images import model_info, normalize
+from rsi_plugin.core.images import normalize
+from rsi_plugin.core.modelinfo import model_info
 from rsi_plugin.core.tensors import model_device
 from rsi_plugin.criteria.natural import TopKImages, natural_images, top_k_images
 from rsi_plugin.core.blocks import ResidualBlock, get_block, resolve_blocks
@@ -849,7 +850,7 @@ def write_scan(table: pd.DataFrame, out_dir: str | Path, share: float | None = N
     import importlib.util
 
     from rsi_plugin.core.atomic import atomic_write, atomic_write_csv, atomic_write_json
-    from rsi_plugin.paper import compare_to_paper
+    from rsi_plugin.criteria.paper_comparison import compare_to_paper
     from rsi_plugin.criteria.seeds import block_summary, channel_table
 
     if existing not in WRITE_MODES:

@@ -48,7 +48,7 @@ torch.set_num_threads(1)
 from test_ablation_distributed import CHANNELS, CONFIG, Data
 from rsi_plugin.testing.models import small_resnet
 from rsi_plugin.ablation import SweepConfig, sweep
-from rsi_plugin.ablation.distributed import init_from_env, rank_and_world
+from rsi_plugin.core.distributed import init_from_env, rank_and_world
 
 if not init_from_env():
     raise SystemExit("no process group from the environment")
