@@ -69,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fz.add_argument("--unit-channels", type=int, default=None, metavar="N",
                     help="channels per FZ unit, the work one process of a torchrun scan takes (default 4 x "
                          "--channels-per-batch); every scan renders in these units")
+    fz.add_argument("--autocast", choices=("bfloat16",), default=None,
+                    help="run the network of each FZ step in bfloat16 (torch.autocast; image and Adam stay "
+                         "float32); other FZs, cached apart (default: float32; see "
+                         "benchmarks/results/fz_step_speed.md for its speed and verdict agreement)")
     fz.add_argument("--force", action="store_true", help="recompute cached feature visualisations")
     nat = parser.add_argument_group("natural images")
     nat.add_argument("--data", default=None,
@@ -170,7 +174,8 @@ def _run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     featureviz = FeatureVizConfig(image_size=args.image_size, steps=args.steps, jitter=args.jitter,
                                   jitter_schedule=args.jitter_schedule, seed=args.seed,
-                                  channels_per_batch=args.channels_per_batch, paper_compat=args.paper_compat)
+                                  channels_per_batch=args.channels_per_batch, paper_compat=args.paper_compat,
+                                  autocast=getattr(args, "autocast", None))
     config = ScanConfig(featureviz=featureviz, variant=args.variant, transform=args.transform, tolerance=args.tolerance,
                         source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
                         natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
@@ -230,7 +235,8 @@ def run_estimate(args: argparse.Namespace, seeds: tuple[int, ...] | None, contro
     model = load_model_from_args(args)
     featureviz = FeatureVizConfig(image_size=args.image_size, steps=args.steps, jitter=args.jitter,
                                   jitter_schedule=args.jitter_schedule, seed=args.seed,
-                                  channels_per_batch=args.channels_per_batch, paper_compat=args.paper_compat)
+                                  channels_per_batch=args.channels_per_batch, paper_compat=args.paper_compat,
+                                  autocast=getattr(args, "autocast", None))
     config = ScanConfig(featureviz=featureviz, variant=args.variant, transform=args.transform, tolerance=args.tolerance,
                         source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
                         natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,

@@ -62,3 +62,18 @@ def test_default_key_has_no_option_fields_and_a_set_option_gives_another_key():
 def test_bad_option_values_are_rejected_naming_the_valid_ones(options, valid):
     with pytest.raises(ConfigError, match=valid):
         FeatureVizConfig(**options)
+
+
+def test_rsi_scan_autocast_flag_reaches_the_fz_config(monkeypatch, tmp_path, capsys):
+    import rsi_plugin.apps.estimate as estimate
+    from rsi_plugin.cli import main
+
+    seen = []
+    monkeypatch.setattr(estimate, "estimate_scan", lambda model, blocks, config, progress: seen.append(config))
+    monkeypatch.setattr(estimate, "format_estimate", lambda e: "estimated")
+    argv = ["scan", "--model", "tiny", "--blocks", "2.1", "--estimate", "--out", str(tmp_path / "s")]
+    assert main(argv + ["--autocast", "bfloat16"]) == 0 and main(argv) == 0
+    assert [c.featureviz.autocast for c in seen] == ["bfloat16", None]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--autocast", "float16"])
+    assert exit_info.value.code == 2 and "bfloat16" in capsys.readouterr().err
