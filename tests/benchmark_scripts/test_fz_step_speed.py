@@ -18,6 +18,7 @@ def test_quick_run_writes_the_json_and_table(tmp_path):
     assert [r["option"] for r in result["speed"]] == list(OPTIONS)
     assert all(r["channel_steps_per_s"] > 0 and r["model"] == "tiny" for r in result["speed"])
     assert result["speed"][0]["speedup"] == 1.0
+    assert all(0 < r["param_share"] < 1 for r in result["speed"])
     compared = result["verdicts"]["compared"]
     assert set(compared) == {"bf16@seed0", "channels_last@seed0", "bf16+channels_last@seed0", "fp32@seed1"}
     assert all(0 <= c["changed"] <= c["channels"] == 1 for c in compared.values())
