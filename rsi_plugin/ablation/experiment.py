@@ -167,6 +167,13 @@ class SweepConfig:
     checkpoint_every: int = 20
 
     def validated(self) -> "SweepConfig":
+        """Deprecated spelling of :meth:`resolved` (one verb across the configs)."""
+        import warnings
+
+        warnings.warn("SweepConfig.validated() is deprecated: use SweepConfig.resolved()", DeprecationWarning, stacklevel=2)
+        return self.resolved()
+
+    def resolved(self) -> "SweepConfig":
         """A copy with ``scales`` sorted, deduplicated and holding 0, and ``node`` and
         ``crop`` taken from ``variant`` where they are ``None``.
 
@@ -206,7 +213,7 @@ class SweepConfig:
         crop is recorded as ``variant`` (its name before the variant was one switch), so a
         folder of an older run resumes; ``set_draws`` names the way random and null sets are
         drawn (:data:`SET_DRAWS`)."""
-        cfg = self.validated()
+        cfg = self.resolved()
         keep = ("scales", "trials", "seed", "tolerance", "max_draws", "null_sets", "node")
         return {**{k: v for k, v in asdict(cfg).items() if k in keep}, "variant": cfg.crop, "set_draws": SET_DRAWS}
 
@@ -431,7 +438,7 @@ def sweep(
             model's classes.
         IndexError: a channel out of range.
     """
-    config = (config or SweepConfig()).validated()
+    config = (config or SweepConfig()).resolved()
     module = unwrap(model)
     target = get_block(residual_blocks(module), block)
     channels = _check_channels(channels, target.channels, target.name)

@@ -143,6 +143,13 @@ class DemoConfig:
         return cls(**settings)
 
     def validated(self) -> "DemoConfig":
+        """Deprecated spelling of :meth:`resolved` (one verb across the configs)."""
+        import warnings
+
+        warnings.warn("DemoConfig.validated() is deprecated: use DemoConfig.resolved()", DeprecationWarning, stacklevel=2)
+        return self.resolved()
+
+    def resolved(self) -> "DemoConfig":
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool):
             seeds = list(self.seeds) if isinstance(self.seeds, Sequence) and not isinstance(self.seeds, str) else None
             if (not seeds or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in seeds)
@@ -358,7 +365,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     from rsi_plugin.criteria.sensitivity import write_sensitivity
     from rsi_plugin.apps.planted import PlantedControlConfig, run_planted_control
 
-    config = config.validated()
+    config = config.resolved()
     config.started = time.strftime("%Y-%m-%dT%H:%M:%S")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -616,7 +616,7 @@ def estimate_demo(config: Any, calibration_steps: int = CALIBRATION_STEPS, progr
     from rsi_plugin.featureviz.optimize import FeatureVizConfig
     from rsi_plugin.paper import FZ_STEPS
 
-    config = config.validated()
+    config = config.resolved()
     run = RunLayout(config.out)
     model = load_model(config.model, weights=config.weights, seed=config.seed, device=config.device)
     seeds = demo_seeds(config)

@@ -284,7 +284,7 @@ def _run(args: argparse.Namespace) -> int:
     kept = result.kept
     used = "" if args.screen_tolerance != "auto" else f" -> {result.tolerance:.4g}"
     print(f"{model.rsi_info.name} ({model.rsi_info.weights} weights), block {args.block}, {args.variant} variant, "
-          f"node {config.validated().node}, crop {config.validated().crop}: "
+          f"node {config.resolved().node}, crop {config.resolved().crop}: "
           f"{len(channels)} scale-invariant channels vs {kept} of {args.trials} random sets "
           f"({len(result.draws)} drawn, screen tolerance {args.screen_tolerance}{used})")
     if result.starved:

@@ -102,7 +102,6 @@ from rsi_plugin.criteria.equations import (
     TOLERANCE,
     add_fz_verdict,
     check_tolerance,
-    node_sites,
 )
 from rsi_plugin.core.evalmode import runs_in_eval_mode
 from rsi_plugin.featureviz.optimize import FeatureVizConfig
@@ -255,8 +254,6 @@ class ScanConfig:
             raise UnknownNameError(f"unknown zoom_center {self.zoom_center!r}; valid: {', '.join(ZOOM_CENTERS)}")
         if self.variant is not None:
             check_variant(self.variant)
-            if self.featureviz.variant != self.variant:
-                object.__setattr__(self, "featureviz", dataclasses.replace(self.featureviz, variant=self.variant))
         if self.node_variant is not None:
             check_variant(self.node_variant, "node_variant")
         if self.paper_compat is not None and not isinstance(self.paper_compat, (bool, np.bool_)):
@@ -293,20 +290,35 @@ class ScanConfig:
                 self.control_seeds, (int, np.integer)) or not 1 <= self.control_seeds <= len(self.seeds)):
             raise ConfigError(f"control_seeds must be None or an integer from 1 to the number of seeds "
                               f"({len(self.seeds)}), got {self.control_seeds!r}")
-        given = [v for v in (self.paper_compat, self.featureviz.paper_compat) if v is not None]
-        if given:  # an explicit paper_compat on either level holds for both (True if either is)
-            compat = bool(any(given))
-            object.__setattr__(self, "paper_compat", compat)
-            if compat != self.featureviz.paper_compat:
-                object.__setattr__(self, "featureviz", dataclasses.replace(self.featureviz, paper_compat=compat))
+
+    @property
+    def is_resolved(self) -> bool:
+        """Every text/code switch is settled (:meth:`resolved` returns the config itself)."""
+        fz = self.featureviz
+        return (self.variant is not None and self.node_variant is not None and self.paper_compat is not None
+                and fz.variant == self.variant and fz.jitter_schedule is not None
+                and fz.paper_compat is not None and fz.paper_compat == self.paper_compat)
 
     def resolved(self) -> "ScanConfig":
-        """This config with every text/code switch settled: ``variant`` (from
-        ``featureviz.variant`` when ``None``), ``node_variant``, and the FZs'
-        ``jitter_schedule`` and ``paper_compat`` (:meth:`FeatureVizConfig.with_variant`)."""
+        """This config with every text/code switch settled, once (``__post_init__`` only
+        validates; :func:`scan` calls this first and passes the result down): ``variant``
+        (from ``featureviz.variant`` when ``None``) also set on ``featureviz``; an explicit
+        ``paper_compat`` on either level holds for both (True if either is); then
+        ``node_variant`` and the FZs' ``jitter_schedule`` and ``paper_compat`` from the variant
+        (:func:`rsi_plugin.paper.resolve`) where they are ``None``. A resolved config is
+        returned as it is."""
+        if self.is_resolved:
+            return self
         variant = self.variant if self.variant is not None else self.featureviz.variant
+        featureviz = self.featureviz
+        given = [v for v in (self.paper_compat, featureviz.paper_compat) if v is not None]
+        if given:
+            featureviz = dataclasses.replace(featureviz, paper_compat=bool(any(given)))
         choices = resolve_variant(variant)
-        featureviz = self.featureviz.with_variant()
+        schedule = featureviz.jitter_schedule if featureviz.jitter_schedule is not None else choices.jitter_schedule
+        compat = featureviz.paper_compat if featureviz.paper_compat is not None else choices.fz_paper_compat
+        featureviz = dataclasses.replace(featureviz, variant=variant, jitter_schedule=schedule,
+                                         paper_compat=bool(compat))
         return dataclasses.replace(
             self, variant=variant, featureviz=featureviz, paper_compat=featureviz.paper_compat,
             node_variant=self.node_variant if self.node_variant is not None else choices.node_variant)
@@ -352,13 +364,46 @@ def _block_transform(model: nn.Module, block: ResidualBlock, config: ScanConfig,
     return zoom_transform(float(value) if value else 2.0, center, config.transform), f"{center[0]:.2f},{center[1]:.2f}"
 
 
-def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], config: ScanConfig,
-              progress: bool, seed: int | None = None, center: tuple[float, float] | None = None,
+@dataclass(frozen=True)
+class BlockPlan:
+    """What a scan settles once per block, for every seed: the block, its criteria (with the
+    node sites of the config's ``node_variant``), the transform of Eq. (1) (``S`` about the
+    zoom centre) and how the centre is recorded.
+
+    Attributes:
+        block (ResidualBlock): the block.
+        criteria (ScaleInvariance): Eq. (1) and (2) of the block (``criteria.sites``: the nodes).
+        transform: the transform of Eq. (1).
+        zoom (str): ``"image"`` or the receptive-field centre ``"y,x"``.
+    """
+
+    block: ResidualBlock
+    criteria: ScaleInvariance
+    transform: Any
+    zoom: str
+
+    @property
+    def sites(self) -> dict[str, tuple[str, str]]:
+        """The node sites (:func:`rsi_plugin.criteria.equations.node_sites`)."""
+        return self.criteria.sites
+
+
+def plan_block(model: nn.Module, block: ResidualBlock, config: ScanConfig,
+               center: tuple[float, float] | None = None) -> BlockPlan:
+    """The :class:`BlockPlan` of a block under a resolved config (``center``: the zoom centre to
+    use instead of measuring it on ``model``, as the control copies do)."""
+    transform, zoom = _block_transform(model, block, config, center)
+    return BlockPlan(block, ScaleInvariance(model, block, node_variant=config.node_variant), transform, zoom)
+
+
+def _fz_table(model: nn.Module, plan: BlockPlan, channels: list[int], config: ScanConfig,
+              progress: bool, seed: int | None = None,
               tracker: RunProgress | None = None, force: bool | None = None,
               rendered: set[tuple[str, str, int]] | None = None) -> pd.DataFrame:
     """The FZ rows of a block for one seed, rendered unit by unit (:mod:`rsi_plugin.criteria.shards`);
     ``rendered``: (block, role, channel) rendered by the other ranks in this run; ``force``:
     ``config.force`` unless given (False once the sharded pass has rendered everything)."""
+    block = plan.block
     device = model_device(model)
     seed = config.featureviz.seed if seed is None else seed
     size = unit_size(config.featureviz, config.unit_channels)
@@ -375,10 +420,9 @@ def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], confi
         renders[role] = join_results(parts)
     x_in = normalize(renders["in"].images.to(device), model)
     x_pre = normalize(renders["pre"].images.to(device), model)
-    si = ScaleInvariance(model, block, node_variant=config.node_variant)
-    transform, zoom = _block_transform(model, block, config, center)
-    result = si.evaluate((x_in, x_pre), channels=channels, transform=transform, tolerance=config.tolerance,
-                         batch_size=config.batch_size)
+    zoom = plan.zoom
+    result = plan.criteria.evaluate((x_in, x_pre), channels=channels, transform=plan.transform,
+                                    tolerance=config.tolerance, batch_size=config.batch_size)
     table = add_fz_verdict(result.table(), renders["in"].status, renders["pre"].status)
     table["in_steps_used"] = renders["in"].steps_used
     table["pre_steps_used"] = renders["pre"].steps_used
@@ -396,13 +440,12 @@ def _fz_table(model: nn.Module, block: ResidualBlock, channels: list[int], confi
     return table
 
 
-def _natural_table(model: nn.Module, block: ResidualBlock, channels: list[int], top: TopKImages,
-                   config: ScanConfig, chunk: int = 32, center: tuple[float, float] | None = None) -> pd.DataFrame:
-    sites = node_sites(model, block, config.node_variant)
+def _natural_table(model: nn.Module, plan: BlockPlan, channels: list[int], top: TopKImages,
+                   config: ScanConfig, chunk: int = 32) -> pd.DataFrame:
+    sites = plan.sites
     device = model_device(model)
     k = 1 if config.natural_reduce == "top1" else top.k
-    si = ScaleInvariance(model, block, node_variant=config.node_variant)
-    transform, zoom = _block_transform(model, block, config, center)
+    si, transform, zoom = plan.criteria, plan.transform, plan.zoom
     parts = []
     for start in range(0, len(channels), chunk):
         some = channels[start:start + chunk]
@@ -597,6 +640,7 @@ def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, da
     other bar). Under a process group of several processes each seed's FZ units are first
     rendered by their ranks into the cache (:mod:`rsi_plugin.criteria.shards`)."""
     centers = centers or {}
+    plans = {b.name: plan_block(module, b, config, centers.get(b.name)) for b in chosen}  # once per block
     plan = {b.name: _channels(b, config.channels) for b in chosen}
     by_name = {b.name: b for b in chosen}
     fz = config.source in ("fz", "both")
@@ -610,8 +654,7 @@ def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, da
     top = None
     if config.source in ("natural", "both"):
         data = natural_images(module, data, config.natural_samples, config.seed, config.batch_size or 64)
-        keys = [site for b in chosen for role, site in node_sites(module, b, config.node_variant).items()
-                if role in ("in", "pre")]
+        keys = [site for b in chosen for role, site in plans[b.name].sites.items() if role in ("in", "pre")]
         top = top_k_images(module, data, keys, k=config.top_k, batch_size=config.batch_size, progress=bars)
     remaining = dict(plan)
     seeds = config.seeds
@@ -632,8 +675,8 @@ def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, da
         for block in tqdm(chosen, disable=not bars or len(chosen) < 2, desc=f"scan (seed {seed})",
                           unit="block"):
             if fz and remaining[block.name]:
-                part = _with_verdicts(_fz_table(module, block, remaining[block.name], config, bars, seed,
-                                                centers.get(block.name), tracker=tracker,
+                part = _with_verdicts(_fz_table(module, plans[block.name], remaining[block.name], config, bars,
+                                                seed, tracker=tracker,
                                                 force=False if sharded else None, rendered=rendered), seed)
                 if config.adaptive:
                     if number == 0:
@@ -647,8 +690,8 @@ def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, da
                 tables.append(part)
                 _log_block(part, block.name, seed)
             if top is not None and number == 0:
-                part = _with_verdicts(_natural_table(module, block, plan[block.name], top, config,
-                                                     center=centers.get(block.name)), seed)
+                part = _with_verdicts(_natural_table(module, plans[block.name], plan[block.name], top, config),
+                                      seed)
                 tables.append(part)
                 _log_block(part, block.name, seed)
         if sharded and config.adaptive and number == 0:  # one plan for every rank: rank 0's

@@ -248,7 +248,11 @@ class FeatureVizConfig:
 
     def with_variant(self) -> "FeatureVizConfig":
         """This config with ``jitter_schedule`` and ``paper_compat`` taken from ``variant``
-        where they are ``None`` (:func:`rsi_plugin.paper.resolve`); given values are kept."""
+        where they are ``None`` (:func:`rsi_plugin.paper.resolve`); given values are kept. A
+        config whose switches are set (as :meth:`ScanConfig.resolved` leaves it) is returned as
+        it is: the variant is resolved once on the way through a scan."""
+        if self.jitter_schedule is not None and type(self.paper_compat) is bool:
+            return self
         choices = resolve_variant(self.variant)
         schedule = self.jitter_schedule if self.jitter_schedule is not None else choices.jitter_schedule
         compat = bool(self.paper_compat) if self.paper_compat is not None else choices.fz_paper_compat

@@ -130,10 +130,10 @@ def test_default_scope_is_layers_1_to_3_of_tiny_and_all_elsewhere(tmp_path):
     from rsi_plugin.cli import build_parser
     from rsi_plugin.apps.demo import TINY_DEFAULT_BLOCKS
 
-    assert DemoConfig().validated().blocks == list(TINY_DEFAULT_BLOCKS) == ["1.1", "2.0", "2.1", "3.1"]
-    assert DemoConfig(blocks="all").validated().blocks == "all"
-    assert DemoConfig(model="resnet18", data=str(tmp_path)).validated().blocks == "all"
-    assert DemoConfig.quick_run(str(tmp_path)).validated().blocks == "all"  # the smoke run covers every block
+    assert DemoConfig().resolved().blocks == list(TINY_DEFAULT_BLOCKS) == ["1.1", "2.0", "2.1", "3.1"]
+    assert DemoConfig(blocks="all").resolved().blocks == "all"
+    assert DemoConfig(model="resnet18", data=str(tmp_path)).resolved().blocks == "all"
+    assert DemoConfig.quick_run(str(tmp_path)).resolved().blocks == "all"  # the smoke run covers every block
     assert build_parser(["demo"]).parse_args(["demo"]).blocks is None
 
 
@@ -173,4 +173,4 @@ def test_the_blocks_ablated_follow_the_channel_set():
 ])
 def test_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        DemoConfig(**kwargs).validated()
+        DemoConfig(**kwargs).resolved()

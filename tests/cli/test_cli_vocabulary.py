@@ -90,7 +90,8 @@ def _demo_config(monkeypatch, *argv):
 
 
 def test_demo_device_is_passed_on(monkeypatch):
-    assert parse("demo").device == "cpu"
+    assert parse("demo").device is None  # cpu in one process; under torchrun with GPUs, GPU LOCAL_RANK
+    assert _demo_config(monkeypatch).device == "cpu"
     assert _demo_config(monkeypatch, "--device", "cuda").device == "cuda"
 
 
@@ -120,10 +121,10 @@ def test_demo_seeds_take_a_count_or_a_list(monkeypatch):
 def test_demo_config_with_a_seed_list_scans_those_seeds():
     from rsi_plugin.apps.demo import DemoConfig, demo_seeds
 
-    assert demo_seeds(DemoConfig(seeds=2, seed=5).validated()) == (5, 6)
-    assert demo_seeds(DemoConfig(seeds=(0, 4)).validated()) == (0, 4)
+    assert demo_seeds(DemoConfig(seeds=2, seed=5).resolved()) == (5, 6)
+    assert demo_seeds(DemoConfig(seeds=(0, 4)).resolved()) == (0, 4)
     with pytest.raises(ValueError, match="seeds"):
-        DemoConfig(seeds=()).validated()
+        DemoConfig(seeds=()).resolved()
 
 
 @pytest.mark.parametrize("command, default", [("scan", False), ("demo", True)])

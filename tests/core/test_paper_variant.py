@@ -140,21 +140,21 @@ def test_scan_config_variant_and_overrides():
 
 
 def test_sweep_config_variant_and_overrides():
-    text, code = SweepConfig().validated(), SweepConfig(variant="code").validated()
+    text, code = SweepConfig().resolved(), SweepConfig(variant="code").resolved()
     assert (text.node, text.crop, code.node, code.crop) == ("post", "text", "sum", "code")
-    assert SweepConfig(variant="code", node="post").validated().node == "post"
-    assert SweepConfig(variant="code", crop="text").validated().crop == "text"
+    assert SweepConfig(variant="code", node="post").resolved().node == "post"
+    assert SweepConfig(variant="code", crop="text").resolved().crop == "text"
     # sweep.json keeps its keys: the crop is recorded as "variant", so older folders resume
     assert SweepConfig().manifest() == {"scales": paper.SWEEP_SCALES, "trials": 10, "seed": 0, "tolerance": 0.0,
                                         "max_draws": 100, "null_sets": 200, "node": "post", "variant": "text",
                                         "set_draws": "distinct"}
     assert SweepConfig(crop="code").manifest()["variant"] == "code"
     with pytest.raises(ValueError, match="text, code"):
-        SweepConfig(variant="paper").validated()
+        SweepConfig(variant="paper").resolved()
     with pytest.raises(ValueError, match="text, code"):
-        SweepConfig(crop="paper").validated()
+        SweepConfig(crop="paper").resolved()
     with pytest.raises(ValueError, match="post, sum"):
-        SweepConfig(node="pre").validated()
+        SweepConfig(node="pre").resolved()
 
 
 def test_code_variant_scan_is_the_explicit_switches(tmp_path):

@@ -105,7 +105,7 @@ def test_code_variant_renders_in_at_the_previous_sum(model, tmp_path):
 
 def test_paper_compat_optimises_the_aliased_post(model, tmp_path):
     config = ScanConfig(featureviz=FAST, channels=[0, 1, 2], cache_dir=tmp_path, paper_compat=True)
-    assert config.featureviz.paper_compat
+    assert config.resolved().featureviz.paper_compat  # __post_init__ validates; resolved() settles
     table = scan(model, "1.1", config, progress=False)
     # Lucent's reading of bn2 is Post: the achieved "Pre" activation is Post of the Pre FZ
     assert close(table["pre_fz_act"], table["post_pre"])

@@ -201,7 +201,7 @@ def test_eq3_detects_the_planted_scale_specific_deficit():
 def test_eq3_at_strength_zero_finds_no_deficit():
     result = _sweep(0.0)
     cells = result.results.set_index(["condition", "scale"])["accuracy"]
-    for p in EQ3.validated().scales:  # the planted channels are not read: ablating them is a no-op
+    for p in EQ3.resolved().scales:  # the planted channels are not read: ablating them is a no-op
         assert cells[("invariant", p)] == cells[("none", p)]
     tests = ratio_tests(result.results).set_index("scale")
     assert (tests.loc[[0.25, 0.5], "p_null"] * 2 >= ALPHA).all()
