@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(the demo's by default; none: skip the verdict part)")
     p.add_argument("--channels", type=int, nargs="+", default=None, help="only these channels of each block")
     p.add_argument("--scan-steps", type=int, default=None, help="FZ step cap of the verdict scans (default: the demo's)")
+    p.add_argument("--no-speed", action="store_true", help="skip the speed part (the verdict scans only)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="a smoke run: tiny at 32 px, 2 steps, 4 channels; "
                    "a 1-channel, 4-step verdict scan of block 1.1")
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                               "load_start": [round(x, 2) for x in os.getloadavg()], "quick": args.quick,
                               "rule": {"speedup": SPEEDUP_RULE, "verdicts": "no more changed than a seed change"}}
     print(json.dumps(result["machine"]), "load", result["load_start"], flush=True)
-    result["speed"] = speed(_cases(args.quick, args.device), options, args.rounds)
+    result["speed"] = [] if args.no_speed else speed(_cases(args.quick, args.device), options, args.rounds)
     result["verdicts"] = agreement(args.blocks, options, args.channels, args.scan_steps, args.device) \
         if args.blocks else None
     result["load_end"] = [round(x, 2) for x in os.getloadavg()]
