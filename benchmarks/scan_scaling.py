@@ -26,7 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-TABLES = ("scan.csv", "summary.csv", "scan_channels.csv")
+from rsi_plugin.core.runfolder import SCAN_CHANNELS, SCAN_SUMMARY, SCAN_TABLE  # noqa: E402
+
+TABLES = (SCAN_TABLE, SCAN_SUMMARY, SCAN_CHANNELS)
 
 
 def scan_command(procs: int, args: argparse.Namespace, out: Path) -> list[str]:
