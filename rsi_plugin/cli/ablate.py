@@ -245,16 +245,10 @@ def _default_data(args: argparse.Namespace, model):
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsi_plugin.core.distributed import init_from_env
+    from rsi_plugin.core.distributed import joined_process_group
 
-    joined = init_from_env()
-    try:
+    with joined_process_group():
         return _run(args)
-    finally:
-        if joined:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -78,16 +78,10 @@ def run(args: argparse.Namespace) -> int:
     import datetime
 
     from rsi_plugin.cli.scan import BARRIER_TIMEOUT_HOURS
-    from rsi_plugin.core.distributed import init_from_env
+    from rsi_plugin.core.distributed import joined_process_group
 
-    joined = init_from_env(timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
-    try:
+    with joined_process_group(timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS)):
         return _run(args)
-    finally:
-        if joined:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _run(args: argparse.Namespace) -> int:

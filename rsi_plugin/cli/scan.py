@@ -138,16 +138,10 @@ def run(args: argparse.Namespace) -> int:
     """``rsi scan``; under ``torchrun`` it joins the process group first and leaves it at the end."""
     import datetime
 
-    from rsi_plugin.core.distributed import init_from_env
+    from rsi_plugin.core.distributed import joined_process_group
 
-    joined = init_from_env(timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
-    try:
+    with joined_process_group(timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS)):
         return _run(args)
-    finally:
-        if joined:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -155,9 +149,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from rsi_plugin.core.distributed import is_main, rank_device, rank_threads
 
-    from rsi_plugin.featureviz.optimize import FeatureVizConfig
     from rsi_plugin.core.runfolder import ScanFiles
-    from rsi_plugin.criteria.channel_scan import ScanConfig, check_scan_folder, read_table, scan, write_scan
+    from rsi_plugin.criteria.channel_scan import check_scan_folder, read_table, scan, write_scan
     from rsi_plugin.criteria.controls import plan_controls
     from rsi_plugin.criteria.natural import natural_images
 
@@ -172,17 +165,7 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     files = ScanFiles(out)
     model = load_model_from_args(args)
-    featureviz = FeatureVizConfig(image_size=args.image_size, steps=args.steps, jitter=args.jitter,
-                                  jitter_schedule=args.jitter_schedule, seed=args.seed,
-                                  channels_per_batch=args.channels_per_batch, paper_compat=args.paper_compat,
-                                  autocast=getattr(args, "autocast", None))
-    config = ScanConfig(featureviz=featureviz, variant=args.variant, transform=args.transform, tolerance=args.tolerance,
-                        source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
-                        natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
-                        cache_dir=str(files.fz_cache), force=args.force, batch_size=args.batch_size, seed=args.seed,
-                        seeds=seeds, robust_share=args.robust_share, adaptive=args.adaptive,
-                        controls=controls, control_seed=args.control_seed, control_seeds=args.control_seeds,
-                        unit_channels=args.unit_channels)
+    config = scan_config(args, seeds, controls, files.fz_cache)
     data = None
     if args.source != "fz" and args.data is not None:  # the images rsi demo searches too
         data = natural_images(model, args.data, batch_size=args.batch_size, limit=args.limit)
@@ -224,26 +207,34 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def scan_config(args: argparse.Namespace, seeds: tuple[int, ...] | None, controls: tuple[str, ...],
+                cache_dir: Path):
+    """The :class:`~rsi_plugin.criteria.channel_scan.ScanConfig` of ``rsi scan``'s arguments (the
+    scan and its ``--estimate`` read the same one)."""
+    from rsi_plugin.criteria.channel_scan import ScanConfig
+    from rsi_plugin.featureviz.optimize import FeatureVizConfig
+
+    featureviz = FeatureVizConfig(image_size=args.image_size, steps=args.steps, jitter=args.jitter,
+                                  jitter_schedule=args.jitter_schedule, seed=args.seed,
+                                  channels_per_batch=args.channels_per_batch, paper_compat=args.paper_compat,
+                                  autocast=getattr(args, "autocast", None))
+    return ScanConfig(featureviz=featureviz, variant=args.variant, transform=args.transform, tolerance=args.tolerance,
+                      source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
+                      natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
+                      cache_dir=str(cache_dir), force=args.force, batch_size=args.batch_size, seed=args.seed,
+                      seeds=seeds, robust_share=args.robust_share, adaptive=args.adaptive,
+                      controls=controls, control_seed=args.control_seed, control_seeds=args.control_seeds,
+                      unit_channels=args.unit_channels)
+
+
 def run_estimate(args: argparse.Namespace, seeds: tuple[int, ...] | None, controls: tuple[str, ...]) -> int:
     """``rsi scan --estimate``: the scan's expected cost (:func:`rsi_plugin.apps.estimate.estimate_scan`),
     printed; nothing is rendered or written (the FZ cache under ``--out`` is only looked at)."""
     from rsi_plugin.apps.estimate import estimate_scan, format_estimate
     from rsi_plugin.core.runfolder import ScanFiles
-    from rsi_plugin.criteria.channel_scan import ScanConfig
-    from rsi_plugin.featureviz.optimize import FeatureVizConfig
 
     model = load_model_from_args(args)
-    featureviz = FeatureVizConfig(image_size=args.image_size, steps=args.steps, jitter=args.jitter,
-                                  jitter_schedule=args.jitter_schedule, seed=args.seed,
-                                  channels_per_batch=args.channels_per_batch, paper_compat=args.paper_compat,
-                                  autocast=getattr(args, "autocast", None))
-    config = ScanConfig(featureviz=featureviz, variant=args.variant, transform=args.transform, tolerance=args.tolerance,
-                        source=args.source, top_k=args.top_k, natural_reduce=args.natural_reduce,
-                        natural_samples=args.samples, node_variant=args.node_variant, channels=args.channels,
-                        cache_dir=str(ScanFiles(Path(args.out)).fz_cache), force=args.force,
-                        batch_size=args.batch_size, seed=args.seed, seeds=seeds, robust_share=args.robust_share,
-                        adaptive=args.adaptive, controls=controls, control_seed=args.control_seed,
-                        control_seeds=args.control_seeds)
+    config = scan_config(args, seeds, controls, ScanFiles(Path(args.out)).fz_cache)
     blocks = "all" if args.blocks == ["all"] else args.blocks
     print(format_estimate(estimate_scan(model, blocks, config, progress=not args.no_progress)))
     return 0

@@ -9,6 +9,7 @@ here is the one-process identity.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["rank_and_world", "is_main", "all_reduce_sum", "all_gather_object", "broadcast_object", "barrier",
+__all__ = ["joined_process_group", "rank_and_world", "is_main", "all_reduce_sum", "all_gather_object", "broadcast_object", "barrier",
            "init_from_env", "local_rank_and_world", "rank_device", "rank_threads"]
 
 logger = logging.getLogger(__name__)
@@ -177,3 +178,24 @@ def rank_threads(threads: int | None) -> int | None:
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     return max(1, cpus // local_rank_and_world()[1])
+
+
+@contextlib.contextmanager
+def joined_process_group(backend: str | None = None, timeout: datetime.timedelta | None = None):
+    """``with joined_process_group(): ...``: join the group ``torchrun`` describes
+    (:func:`init_from_env`) for the block and leave it after, also on an error; inert in one
+    process or when a group already exists (it is then left as it was).
+
+    Args:
+        backend (str, optional): as :func:`init_from_env`.
+        timeout (timedelta, optional): as :func:`init_from_env`.
+
+    Yields:
+        bool: True when this call joined a group.
+    """
+    joined = init_from_env(backend=backend, timeout=timeout)
+    try:
+        yield joined
+    finally:
+        if joined:
+            dist.destroy_process_group()
