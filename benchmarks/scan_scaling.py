@@ -10,7 +10,16 @@ Each K runs ``torchrun --standalone --nproc_per_node K -m rsi_plugin.cli scan ..
 folder (no cache shared between K, so each renders everything); the tables of every K must be
 byte-identical to K = 1's at equal threads per process, which is checked only when the thread
 count per process is the same (``--threads`` given), since the thread count is part of the FZ
-cache key and can change results in the last bits. Writes ``--json`` and ``--markdown``.
+cache key and can change results in the last bits. Writes ``--json`` and ``--markdown``;
+``--update-readme README.md --readme-block NAME`` rewrites the README's block between
+``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` with the table (``--from-json`` renders a JSON
+written before instead of timing again). The README's CPU tables are made this way:
+
+    python benchmarks/scan_scaling.py --procs 1 2 --json benchmarks/results/scan_scaling_cpu.json \
+        --markdown benchmarks/results/scan_scaling_cpu.md --update-readme README.md --readme-block scan-scaling-cpu
+    python benchmarks/scan_scaling.py --procs 1 2 --threads 1 --json benchmarks/results/scan_scaling_cpu_1thread.json \
+        --markdown benchmarks/results/scan_scaling_cpu_1thread.md --update-readme README.md \
+        --readme-block scan-scaling-cpu-1thread
 """
 
 from __future__ import annotations
@@ -99,6 +108,26 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_block(name: str, result: dict) -> str:
+    """The README block ``name`` holding ``result``'s table, markers included."""
+    return f"<!-- {name}:start -->\n{markdown(result)}<!-- {name}:end -->"
+
+
+def update_readme(readme: Path, name: str, result: dict) -> None:
+    """Replace the README's block ``name`` (its markers must be there, once each) with ``result``'s table.
+
+    Raises:
+        SystemExit: the markers are missing or repeated (says which).
+    """
+    text = readme.read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise SystemExit(f"{readme} must hold {start} and {end} once each "
+                         f"(found {text.count(start)} and {text.count(end)})")
+    a, b = text.index(start), text.index(end) + len(end)
+    readme.write_text(text[:a] + readme_block(name, result) + text[b:])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--procs", type=int, nargs="+", default=[1, 2], help="process counts K (default 1 2)")
@@ -112,16 +141,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="threads per process (default: cores / K each; give it to compare the tables)")
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None)
+    p.add_argument("--from-json", default=None, help="render a result written before instead of timing")
+    p.add_argument("--update-readme", default=None, help="a README whose --readme-block gets the table")
+    p.add_argument("--readme-block", default="scan-scaling-cpu", help="the README block's marker name")
     args = p.parse_args(argv)
     if sorted(args.procs) != args.procs or args.procs[0] < 1:
         p.error("--procs: increasing counts >= 1, the first is the baseline")
-    result = run(args)
+    result = json.loads(Path(args.from_json).read_text()) if args.from_json else run(args)
     text = markdown(result)
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(text)
+    if args.update_readme:
+        update_readme(Path(args.update_readme), args.readme_block, result)
     return 0
 
 

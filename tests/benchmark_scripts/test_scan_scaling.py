@@ -48,3 +48,35 @@ def test_the_markdown_says_the_load_and_flags_different_tables():
 def test_procs_must_start_from_the_baseline():
     with pytest.raises(SystemExit):
         scan_scaling.main(["--procs", "2", "1"])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["scan-scaling-cpu", "scan-scaling-cpu-1thread"])
+def test_the_readme_tables_are_the_committed_measurements(name):
+    import json
+
+    committed = ROOT / "benchmarks" / "results" / f"{name.replace('-', '_')}.json"
+    result = json.loads(committed.read_text())
+    assert [row["procs"] for row in result["rows"]] == [1, 2]
+    assert scan_scaling.readme_block(name, result) in (ROOT / "README.md").read_text()
+    if name.endswith("1thread"):  # equal threads per process: the tables must have been identical
+        assert all(row["same_tables"] is True for row in result["rows"])
+
+
+def test_update_readme_rewrites_only_its_block_and_names_missing_markers(tmp_path):
+    import json
+
+    result = {"environment": {"command": "scan", "cpus": 2, "load_before": (0.5, 0, 0), "load_after": (1.0, 0, 0)},
+              "rows": [{"procs": 1, "seconds": 8.0, "speedup": 1.0, "same_tables": None}]}
+    readme = tmp_path / "README.md"
+    readme.write_text("head\n<!-- s:start -->\nold\n<!-- s:end -->\ntail\n")
+    saved = tmp_path / "r.json"
+    saved.write_text(json.dumps(result))
+    assert scan_scaling.main(["--from-json", str(saved), "--update-readme", str(readme), "--readme-block", "s"]) == 0
+    text = readme.read_text()
+    assert text.startswith("head\n<!-- s:start -->\nScan scaling") and text.endswith("<!-- s:end -->\ntail\n")
+    assert "old" not in text and "| 1 | 8.0 | 1.00 |" in text
+    with pytest.raises(SystemExit, match="<!-- other:start -->"):
+        scan_scaling.update_readme(readme, "other", result)
