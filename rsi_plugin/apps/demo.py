@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 #: the blocks ``rsi demo`` scans by default on the bundled ``tiny`` model: the four blocks in
 #: which the paper reports scale-invariant channels (1.1, 2.0, 2.1, 3.1; 144 of tiny's 480
 #: channels). With the controls (two untrained copies scanned the same way, the planted model)
-#: this is what fits the 15-minute budget on 2 CPU cores; layers 1-3 with the controls took
-#: about 28 minutes there. ``rsi demo --blocks 1.0 1.1 2.0 2.1 3.0 3.1`` or ``--blocks all`` for more
+#: this took 12-20 minutes on 2 CPU cores (the machine's speed varied; see the README);
+#: layers 1-3 with the controls took about 25 minutes at the faster speed. ``rsi demo --blocks 1.0 1.1 2.0 2.1 3.0 3.1`` or ``--blocks all`` for more
 TINY_DEFAULT_BLOCKS: tuple[str, ...] = ("1.1", "2.0", "2.1", "3.1")
 #: channels per block a smoke run forces through the grids and the sweep (:func:`smoke_channels`)
 SMOKE_CHANNELS = 2
@@ -54,7 +54,7 @@ class DemoConfig:
         data (str, optional): an ImageNet-layout folder for the sweep and the natural images;
             ``None`` for ``tiny``: the generated shapes.
         blocks (list of str, "all" or None): blocks to scan; ``None`` (default): for ``tiny``
-            :data:`TINY_DEFAULT_BLOCKS` (the paper's four blocks, what fits 15 minutes on 2 CPU cores with the controls), for
+            :data:`TINY_DEFAULT_BLOCKS` (the paper's four blocks: 12-20 minutes on 2 CPU cores with the controls), for
             other models ``"all"``.
         steps (int): cap on the feature-visualisation steps; each FZ stops at its plateau
             (:class:`~rsi_plugin.featureviz.optimize.FeatureVizConfig`); one that has not plateaued by
@@ -97,8 +97,8 @@ class DemoConfig:
             method card's "trained vs untrained" check rests on them.
         control_seeds (int, optional): FZ seeds the copies are rendered with (the first ones);
             the comparison judges the trained model on the same seeds. Default 1 (the first
-            seed): the copies cost one seed each instead of the adaptive three, which the
-            15-minute budget needs; ``None``: every seed.
+            seed): the copies cost one seed each instead of the adaptive three (the demo's
+            time budget); ``None``: every seed.
         planted (bool): also run the planted positive control (:mod:`rsi_plugin.apps.planted`):
             the same scan on ``load_model("planted")`` and its untrained copies, and its Eq. 3
             positive control. The method card's "planted recovery" check rests on it. Its FZs are
@@ -350,7 +350,12 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
 
     Returns:
         dict with ``out`` (Path), ``summary`` (DataFrame, per block), ``eq3`` (dict block ->
-        DataFrame), ``report`` (Path), ``settings`` (dict, as in ``settings.json``).
+        DataFrame), ``report`` (Path; None on the ranks other than 0), ``settings`` (dict, as
+        in ``settings.json``).
+
+    Under ``torchrun`` (a process group) every process runs this: the FZ work of the scans and
+    the ablation sweeps' images are shared among them, and rank 0 alone writes the tables,
+    draws the grids and plots and writes the report; the others wait for it at the end.
     """
     from rsi_plugin.featureviz.optimize import FeatureVizConfig
     from rsi_plugin.apps.fig1 import channel_grids
@@ -364,6 +369,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     from rsi_plugin.criteria.seeds import select_channels
     from rsi_plugin.criteria.sensitivity import write_sensitivity
     from rsi_plugin.apps.planted import PlantedControlConfig, run_planted_control
+    from rsi_plugin.core.distributed import barrier, is_main
 
     config = config.resolved()
     config.started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -382,8 +388,11 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
                              seeds=seeds, adaptive=config.adaptive, controls=controls,
                              control_seeds=None if config.control_seeds is None else min(config.control_seeds, len(seeds)))
     check_scan_folder(run.scan.dir, model, config.blocks, scan_config)  # other settings: refused before any work
+    main = is_main()  # under torchrun the FZ work and the sweeps are shared; rank 0 alone writes and draws
     table = scan(model, config.blocks, scan_config, progress=progress)
-    write_scan(table, run.scan.dir)
+    if main:
+        write_scan(table, run.scan.dir)
+    barrier()
     summary = pd.read_csv(run.scan.summary, dtype={"block": str})
     capped = step_cap_warning(table, config.steps)
     if capped:
@@ -391,7 +400,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     _stage(config, "scan", start)
 
     start = time.perf_counter()
-    write_sensitivity(model, table, scan_config, run.scan.dir)  # from the cache: no FZ is rendered again
+    if main:
+        write_sensitivity(model, table, scan_config, run.scan.dir)  # from the cache: no FZ is rendered again
     _stage(config, "sensitivity", start)
 
     if config.planted:
@@ -412,9 +422,10 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
                        "; ".join(f"{b}: {' '.join(map(str, c))}" for b, c in forced.items()))
 
     start = time.perf_counter()
-    natural = _natural_images(config, model)
-    channel_grids(model, _grid_rows(table, config, selected), run.figures, fz_config, cache, natural,
-                  max_per_block=config.grids_per_block, progress=progress)
+    if main:  # a few Post FZs and pictures: one process
+        natural = _natural_images(config, model)
+        channel_grids(model, _grid_rows(table, config, selected), run.figures, fz_config, cache, natural,
+                      max_per_block=config.grids_per_block, progress=progress)
     _stage(config, "figures", start)
 
     start = time.perf_counter()
@@ -428,7 +439,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     for block in chosen:
         channels = selected[block] if block in selected else select_channels(table, block, config.channel_set)
         result = sweep(model, data, block, channels, sweep_config, out_dir=run.sweep(block).dir, progress=progress)
-        plot_sweep(result)  # eq3.png (Fig. 2) and accuracy.png beside eq3.csv
+        if main:
+            plot_sweep(result)  # eq3.png (Fig. 2) and accuracy.png beside eq3.csv
         eq3[block] = result.summary
     if not chosen:
         logger.warning("no block has channels in the %r set (and enough others for a random set): no ablation sweep",
@@ -441,11 +453,15 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
              "smoke_note": SMOKE_NOTE if config.quick else None, "smoke_channels": forced,
              "step_cap_warning": capped}
     settings = _settings(config, model, extra)
-    write_json(run.settings, settings)
-    report = write_report(out)
-    write_summary(summarize_run(out), run.results_summary)
+    report = None
+    if main:
+        write_json(run.settings, settings)
+        report = write_report(out)
+        write_summary(summarize_run(out), run.results_summary)
     _stage(config, "report", start)
     settings = _settings(config, model, extra)
     settings["wall_time_s"]["total"] = round(time.perf_counter() - begin, 2)
-    write_json(run.settings, settings)
+    if main:
+        write_json(run.settings, settings)
+    barrier()  # every process returns once the run folder is whole
     return {"out": out, "summary": summary, "eq3": eq3, "report": report, "settings": settings}

@@ -154,7 +154,10 @@ def _against_copies(table: pd.DataFrame, copies: pd.DataFrame | None, planted: S
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    atomic_write_text(path, frame.to_csv(index=False))
+    from rsi_plugin.core.distributed import is_main
+
+    if is_main():  # under torchrun: rank 0 writes
+        atomic_write_text(path, frame.to_csv(index=False))
 
 
 def run_planted_control(out_dir: str | os.PathLike, config: PlantedControlConfig | None = None,
@@ -177,6 +180,7 @@ def run_planted_control(out_dir: str | os.PathLike, config: PlantedControlConfig
     from rsi_plugin.ablation.experiment import SweepConfig, sweep
     from rsi_plugin.criteria.channel_scan import ScanConfig, scan
     from rsi_plugin.criteria.controls import control_rows
+    from rsi_plugin.core.distributed import is_main
     from rsi_plugin.featureviz.optimize import FeatureVizConfig
     from rsi_plugin.zoo.planted import PLANTED_BLOCK, PLANTED_CHANNELS, PLANTED_FZ, build_planted, planted_data
 
@@ -207,7 +211,8 @@ def run_planted_control(out_dir: str | os.PathLike, config: PlantedControlConfig
         result["eq3_verdict"] = verdict(swept.summary, PLANTED_BLOCK)
     result["settings"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
     result["settings"]["seeds"] = list(seeds)
-    atomic_write_text(files.summary, json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    if is_main():
+        atomic_write_text(files.summary, json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
     logger.info("planted control: recall %.2f, false positives %.3f, %s planted channel(s) pass in an untrained copy, "
                 "Eq. 3 %s", result["recall"], result["false_positive_rate"], result["control_passing"],
                 {True: "detected", False: "missed", None: "not run"}[result["eq3_detected"]])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import torch
 from rsi_plugin.testing.models import random_data, small_resnet  # noqa: F401
 
 from rsi_plugin.ablation import SweepConfig, sweep
+from rsi_plugin.testing.processes import free_port
 
 TESTS = Path(__file__).resolve().parent
 CONFIG = dict(scales=(0.0, 0.3), trials=2, tolerance=0.0, max_draws=6, seed=0, batch_size=4, screen_batch=1,
@@ -63,12 +63,6 @@ with open({out!r} + f"/info.rank{{rank}}.json", "w") as f:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_torchrun_sweep_equals_one_process(tmp_path):
     out = tmp_path / "two"
     out.mkdir()
@@ -77,7 +71,7 @@ def test_two_process_torchrun_sweep_equals_one_process(tmp_path):
     # the package of this tree first (not an installed copy), then the test helpers
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script)]
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 

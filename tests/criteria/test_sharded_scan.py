@@ -3,9 +3,6 @@ killed rank's rerun renders only what is missing, the unit plan, and one progres
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
 import time
 from pathlib import Path
 
@@ -28,6 +25,7 @@ from rsi_plugin.criteria.shards import (
 )
 from rsi_plugin.errors import ConfigError
 from rsi_plugin.featureviz.optimize import FeatureVizConfig
+from rsi_plugin.testing.processes import run_cli_ranks
 
 BLOCKS = ["2.1", "3.1"]
 # small FZs: 8 channels per block and node, units of 4 (2 per block and node), 2 seeds
@@ -37,31 +35,6 @@ CLI = ["scan", "--model", "tiny", "--blocks", *BLOCKS, "--seeds", "2", "--steps"
        "--channels", *map(str, range(8)), "--channels-per-batch", "2", "--unit-channels", "4", "--threads", "1",
        "--no-progress"]
 TABLES = ("scan.csv", "summary.csv", "scan_channels.csv")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_rank(rank: int, argv: list[str], port: int, logs: Path) -> None:
-    """One process of ``torchrun --nproc_per_node 2 -m rsi_plugin.cli ...``: the environment
-    torchrun sets, then the CLI (forked: no second import of the package)."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    with open(logs / f"stdout.rank{rank}", "w") as out, contextlib.redirect_stdout(out):
-        code = main(argv)
-    if code != 0:
-        raise SystemExit(code)
-
-
-def _torchrun(argv: list[str], logs: Path) -> list[str]:
-    """Run the CLI as two ranks (gloo on the CPU); their stdout."""
-    logs.mkdir(parents=True, exist_ok=True)
-    torch.multiprocessing.start_processes(_as_rank, args=(argv, _free_port(), logs), nprocs=2, join=True,
-                                          start_method="fork")
-    return [(logs / f"stdout.rank{r}").read_text() for r in (0, 1)]
 
 
 class Killed(Exception):
@@ -94,7 +67,7 @@ def test_torchrun_scan_resumes_a_killed_rank_and_writes_the_tables_of_one_proces
     started = time.time_ns()
     time.sleep(0.05)
 
-    printed = _torchrun(CLI + ["--out", str(two)], tmp_path / "logs")
+    printed = run_cli_ranks(CLI + ["--out", str(two)], tmp_path / "logs")
     assert "jaccard_mean" in printed[0] and printed[1] == ""  # rank 0 reported; rank 1 stayed quiet
     assert main(CLI + ["--out", str(one)]) == 0  # one process, one thread, the same units
     for name in TABLES:
