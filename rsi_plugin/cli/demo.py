@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="ImageNet-layout validation folder (needed for models other than tiny)")
     parser.add_argument("--blocks", nargs="+", default=None,
                         help="blocks to scan, or 'all' (default for tiny: 1.1 2.0 2.1 3.1, the blocks where the paper "
-                             "reports invariant channels, the scope that fits 15 minutes on 2 CPU cores with the "
-                             "controls; layers 1-3 with the controls took ~28 min there; other models: all)")
+                             "reports invariant channels, with the controls 12-20 min on 2 CPU cores (rsi demo --estimate "
+                             "predicts it on this machine); other models: all)")
     parser.add_argument("--steps", type=int, default=None,
                         help="cap on the feature-visualisation steps, each FZ stops at its plateau (default 2560, the paper's count; quick 8)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
