@@ -14,12 +14,13 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from typing import Sequence
 
 from rsi_plugin.errors import RSIError
 
-__all__ = ["main", "build_parser", "COMMANDS"]
+__all__ = ["main", "build_parser", "log_settings", "COMMANDS"]
 
 #: errors that mean bad input (arguments, data, weights, device, output path): one line on
 #: stderr and exit status 2 instead of a traceback. Only the library's own
@@ -121,12 +122,30 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
                 _add_verbose(nested)
 
 
+def log_settings(verbose: bool, rank: str | None) -> tuple[int, str]:
+    """The CLI's log level and format: INFO (DEBUG with ``-v``); under ``torchrun`` (``rank``,
+    the ``RANK`` variable, set) the ranks other than 0 log errors only, so that each warning is
+    said once, and with ``-v`` every rank logs at DEBUG with ``[rank N]`` before its lines.
+
+    Args:
+        verbose (bool): ``-v``.
+        rank (str, optional): ``os.environ.get("RANK")``.
+
+    Returns:
+        tuple ``(level, format)`` for :func:`logging.basicConfig`.
+    """
+    level, form = (logging.DEBUG if verbose else logging.INFO), "%(levelname)s %(name)s: %(message)s"
+    if rank not in (None, "", "0"):
+        level, form = (level if verbose else logging.ERROR), f"[rank {rank}] {form}"
+    return level, form
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    level, form = log_settings(args.verbose, os.environ.get("RANK"))
+    logging.basicConfig(level=level, format=form)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

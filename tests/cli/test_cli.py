@@ -113,3 +113,16 @@ def test_log_lines_do_not_break_progress_bars():
     assert done.returncode == 0, done.stderr
     segments = [s for s in done.stderr.replace("\r", "\n").split("\n") if "MESSAGE-LINE" in s]
     assert segments == ["INFO rsi_plugin.test: MESSAGE-LINE"], done.stderr
+
+
+def test_under_torchrun_only_rank_0_logs_below_errors_unless_verbose():
+    import logging
+
+    from rsi_plugin.cli import log_settings
+
+    assert log_settings(False, None) == (logging.INFO, "%(levelname)s %(name)s: %(message)s")
+    assert log_settings(True, None)[0] == logging.DEBUG
+    assert log_settings(False, "0") == log_settings(False, None)  # rank 0 logs as one process does
+    level, form = log_settings(False, "1")
+    assert level == logging.ERROR and form.startswith("[rank 1] ")  # each warning once, from rank 0
+    assert log_settings(True, "3") == (logging.DEBUG, "[rank 3] %(levelname)s %(name)s: %(message)s")
