@@ -530,9 +530,17 @@ def sensitivity_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_sensitivity(model: nn.Module, table: pd.DataFrame, config: ScanConfig | None, out_dir: str | os.PathLike,
-                      choices: Sequence[str] = CHOICES, cache_dir: str | os.PathLike | None = None) -> list[Path]:
+                      choices: Sequence[str] = CHOICES, cache_dir: str | os.PathLike | None = None,
+                      existing: str = "merge") -> list[Path]:
     r""":func:`choice_sensitivity` and :func:`sensitivity_summary`, written atomically as
     ``sensitivity.csv`` and ``sensitivity_summary.csv`` in a scan folder.
+
+    **A folder that already holds** ``sensitivity.csv`` (``existing="merge"``, the default, as
+    :func:`~rsi_plugin.criteria.channel_scan.write_scan` merges ``scan.csv``): the rows of the
+    blocks in ``table`` replace that file's rows of those blocks and its other blocks' rows are
+    kept, in the block order of the folder's ``scan.csv``; the summary is recomputed from the
+    merged rows. So a second ``rsi demo`` into one folder with other blocks keeps the
+    sensitivity of the first. ``existing="replace"``: the files hold ``table``'s blocks alone.
 
     Args:
         model (nn.Module): the scanned model.
@@ -541,16 +549,40 @@ def write_sensitivity(model: nn.Module, table: pd.DataFrame, config: ScanConfig 
         out_dir (path): the scan folder (created); e.g. ``RunLayout(run).scan.dir``.
         choices (sequence of str): of :data:`CHOICES`.
         cache_dir (path, optional): the FZ cache (see :func:`choice_sensitivity`).
+        existing (str): ``"merge"`` (default) or ``"replace"``.
 
     Returns:
         list of the two paths written.
+
+    Raises:
+        ConfigError: ``existing`` is neither.
     """
     from rsi_plugin.core.atomic import atomic_write_csv
 
+    if existing not in ("merge", "replace"):
+        raise ConfigError(f"existing must be 'merge' or 'replace', got {existing!r}")
     frame = choice_sensitivity(model, table, config, choices, cache_dir)
     files = ScanFiles(Path(out_dir))
     files.dir.mkdir(parents=True, exist_ok=True)
+    if existing == "merge" and files.sensitivity.is_file():
+        frame = _merged_by_block(pd.read_csv(files.sensitivity, dtype={"block": str}), frame, files.table)
     return [atomic_write_csv(files.sensitivity, frame),
             atomic_write_csv(files.sensitivity_summary, sensitivity_summary(frame))]
 
 
+def _merged_by_block(old: pd.DataFrame, new: pd.DataFrame, scan_table: Path) -> pd.DataFrame:
+    """``old``'s rows of the blocks ``new`` lacks, then ``new``; blocks in ``scan_table``'s order."""
+    fresh = set(new["block"].astype(str))
+    kept = old[~old["block"].astype(str).isin(fresh)]
+    if kept.empty:
+        return new
+    merged = pd.concat([kept, new.assign(block=new["block"].astype(str))], ignore_index=True)
+    order = list(dict.fromkeys(kept["block"].astype(str)))
+    if scan_table.is_file():
+        scanned = pd.read_csv(scan_table, usecols=["block"], dtype={"block": str})["block"]
+        order = list(dict.fromkeys([*scanned, *order, *fresh]))
+    rank = {block: i for i, block in enumerate(order)}
+    merged = merged.iloc[merged["block"].map(lambda b: rank.get(b, len(rank))).argsort(kind="stable")]
+    merged = merged.reset_index(drop=True)
+    merged.attrs = dict(new.attrs)
+    return merged

@@ -247,3 +247,25 @@ def test_cli_writes_both_files_reads_a_demo_folder_and_refuses_without_a_cache(t
     record.unlink()
     assert main(["sensitivity", str(run)]) == 2
     assert "1 of 8 FZ records" in capsys.readouterr().err
+
+
+def test_a_second_write_into_the_folder_keeps_the_other_blocks_rows(planted, scanned, tmp_path, no_rendering):
+    table, config, _ = scanned
+    out = tmp_path / "scan"
+    out.mkdir()
+    ours = choice_sensitivity(planted, table, config)
+    earlier = ours.assign(block="9.9")  # the rows an earlier run wrote for another block
+    earlier.to_csv(out / "sensitivity.csv", index=False)
+    pd.DataFrame({"block": ["1.0", "9.9"]}).to_csv(out / "scan.csv", index=False)  # the folder's block order
+
+    for _ in range(2):  # a rerun of the same block replaces its rows, never duplicates them
+        write_sensitivity(planted, table, config, out)
+        rows = pd.read_csv(out / "sensitivity.csv", dtype={"block": str})
+        assert rows["block"].tolist() == ["1.0"] * len(ours) + ["9.9"] * len(ours)
+        summary = pd.read_csv(out / "sensitivity_summary.csv", dtype={"block": str})
+        every = summary[summary["block"] == "all"].set_index("choice")["rows"]
+        assert (every == 2 * len(table)).all() and set(summary["block"]) == {"1.0", "9.9", "all"}
+    write_sensitivity(planted, table, config, out, existing="replace")
+    assert set(pd.read_csv(out / "sensitivity.csv", dtype={"block": str})["block"]) == {"1.0"}
+    with pytest.raises(ConfigError, match="'merge' or 'replace'"):
+        write_sensitivity(planted, table, config, out, existing="append")
