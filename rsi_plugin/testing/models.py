@@ -1,11 +1,12 @@
-"""Small seeded models and data for tests: a ResNet-18-shaped ``small_resnet``, ``randomize_norms``
-and ``random_data``."""
+"""Small seeded models and data for tests: a ResNet-18-shaped ``small_resnet``, ``randomize_norms``,
+``random_data``, and the bundled architecture with seeded random norms (``random_norm_tiny``,
+``randomise_batchnorm``)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from rsi_plugin.zoo.model import TinyResNet
+from rsi_plugin.zoo.model import TinyResNet, build_tiny_resnet
 
 from rsi_plugin.core.modelinfo import ModelInfo
 from rsi_plugin.core.blocks import residual_blocks
@@ -29,6 +30,30 @@ def randomize_norms(model: nn.Module, generator: torch.Generator) -> nn.Module:
             if isinstance(scale, nn.Parameter):
                 scale.copy_(torch.rand(scale.shape, generator=generator) + 0.5)
     return model
+
+
+def randomise_batchnorm(model: nn.Module, seed: int) -> nn.Module:
+    """Every ``BatchNorm2d`` of ``model`` drawn from a generator seeded ``seed``, module by module:
+    weight ``0.5 + U[0, 1)``, bias ``0.3 N(0, 1)``, running mean ``0.2 N(0, 1)``, running variance
+    ``0.5 + U[0, 1)``. Returns ``model`` (changed in place)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                module.bias.copy_(0.3 * torch.randn(n, generator=generator))
+                module.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+    return model
+
+
+def random_norm_tiny(seed: int = 0, width: int = 8) -> nn.Module:
+    """The bundled ``tiny`` architecture at ``width`` (``build_tiny_resnet``, its init after
+    ``torch.manual_seed(seed)``) with :func:`randomise_batchnorm` norms, in eval mode: a small
+    untrained network whose nodes vary across images and take both signs."""
+    torch.manual_seed(seed)
+    return randomise_batchnorm(build_tiny_resnet(width=width), seed).eval()
 
 
 def small_resnet(width: int = 8, num_classes: int = 10, seed: int = 0) -> nn.Module:

@@ -7,26 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from rsi_plugin.zoo.model import build_tiny_resnet
+from rsi_plugin.testing.models import random_norm_tiny as make_tiny
 
 SIZE = 64
-
-
-def _randomise_batchnorm(model: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.weight.data = 0.5 + torch.rand(n, generator=g)
-            m.bias.data = 0.3 * torch.randn(n, generator=g)
-            m.running_mean = 0.2 * torch.randn(n, generator=g)
-            m.running_var = 0.5 + torch.rand(n, generator=g)
-    return model
-
-
-def make_tiny(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomise_batchnorm(build_tiny_resnet(width=8), seed).eval()
 
 
 def test_zoom_about_the_image_centre_is_S_and_follows_a_shifted_centre():

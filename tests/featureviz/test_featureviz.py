@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from rsi_plugin.testing.state import assert_same_state, model_state
 from rsi_plugin.testing.lucent_reference import lucent_render_vis
+from rsi_plugin.testing.models import randomise_batchnorm, random_norm_tiny as make_tiny
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
@@ -29,29 +30,7 @@ from rsi_plugin.featureviz.optimize import (
     visualize,
 )
 
-try:
-    from rsi_plugin.zoo.model import build_tiny_resnet
-except ImportError:  # pragma: no cover - the zoo may re-export it
-    from rsi_plugin.zoo import build_tiny_resnet
-
 SIZE = 64
-
-
-def _randomise_batchnorm(model: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.weight.data = 0.5 + torch.rand(n, generator=g)
-            m.bias.data = 0.3 * torch.randn(n, generator=g)
-            m.running_mean = 0.2 * torch.randn(n, generator=g)
-            m.running_var = 0.5 + torch.rand(n, generator=g)
-    return model
-
-
-def make_tiny(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomise_batchnorm(build_tiny_resnet(width=8), seed).eval()
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +142,7 @@ def test_transforms_equal_lucents_up_to_interpolation(jitter, monkeypatch):
 
 def _bottleneck_model() -> nn.Module:
     torch.manual_seed(0)
-    return _randomise_batchnorm(ResNet(Bottleneck, [1, 1, 1, 1], num_classes=10), 1).eval()
+    return randomise_batchnorm(ResNet(Bottleneck, [1, 1, 1, 1], num_classes=10), 1).eval()
 
 
 @pytest.mark.parametrize("which", ["basic", "bottleneck"])
