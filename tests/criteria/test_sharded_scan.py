@@ -3,6 +3,7 @@ killed rank's rerun renders only what is missing, the unit plan, and one progres
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -172,3 +173,46 @@ def test_a_rank_without_a_device_asked_takes_its_gpu_when_there_are_gpus(monkeyp
     monkeypatch.setattr(distributed, "rank_and_world", lambda: (0, 1))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert distributed.rank_device(None) == torch.device("cpu")  # one process: the CPU, as before
+
+
+def test_two_nodes_of_one_process_each_write_the_tables_of_one_process(tmp_path, monkeypatch):
+    """``torchrun --nnodes 2 --nproc_per_node 1`` on each node (here: one machine, one disk):
+    the global ranks share the units (each node's process is its LOCAL_RANK 0)."""
+    two_nodes, one = tmp_path / "nodes", tmp_path / "one"
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+
+    def share_and_note(*args, **kwargs):
+        def note(unit, result):
+            name = f"{os.environ['RANK']}_{unit.block}_{unit.role}_{unit.seed}_{unit.channels[0]}"
+            (rendered / name).touch()
+
+        return render_share(*args, **{**kwargs, "on_unit": note})
+
+    monkeypatch.setattr(channel_scan, "render_share", share_and_note)
+    printed = run_cli_ranks(CLI + ["--out", str(two_nodes)], tmp_path / "logs", nprocs=2, per_node=1)
+    by_rank = {r: {p.name.split("_", 1)[1] for p in rendered.glob(f"{r}_*")} for r in ("0", "1")}
+    # 2 blocks x In/Pre x 2 seeds x 2 units of 4 channels, each rendered by one node only
+    assert by_rank["0"] and by_rank["1"] and not by_rank["0"] & by_rank["1"]
+    assert len(by_rank["0"] | by_rank["1"]) == 2 * 2 * 2 * 2
+    assert "jaccard_mean" in printed[0] and printed[1] == ""
+    assert main(CLI + ["--out", str(one)]) == 0
+    for name in TABLES:
+        got = (two_nodes / name).read_text().replace(str(two_nodes), "OUT")
+        assert got == (one / name).read_text().replace(str(one), "OUT"), name
+    rows = pd.read_csv(two_nodes / "scan.csv", dtype={"block": str})
+    assert rows["fz_computed"].all()
+
+
+def test_threads_are_the_nodes_cores_divided_among_its_processes(monkeypatch):
+    from rsi_plugin.core import distributed
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(distributed, "rank_and_world", lambda: (1, 4))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two nodes of two processes each
+    assert distributed.rank_threads(None) == max(1, cpus // 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # one process per node: all of its cores
+    assert distributed.rank_threads(None) == cpus
+    assert distributed.rank_threads(3) == 3  # --threads wins
+    monkeypatch.setattr(distributed, "rank_and_world", lambda: (0, 1))
+    assert distributed.rank_threads(None) is None  # one process: torch's default
