@@ -60,7 +60,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks
+from rsi_plugin.core.blocks import ResidualBlock, get_block, residual_blocks, split_name
 from rsi_plugin.core.evalmode import runs_in_eval_mode
 from rsi_plugin.core.images import normalize
 from rsi_plugin.core.runfolder import ScanFiles
@@ -538,9 +538,8 @@ def write_sensitivity(model: nn.Module, table: pd.DataFrame, config: ScanConfig 
     **A folder that already holds** ``sensitivity.csv`` (``existing="merge"``, the default, as
     :func:`~rsi_plugin.criteria.channel_scan.write_scan` merges ``scan.csv``): the rows of the
     blocks in ``table`` replace that file's rows of those blocks and its other blocks' rows are
-    kept, in the block order of the folder's ``scan.csv``; the summary is recomputed from the
-    merged rows. So a second ``rsi demo`` into one folder with other blocks keeps the
-    sensitivity of the first. ``existing="replace"``: the files hold ``table``'s blocks alone.
+    kept, in block order; the summary is recomputed from the merged rows. So a second
+    ``rsi demo`` into one folder with other blocks keeps the sensitivity of the first. ``existing="replace"``: the files hold ``table``'s blocks alone.
 
     Args:
         model (nn.Module): the scanned model.
@@ -565,24 +564,20 @@ def write_sensitivity(model: nn.Module, table: pd.DataFrame, config: ScanConfig 
     files = ScanFiles(Path(out_dir))
     files.dir.mkdir(parents=True, exist_ok=True)
     if existing == "merge" and files.sensitivity.is_file():
-        frame = _merged_by_block(pd.read_csv(files.sensitivity, dtype={"block": str}), frame, files.table)
+        frame = _merged_by_block(pd.read_csv(files.sensitivity, dtype={"block": str}), frame)
     return [atomic_write_csv(files.sensitivity, frame),
             atomic_write_csv(files.sensitivity_summary, sensitivity_summary(frame))]
 
 
-def _merged_by_block(old: pd.DataFrame, new: pd.DataFrame, scan_table: Path) -> pd.DataFrame:
-    """``old``'s rows of the blocks ``new`` lacks, then ``new``; blocks in ``scan_table``'s order."""
+def _merged_by_block(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``old``'s rows of the blocks ``new`` lacks, and ``new``'s, in block order (stage, then
+    index, as ``scan.csv``; stable, so a block's own row order stays)."""
     fresh = set(new["block"].astype(str))
     kept = old[~old["block"].astype(str).isin(fresh)]
     if kept.empty:
         return new
     merged = pd.concat([kept, new.assign(block=new["block"].astype(str))], ignore_index=True)
-    order = list(dict.fromkeys(kept["block"].astype(str)))
-    if scan_table.is_file():
-        scanned = pd.read_csv(scan_table, usecols=["block"], dtype={"block": str})["block"]
-        order = list(dict.fromkeys([*scanned, *order, *fresh]))
-    rank = {block: i for i, block in enumerate(order)}
-    merged = merged.iloc[merged["block"].map(lambda b: rank.get(b, len(rank))).argsort(kind="stable")]
-    merged = merged.reset_index(drop=True)
+    keys = [(0, *split_name(b)) if split_name(b) else (1, 0, 0) for b in merged["block"]]  # other names last
+    merged = merged.iloc[sorted(range(len(merged)), key=keys.__getitem__)].reset_index(drop=True)  # stable
     merged.attrs = dict(new.attrs)
     return merged

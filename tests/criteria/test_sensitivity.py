@@ -256,7 +256,6 @@ def test_a_second_write_into_the_folder_keeps_the_other_blocks_rows(planted, sca
     ours = choice_sensitivity(planted, table, config)
     earlier = ours.assign(block="9.9")  # the rows an earlier run wrote for another block
     earlier.to_csv(out / "sensitivity.csv", index=False)
-    pd.DataFrame({"block": ["1.0", "9.9"]}).to_csv(out / "scan.csv", index=False)  # the folder's block order
 
     for _ in range(2):  # a rerun of the same block replaces its rows, never duplicates them
         write_sensitivity(planted, table, config, out)
