@@ -640,8 +640,8 @@ def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, da
     other bar). Under a process group of several processes each seed's FZ units are first
     rendered by their ranks into the cache (:mod:`rsi_plugin.criteria.shards`)."""
     centers = centers or {}
-    plans = {b.name: plan_block(module, b, config, centers.get(b.name)) for b in chosen}  # once per block
-    plan = {b.name: _channels(b, config.channels) for b in chosen}
+    block_plans = {b.name: plan_block(module, b, config, centers.get(b.name)) for b in chosen}  # once per block
+    channels_of = {b.name: _channels(b, config.channels) for b in chosen}
     by_name = {b.name: b for b in chosen}
     fz = config.source in ("fz", "both")
     rank, world = rank_and_world()
@@ -654,9 +654,9 @@ def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, da
     top = None
     if config.source in ("natural", "both"):
         data = natural_images(module, data, config.natural_samples, config.seed, config.batch_size or 64)
-        keys = [site for b in chosen for role, site in plans[b.name].sites.items() if role in ("in", "pre")]
+        keys = [site for b in chosen for role, site in block_plans[b.name].sites.items() if role in ("in", "pre")]
         top = top_k_images(module, data, keys, k=config.top_k, batch_size=config.batch_size, progress=bars)
-    remaining = dict(plan)
+    remaining = dict(channels_of)
     seeds = config.seeds
     for number, seed in enumerate(tqdm(seeds, disable=not bars or len(seeds) < 2, desc="seeds", unit="seed")):
         units = plan_units({name: wanted for name, wanted in remaining.items() if wanted}, seed, size) if fz else []
@@ -675,7 +675,7 @@ def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, da
         for block in tqdm(chosen, disable=not bars or len(chosen) < 2, desc=f"scan (seed {seed})",
                           unit="block"):
             if fz and remaining[block.name]:
-                part = _with_verdicts(_fz_table(module, plans[block.name], remaining[block.name], config, bars,
+                part = _with_verdicts(_fz_table(module, block_plans[block.name], remaining[block.name], config, bars,
                                                 seed, tracker=tracker,
                                                 force=False if sharded else None, rendered=rendered), seed)
                 if config.adaptive:
@@ -690,7 +690,7 @@ def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, da
                 tables.append(part)
                 _log_block(part, block.name, seed)
             if top is not None and number == 0:
-                part = _with_verdicts(_natural_table(module, plans[block.name], plan[block.name], top, config),
+                part = _with_verdicts(_natural_table(module, block_plans[block.name], channels_of[block.name], top, config),
                                       seed)
                 tables.append(part)
                 _log_block(part, block.name, seed)
@@ -699,7 +699,7 @@ def _scan(module: nn.Module, chosen: list[ResidualBlock], config: ScanConfig, da
         if tracker is not None and fz:
             tracker.end_phase()
             if config.adaptive and number == 0:
-                stopped = sum(len(plan[name]) - len(remaining[name]) for name in plan)
+                stopped = sum(len(channels_of[name]) - len(remaining[name]) for name in channels_of)
                 tracker.shrink(stopped * len(ROLES) * (len(seeds) - 1))
         if on_seed is not None:
             on_seed(seed, _finish(tables, module, config))
