@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 #: which the paper reports scale-invariant channels (1.1, 2.0, 2.1, 3.1; 144 of tiny's 480
 #: channels). With the controls (two untrained copies scanned the same way, the planted model)
 #: this took 12-20 minutes on 2 CPU cores (the machine's speed varied; see the README);
-#: layers 1-3 with the controls took about 25 minutes at the faster speed. ``rsi demo --blocks 1.0 1.1 2.0 2.1 3.0 3.1`` or ``--blocks all`` for more
+#: layers 1-3 with the controls took about 25 minutes at the faster speed.
+#: ``rsi demo --blocks 1.0 1.1 2.0 2.1 3.0 3.1`` or ``--blocks all`` for more
 TINY_DEFAULT_BLOCKS: tuple[str, ...] = ("1.1", "2.0", "2.1", "3.1")
 #: channels per block a smoke run forces through the grids and the sweep (:func:`smoke_channels`)
 SMOKE_CHANNELS = 2

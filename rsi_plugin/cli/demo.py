@@ -3,8 +3,8 @@
 Under ``torchrun --nproc_per_node K -m rsi_plugin.cli demo ...`` every process runs the demo:
 the scans (the model's, its untrained copies', the planted control's) share their FZ units
 through the run folder's caches (:mod:`rsi_plugin.criteria.shards`) and the ablation sweeps
-their batches; the other stages (grids, report) run on every process and write the same
-files atomically; rank 0 alone prints.
+their batches; rank 0 alone writes the tables, draws the grids and plots, writes the report
+and prints (:func:`rsi_plugin.apps.demo.run_demo`).
 """
 
 from __future__ import annotations
