@@ -64,9 +64,9 @@ def block_text(result: dict) -> str:
 
 
 def update_readme(readme: Path, result: dict) -> None:
-    text = readme.read_text()
-    start, end = text.index(START), text.index(END) + len(END)
-    readme.write_text(text[:start] + block_text(result) + text[end:])
+    from rsi_plugin.outputs.summary import replace_readme_block
+
+    replace_readme_block(readme, "random-init-share", markdown(result))
 
 
 def main(argv=None) -> int:

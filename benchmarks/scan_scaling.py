@@ -114,18 +114,19 @@ def readme_block(name: str, result: dict) -> str:
 
 
 def update_readme(readme: Path, name: str, result: dict) -> None:
-    """Replace the README's block ``name`` (its markers must be there, once each) with ``result``'s table.
+    """Replace the README's block ``name`` (its marker lines must be there, once each) with
+    ``result``'s table (:func:`rsi_plugin.outputs.summary.replace_readme_block`).
 
     Raises:
         SystemExit: the markers are missing or repeated (says which).
     """
-    text = readme.read_text()
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if text.count(start) != 1 or text.count(end) != 1:
-        raise SystemExit(f"{readme} must hold {start} and {end} once each "
-                         f"(found {text.count(start)} and {text.count(end)})")
-    a, b = text.index(start), text.index(end) + len(end)
-    readme.write_text(text[:a] + readme_block(name, result) + text[b:])
+    from rsi_plugin.errors import RSIError
+    from rsi_plugin.outputs.summary import replace_readme_block
+
+    try:
+        replace_readme_block(readme, name, markdown(result))
+    except RSIError as error:
+        raise SystemExit(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ import pandas as pd
 from rsi_plugin.core.atomic import atomic_write_text
 from rsi_plugin.errors import MissingFileError, PathError, RSIError
 
-__all__ = ["START", "END", "marker_lines", "summarize_run", "sensitivity_by_block", "summarize_contents", "write_summary", "read_summary", "render_markdown", "readme_block",
+__all__ = ["START", "END", "marker_lines", "replace_readme_block", "summarize_run", "sensitivity_by_block", "summarize_contents", "write_summary", "read_summary", "render_markdown", "readme_block",
            "update_readme", "check_readme", "FORMAT"]
 
 START = "<!-- results:start -->"
@@ -502,21 +502,50 @@ def readme_block(summary: dict[str, Any]) -> str:
     return f"{START}\n{NOTE}\n{render_markdown(summary)}{END}"
 
 
-def marker_lines(text: str) -> tuple[list[int], list[int]]:
-    """Offsets of the lines that are exactly :data:`START` and :data:`END` (markers quoted
-    inside prose do not count)."""
+def marker_lines(text: str, name: str = "results") -> tuple[list[int], list[int]]:
+    """Offsets of the lines that are exactly ``<!-- name:start -->`` and ``<!-- name:end -->``
+    (default :data:`START` and :data:`END`; markers quoted inside prose do not count)."""
     import re
 
-    return ([m.start() for m in re.finditer(rf"^{re.escape(START)}[ \t]*$", text, re.M)],
-            [m.start() for m in re.finditer(rf"^{re.escape(END)}[ \t]*$", text, re.M)])
+    start, end = _markers(name)
+    return ([m.start() for m in re.finditer(rf"^{re.escape(start)}[ \t]*$", text, re.M)],
+            [m.start() for m in re.finditer(rf"^{re.escape(end)}[ \t]*$", text, re.M)])
 
 
-def _split(text: str, path: Path) -> tuple[str, str, str]:
-    starts, ends = marker_lines(text)
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def _split(text: str, path: Path, name: str = "results") -> tuple[str, str, str]:
+    starts, ends = marker_lines(text, name)
+    start_marker, end_marker = _markers(name)
     if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
-        raise RSIError(f"{path} must hold exactly one line {START} followed by one line {END}")
+        raise RSIError(f"{path} must hold exactly one line {start_marker} followed by one line {end_marker}")
     start, end = starts[0], ends[0]
-    return text[:start], text[start:end + len(END)], text[end + len(END):]
+    return text[:start], text[start:end + len(end_marker)], text[end + len(end_marker):]
+
+
+def replace_readme_block(readme: str | os.PathLike, name: str, body: str) -> Path:
+    r"""Rewrite a README's generated block ``name``: the lines ``<!-- name:start -->`` and
+    ``<!-- name:end -->`` with ``body`` between them (the benchmarks' result tables use it;
+    :func:`update_readme` is the ``results`` block of a run).
+
+    Args:
+        readme (str or path): the README (must hold the two marker lines once each, in order).
+        name (str): the block's name.
+        body (str): the text between the markers (ends with a newline).
+
+    Returns:
+        Path of the README.
+
+    Raises:
+        RSIError: markers missing, repeated or out of order.
+        PathError: the file could not be written.
+    """
+    readme = Path(readme)
+    before, _, after = _split(readme.read_text(), readme, name)
+    start, end = _markers(name)
+    return write_output(readme, f"{before}{start}\n{body}{end}{after}")
 
 
 def update_readme(readme: str | os.PathLike, summary_path: str | os.PathLike) -> Path:

@@ -157,3 +157,17 @@ def test_committed_readme_agrees_with_the_committed_results():
         assert check_readme(readme, COMMITTED) == []
     else:  # before the first committed run: no generated block may claim to come from one
         assert not starts and not ends
+
+
+def test_replace_readme_block_rewrites_only_its_named_block(tmp_path):
+    from rsi_plugin.errors import RSIError
+    from rsi_plugin.outputs.summary import replace_readme_block
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro quoting `<!-- t:start -->` in prose\n<!-- t:start -->\nold\n<!-- t:end -->\n"
+                      "<!-- u:start -->\nother\n<!-- u:end -->\n")
+    replace_readme_block(readme, "t", "new\n")
+    assert readme.read_text() == ("intro quoting `<!-- t:start -->` in prose\n<!-- t:start -->\nnew\n<!-- t:end -->\n"
+                                  "<!-- u:start -->\nother\n<!-- u:end -->\n")
+    with pytest.raises(RSIError, match="<!-- v:start -->"):
+        replace_readme_block(readme, "v", "x\n")
